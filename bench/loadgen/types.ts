@@ -1,0 +1,70 @@
+/** Messages and settings shared by the load generator's coordinator (index.ts) and its workers. */
+export type Proto = 'ws' | 'http' | 'mc' | 'memjs';
+export type Op = 'get' | 'set' | 'mget' | 'mset' | 'mix';
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export interface WorkerConfig {
+  index: number;
+  workers: number;
+  proto: Proto;
+  /** ws / http / mc-through-a-proxy target. */
+  target: Endpoint;
+  /** memjs, and mc in ceiling mode: the memcached servers themselves. */
+  servers: Endpoint[];
+  /** mc only: one group of connections per server, keys partitioned by index % servers, `bulk` keys a request. */
+  ceiling: boolean;
+  /** Connections of this worker (ceiling: per server). */
+  conns: number;
+  /** Requests in flight per connection (closed loop), or the cap in rate mode. */
+  depth: number;
+  op: Op;
+  /** For `mix`: percent of requests that are single-key gets; the rest are single-key sets. */
+  getPct: number;
+  /** Keys per mget / mset request (and per request in ceiling mode). */
+  bulk: number;
+  keyCount: number;
+  valueSize: number;
+  /** Source addresses to spread connections over (127.0.0.x); empty: let the kernel choose. */
+  localAddresses: string[];
+  /** Connections opened at once while connecting. */
+  connectConcurrency: number;
+  seed: number;
+  /** HTTP path for single-key gets / bulk gets. */
+  wsPath: string;
+}
+
+export type ToWorker =
+  | { cmd: 'connect' }
+  | { cmd: 'preload' }
+  | { cmd: 'run'; rate: number }
+  | { cmd: 'reset' }
+  | { cmd: 'collect' }
+  | { cmd: 'pause' }
+  | { cmd: 'close' };
+
+export interface WorkerSample {
+  elapsedNs: number;
+  requests: number;
+  keys: number;
+  hist: number[];
+  histMax: number;
+  errors: Record<string, number>;
+  misses: number;
+  badValues: number;
+  cpuUserUs: number;
+  cpuSystemUs: number;
+  rssBytes: number;
+  inflight: number;
+  conns: number;
+}
+
+export type FromWorker =
+  | { ev: 'connected'; conns: number; failed: number; firstError?: string }
+  | { ev: 'preloaded'; keys: number; errors: Record<string, number> }
+  | { ev: 'paused' }
+  | { ev: 'sample'; sample: WorkerSample }
+  | { ev: 'fatal'; message: string };

@@ -1,0 +1,134 @@
+/**
+ * The sets and deletes bound for one shard in one flush, written as one pipelined run of meta commands
+ * (`ms <key> <len> T<ttl> F<flags> O<n>` + data, `md <key> O<n>`): memcached's missing "putMulti".
+ * Commands are not quiet: every item gets exactly one reply line, in order, echoing its opaque `O<n>`,
+ * so even a reply without an opaque (SERVER_ERROR) maps to its item and a reply out of step is detected.
+ */
+import type { Request } from '../request';
+import type { ErrorCode } from '../errors';
+
+export const enum MutKind { Set = 0, Del = 1 }
+
+export class MutationBatch {
+  readonly kind = 1 as const;
+  cmd: Buffer;
+  len = 0;
+  n = 0;
+  sentAt = 0;
+  cursor = 0;
+  private req: (Request | null)[] = [];
+  private idx: Int32Array;
+  private kinds: Uint8Array;
+
+  constructor(private readonly maxOps: number) {
+    this.cmd = Buffer.allocUnsafeSlow(64 * 1024);
+    this.idx = new Int32Array(maxOps);
+    this.kinds = new Uint8Array(maxOps);
+  }
+
+  get full(): boolean {
+    return this.n >= this.maxOps;
+  }
+
+  /** Starts a set; the caller then appends exactly `vlen` value bytes and calls endSet(). */
+  beginSet(req: Request, i: number, key: Uint8Array, koff: number, klen: number, ttl: number, flags: number, vlen: number): void {
+    this.ensure(klen + vlen + 64);
+    let p = this.ascii('ms ', this.len);
+    p = this.bytes(key, koff, klen, p);
+    this.cmd[p++] = 0x20;
+    p = this.uint(vlen, p);
+    if (ttl > 0) { p = this.ascii(' T', p); p = this.uint(ttl, p); }
+    if (flags !== 0) { p = this.ascii(' F', p); p = this.uint(flags, p); }
+    this.len = this.finishLine(req, i, MutKind.Set, p);
+  }
+
+  appendValue(src: Uint8Array, off: number, len: number): void {
+    this.cmd.set(len === src.length && off === 0 ? src : src.subarray(off, off + len), this.len);
+    this.len += len;
+  }
+
+  endSet(): void {
+    this.cmd[this.len++] = 0x0d;
+    this.cmd[this.len++] = 0x0a;
+  }
+
+  addDel(req: Request, i: number, key: Uint8Array, koff: number, klen: number): void {
+    this.ensure(klen + 32);
+    let p = this.ascii('md ', this.len);
+    p = this.bytes(key, koff, klen, p);
+    this.len = this.finishLine(req, i, MutKind.Del, p);
+  }
+
+  bytesOut(): Buffer {
+    return this.cmd.subarray(0, this.len);
+  }
+
+  /** The reply line for item `cursor` arrived. `opaque` is -1 when the line carried none. */
+  settleNext(code: 'HD' | 'NS' | 'NF' | 'EX' | 'SE', opaque: number, message: string): boolean {
+    const k = this.cursor;
+    if (k >= this.n || (opaque !== -1 && opaque !== k)) return false;
+    this.cursor++;
+    const r = this.req[k]!, i = this.idx[k];
+    if (code === 'HD') r.ok(i);
+    else if (code === 'NF' && this.kinds[k] === MutKind.Del) r.miss(i);
+    else if (code === 'SE') r.error(i, 'SHARD_ERROR', message);
+    else r.error(i, 'NOT_STORED', `memcached answered ${code}`);
+    return true;
+  }
+
+  get done(): boolean {
+    return this.cursor >= this.n;
+  }
+
+  fail(code: ErrorCode, message?: string): void {
+    for (let k = this.cursor; k < this.n; k++) this.req[k]!.error(this.idx[k], code, message);
+    this.cursor = this.n;
+  }
+
+  reset(): void {
+    for (let k = 0; k < this.n; k++) this.req[k] = null;
+    this.n = 0;
+    this.len = 0;
+    this.cursor = 0;
+  }
+
+  private finishLine(req: Request, i: number, kind: MutKind, p: number): number {
+    const k = this.n++;
+    p = this.ascii(' O', p);
+    p = this.uint(k, p);
+    this.cmd[p++] = 0x0d;
+    this.cmd[p++] = 0x0a;
+    this.req[k] = req;
+    this.idx[k] = i;
+    this.kinds[k] = kind;
+    req.submitted();
+    return p;
+  }
+
+  private ascii(s: string, p: number): number {
+    for (let j = 0; j < s.length; j++) this.cmd[p++] = s.charCodeAt(j);
+    return p;
+  }
+
+  private bytes(src: Uint8Array, off: number, len: number, p: number): number {
+    for (let j = 0; j < len; j++) this.cmd[p++] = src[off + j];
+    return p;
+  }
+
+  private uint(v: number, p: number): number {
+    if (v === 0) { this.cmd[p] = 0x30; return p + 1; }
+    let digits = 0;
+    for (let t = v; t > 0; t = Math.floor(t / 10)) digits++;
+    for (let j = digits - 1, t = v; j >= 0; j--, t = Math.floor(t / 10)) this.cmd[p + j] = 0x30 + (t % 10);
+    return p + digits;
+  }
+
+  private ensure(extra: number): void {
+    if (this.len + extra <= this.cmd.length) return;
+    let size = this.cmd.length * 2;
+    while (size < this.len + extra) size *= 2;
+    const next = Buffer.allocUnsafeSlow(size);
+    this.cmd.copy(next, 0, 0, this.len);
+    this.cmd = next;
+  }
+}

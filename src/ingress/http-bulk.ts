@@ -1,0 +1,260 @@
+/**
+ * HTTP bulk: POST /v1/mget and /v1/mset. The body is parsed as it streams in and every whole item goes
+ * to its shard at once; results stream out as shards answer (msgpack entries or NDJSON lines). Reading
+ * pauses while too many items are in flight or the client is not reading its answers, so a huge body
+ * costs bounded memory.
+ */
+import { isUtf8 } from 'node:buffer';
+import { ErrorCode, ErrorTable } from '../errors';
+import { BodyTooLarge, MsgpackItems, NdjsonLines } from '../decode/body-stream';
+import { ItemFields } from '../decode/request-fields';
+import { MsgpackError } from '../decode/msgpack-reader';
+import { Request } from '../request';
+import type { Router } from '../route/router';
+import { BUFFER_SIZE, pool } from '../stream/buffer-pool';
+import { EntryWriter, Kind } from '../stream/entry-writer';
+import { Flushable, markForFlush } from '../stream/flush-list';
+import { HttpOut } from '../stream/http-out';
+import type { HttpRequest, TemplatedApp } from '../uws';
+import { readQuery } from './http-kv';
+
+const MSGPACK = 'application/msgpack';
+const NDJSON = 'application/x-ndjson';
+
+class MsgpackOut extends EntryWriter {
+  constructor(private readonly out: HttpOut) { super(); }
+  isClosed(): boolean { return this.out.done; }
+  protected ship(buf: Buffer, len: number): void {
+    this.out.chunk('200 OK', MSGPACK, buf, len);
+    pool.release(buf);
+  }
+}
+
+class NdjsonOut implements Flushable {
+  queuedForFlush = false;
+  private buf: Buffer | null = null;
+  private len = 0;
+  constructor(private readonly out: HttpOut) {}
+
+  line(s: string): void {
+    if (this.out.done) return;
+    const n = Buffer.byteLength(s) + 1;
+    if (this.buf !== null && this.len + n > BUFFER_SIZE) this.flush();
+    if (n > BUFFER_SIZE) {
+      const big = Buffer.from(s + '\n');
+      this.out.chunk('200 OK', NDJSON, big, big.length);
+      return;
+    }
+    if (this.buf === null) { this.buf = pool.acquire(); this.len = 0; markForFlush(this); }
+    this.len += this.buf.write(s, this.len, 'utf8');
+    this.buf[this.len++] = 0x0a;
+  }
+
+  flush(): void {
+    const b = this.buf;
+    if (b === null) return;
+    this.buf = null;
+    if (this.len > 0) this.out.chunk('200 OK', NDJSON, b, this.len);
+    pool.release(b);
+  }
+}
+
+class BulkRequest extends Request {
+  readonly mp: MsgpackOut | null;
+  readonly nd: NdjsonOut | null;
+  /** NDJSON answers name their key; msgpack answers only index it. */
+  readonly keys: string[] = [];
+  private readonly partial = new Map<number, Buffer>();
+  count = 0;
+  resume: () => void = () => {};
+
+  constructor(readonly out: HttpOut, ndjsonOut: boolean) {
+    super();
+    this.mp = ndjsonOut ? null : new MsgpackOut(out);
+    this.nd = ndjsonOut ? new NdjsonOut(out) : null;
+  }
+
+  protected onValue(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): void {
+    if (this.mp !== null) this.mp.value(0, i, flags, total, offset, buf, off, len);
+    else {
+      let v: Buffer;
+      if (offset === 0 && len === total) v = buf.subarray(off, off + len);
+      else {
+        let acc = this.partial.get(i);
+        if (acc === undefined) this.partial.set(i, (acc = Buffer.allocUnsafe(total)));
+        buf.copy(acc, offset, off, off + len);
+        if (offset + len < total) return;
+        this.partial.delete(i);
+        v = acc;
+      }
+      const body = isUtf8(v) ? `"value":${JSON.stringify(v.toString('utf8'))}` : `"base64":"${v.toString('base64')}"`;
+      this.nd!.line(`{"i":${i},"key":${JSON.stringify(this.keys[i])},${body},"flags":${flags}}`);
+    }
+    if (offset + len === total) this.resume();
+  }
+  protected onMiss(i: number): void {
+    if (this.mp !== null) this.mp.simple(0, i, Kind.Miss);
+    else this.nd!.line(`{"i":${i},"key":${JSON.stringify(this.keys[i])},"miss":true}`);
+    this.resume();
+  }
+  protected onOk(i: number): void {
+    if (this.mp !== null) this.mp.simple(0, i, Kind.Ok);
+    else this.nd!.line(`{"i":${i},"key":${JSON.stringify(this.keys[i])},"ok":true}`);
+    this.resume();
+  }
+  protected onError(i: number, code: ErrorCode, message?: string): void {
+    const msg = message ?? ErrorTable[code].message;
+    this.partial.delete(i);
+    if (this.mp !== null) this.mp.error(0, i, code, msg);
+    else {
+      const key = i >= 0 && this.keys[i] !== undefined ? `"key":${JSON.stringify(this.keys[i])},` : '';
+      this.nd!.line(`{"i":${i},${key}"error":${JSON.stringify({ code, message: msg })}}`);
+    }
+    this.resume();
+  }
+  protected onFinish(): void {
+    if (this.mp !== null) { this.mp.simple(0, -1, Kind.End); this.mp.flush(); }
+    else { this.nd!.line(`{"done":true,"count":${this.count}}`); this.nd!.flush(); }
+    this.out.endChunked();
+  }
+}
+
+export interface BulkLimits { maxWaitMs: number; maxItemsPerRequest: number; maxInflightItems: number }
+
+export function mountBulk(app: TemplatedApp, router: Router, limits: BulkLimits): void {
+  app.post('/v1/mget', (res, req) => handle(res, req, router, limits, true));
+  app.post('/v1/mset', (res, req) => handle(res, req, router, limits, false));
+}
+
+function formatOf(header: string): 'msgpack' | 'ndjson' | null {
+  if (header.includes('msgpack')) return 'msgpack';
+  if (header.includes('ndjson') || header.includes('json')) return 'ndjson';
+  return null;
+}
+
+function handle(res: Parameters<Parameters<TemplatedApp['post']>[1]>[0], req: HttpRequest, router: Router, limits: BulkLimits, isGet: boolean): void {
+  const out = new HttpOut(res);
+  const inFmt = formatOf(req.getHeader('content-type'));
+  const outFmt = formatOf(req.getHeader('accept')) ?? inFmt;
+  const q = readQuery(req, limits.maxWaitMs);
+  if (inFmt === null) return out.error('BAD_CONTENT_TYPE', `content-type must be ${MSGPACK} or ${NDJSON}`);
+  if (q.bad) return out.error(q.bad);
+  const r = new BulkRequest(out, outFmt === 'ndjson');
+  const maxItem = router.limits.maxValueBytes * (inFmt === 'ndjson' ? 6 : 1) + 4096;
+  const mp = inFmt === 'msgpack' ? new MsgpackItems(maxItem) : null;
+  const nd = inFmt === 'ndjson' ? new NdjsonLines(maxItem) : null;
+  const item = new ItemFields();
+  let failed = false;
+  let paused = false;
+  const wait = q.wait;
+
+  r.resume = () => {
+    if (paused && r.inFlight < limits.maxInflightItems / 2 && !out.backpressured && !out.done) {
+      paused = false;
+      res.resume();
+    }
+  };
+  out.onWritableAgain = r.resume;
+
+  const fail = (code: ErrorCode, message: string): void => {
+    failed = true;
+    if (!out.started && r.count === 0) out.error(code, message);
+    else r.reject(-1, code, message);
+    r.seal();
+  };
+
+  const index = (key: string | null): number => {
+    if (r.count >= limits.maxItemsPerRequest) throw new TooMany();
+    if (r.nd !== null) r.keys.push(key ?? '');
+    return r.count++;
+  };
+
+  const msgpackItems = (): void => {
+    const rd = mp!.reader;
+    while (mp!.next()) {
+      if (isGet) {
+        const i = index(r.nd !== null && rd.readBytes() ? keyText(rd.buf, rd.off, rd.len) : peekKey(rd));
+        if (!rd.readBytes()) { rd.skip(); r.reject(i, 'BAD_KEY', 'key must be a str or bin'); }
+        else router.get(r, i, rd.buf, rd.off, rd.len, wait);
+      } else {
+        const at = rd.pos;
+        item.read(rd);
+        const i = index(r.nd !== null && item.keyOff >= 0 ? keyText(rd.buf, item.keyOff, item.keyLen) : null);
+        void at;
+        if (item.error !== null) r.reject(i, item.error);
+        else router.set(r, i, rd.buf, item.keyOff, item.keyLen, item.ttl, item.flags, rd.buf, item.valueOff, item.valueLen, wait);
+      }
+      mp!.consumed();
+    }
+  };
+
+  const ndjsonLine = (line: string): void => {
+    let v: unknown;
+    try {
+      v = JSON.parse(line);
+    } catch {
+      throw new MsgpackError(`line ${r.count + 1} is not JSON`);
+    }
+    if (isGet) {
+      const key = typeof v === 'string' ? v : v !== null && typeof v === 'object' && typeof (v as { key?: unknown }).key === 'string' ? (v as { key: string }).key : null;
+      const i = index(key);
+      if (key === null) return r.reject(i, 'BAD_KEY', 'each line must be a JSON string key');
+      const kb = Buffer.from(key, 'utf8');
+      router.get(r, i, kb, 0, kb.length, wait);
+      return;
+    }
+    const o = v as { key?: unknown; value?: unknown; base64?: unknown; ttl?: unknown; flags?: unknown };
+    const key = o !== null && typeof o === 'object' && typeof o.key === 'string' ? o.key : null;
+    const i = index(key);
+    if (key === null) return r.reject(i, 'BAD_KEY', 'each line must be an object with a string "key"');
+    let value: Buffer;
+    if (typeof o.value === 'string') value = Buffer.from(o.value, 'utf8');
+    else if (typeof o.base64 === 'string') value = Buffer.from(o.base64, 'base64');
+    else return r.reject(i, 'BAD_VALUE', 'each line needs a string "value" or "base64"');
+    const ttl = o.ttl === undefined ? 0 : o.ttl;
+    const flags = o.flags === undefined ? 0 : o.flags;
+    if (typeof ttl !== 'number') return r.reject(i, 'BAD_TTL');
+    if (typeof flags !== 'number') return r.reject(i, 'BAD_FLAGS');
+    const kb = Buffer.from(key, 'utf8');
+    router.set(r, i, kb, 0, kb.length, ttl, flags, value, 0, value.length, wait);
+  };
+
+  res.onData((chunk, isLast) => {
+    if (failed || out.done) return;
+    try {
+      if (mp !== null) {
+        mp.append(new Uint8Array(chunk));
+        msgpackItems();
+        if (isLast) mp.finish();
+      } else {
+        nd!.append(new Uint8Array(chunk));
+        for (let line = nd!.nextLine(); line !== null; line = nd!.nextLine()) ndjsonLine(line);
+        if (isLast) { const last = nd!.finish(); if (last !== null) ndjsonLine(last); }
+      }
+    } catch (e) {
+      if (e instanceof TooMany) return fail('TOO_MANY', `at most ${limits.maxItemsPerRequest} items per request`);
+      if (e instanceof BodyTooLarge) return fail('TOO_LARGE', e.message);
+      if (e instanceof MsgpackError) return fail('BAD_REQUEST', e.message);
+      throw e;
+    }
+    if (isLast) { r.seal(); return; }
+    if (!paused && (r.inFlight >= limits.maxInflightItems || out.backpressured)) {
+      paused = true;
+      res.pause();
+    }
+  });
+}
+
+class TooMany extends Error {}
+
+function keyText(buf: Uint8Array, off: number, len: number): string {
+  return Buffer.from(buf.buffer, buf.byteOffset + off, len).toString('utf8');
+}
+
+/** For NDJSON answers to a msgpack body: the key's text if the next value is a str/bin, without moving. */
+function peekKey(rd: { pos: number; readBytes(): boolean; buf: Uint8Array; off: number; len: number }): string | null {
+  const at = rd.pos;
+  const ok = rd.readBytes();
+  rd.pos = at;
+  return ok ? keyText(rd.buf, rd.off, rd.len) : null;
+}

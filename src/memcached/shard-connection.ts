@@ -1,0 +1,305 @@
+/**
+ * One TCP connection to one memcached server: writes batches, parses replies, and owns what a broken
+ * connection means. In-flight batches form a FIFO: memcached answers in order, so the head batch is the
+ * one every reply line belongs to. Anything unexpected (a reply with nothing in flight, a key or opaque
+ * out of step, CLIENT_ERROR) means the stream can no longer be trusted: the connection is closed, every
+ * in-flight item fails, and a new connection starts clean. A timeout does the same, since on a
+ * pipelined text connection a late reply would otherwise be taken for the next request's.
+ *
+ *   in flight: [ head (replies arriving) | ... | tail (last written) ]
+ */
+import { Socket, createConnection } from 'node:net';
+import type { ErrorCode } from '../errors';
+import type { GetBatch } from '../batch/get-batch';
+import type { MutationBatch } from '../batch/mutation-batch';
+import { CH_SPACE, indexOfByte, lineText, readOpaque, readUint, startsWith } from './reply-line';
+
+export type Batch = GetBatch | MutationBatch;
+
+export interface ShardOptions {
+  timeoutMs: number;
+  connectTimeoutMs: number;
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
+}
+
+const enum State { Line, ValueData, ValueCrlf }
+
+export class ShardConnection {
+  up = false;
+  private socket: Socket | null = null;
+  private connecting = false;
+  private stopped = false;
+  private backoff: number;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private timeoutTimer: NodeJS.Timeout | null = null;
+  private readonly inflight: Batch[] = [];
+  private head = 0;
+
+  // Reply parser state.
+  private state = State.Line;
+  private partial = Buffer.allocUnsafeSlow(1024);
+  private partialLen = 0;
+  private vKey = 0;
+  private vFlags = 0;
+  private vTotal = 0;
+  private vOffset = 0;
+  private crlfLeft = 0;
+
+  // Counters for /debug/stats and the coalescing tests.
+  writes = 0;
+  batchesSent = 0;
+  keysSent = 0;
+  resets = 0;
+
+  /** Called once a batch is fully answered (or failed), to recycle it. */
+  onBatchDone: (b: Batch) => void = () => {};
+  onUp: () => void = () => {};
+
+  constructor(readonly host: string, readonly port: number, private readonly opts: ShardOptions) {
+    this.backoff = opts.reconnectMinMs;
+  }
+
+  get label(): string {
+    return `${this.host}:${this.port}`;
+  }
+
+  /** Resolves after the first attempt, connected or not: a shard down at start only degrades the gateway. */
+  connect(): Promise<void> {
+    return new Promise((resolve) => {
+      this.open(resolve);
+    });
+  }
+
+  private open(done?: () => void): void {
+    if (this.stopped || this.connecting || this.socket) { done?.(); return; }
+    this.connecting = true;
+    const s = createConnection({ host: this.host, port: this.port });
+    s.setNoDelay(true);
+    const timer = setTimeout(() => s.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      this.connecting = false;
+      this.socket = s;
+      this.up = true;
+      this.backoff = this.opts.reconnectMinMs;
+      this.onUp();
+      done?.();
+    });
+    s.on('data', (chunk: Buffer) => this.onData(chunk));
+    s.on('error', () => { /* 'close' follows and handles it */ });
+    s.once('close', () => {
+      clearTimeout(timer);
+      const wasConnected = this.socket === s;
+      this.connecting = false;
+      if (wasConnected) this.dropConnection('SHARD_DOWN', `lost connection to ${this.label}`);
+      else this.scheduleReconnect();
+      done?.();
+    });
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.reconnectTimer) return;
+    const wait = this.backoff;
+    this.backoff = Math.min(this.backoff * 2, this.opts.reconnectMaxMs);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.open();
+    }, wait);
+  }
+
+  /** Writes a flush's mutations then its gets in one corked write. Caller checks `up` first. */
+  send(mut: MutationBatch | null, get: GetBatch | null): void {
+    const s = this.socket!;
+    const now = Date.now();
+    s.cork();
+    if (mut !== null) {
+      mut.sentAt = now;
+      this.inflight.push(mut);
+      s.write(mut.bytesOut());
+      this.keysSent += mut.n;
+      this.batchesSent++;
+    }
+    if (get !== null) {
+      get.sentAt = now;
+      const bytes = get.seal();
+      this.inflight.push(get);
+      s.write(bytes);
+      this.keysSent += get.n;
+      this.batchesSent++;
+    }
+    s.uncork();
+    this.writes++;
+    if (this.timeoutTimer === null) this.armTimeout(this.opts.timeoutMs);
+  }
+
+  close(): void {
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.dropConnection('SHUTTING_DOWN', 'gateway stopping');
+  }
+
+  get inflightBatches(): number {
+    return this.inflight.length - this.head;
+  }
+
+  private armTimeout(ms: number): void {
+    this.timeoutTimer = setTimeout(() => this.checkTimeout(), ms);
+  }
+
+  private checkTimeout(): void {
+    this.timeoutTimer = null;
+    if (this.head >= this.inflight.length) return;
+    const age = Date.now() - this.inflight[this.head].sentAt;
+    if (age >= this.opts.timeoutMs) {
+      this.dropConnection('TIMEOUT', `${this.label} did not answer within ${this.opts.timeoutMs} ms`);
+    } else {
+      this.armTimeout(this.opts.timeoutMs - age);
+    }
+  }
+
+  /** Fails everything in flight and closes the socket; reconnects unless stopped. */
+  private dropConnection(code: ErrorCode, message: string): void {
+    const s = this.socket;
+    this.socket = null;
+    this.up = false;
+    if (s) { this.resets++; s.destroy(); }
+    if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
+    this.timeoutTimer = null;
+    const failing = this.inflight.slice(this.head);
+    // A value cut mid-stream has not settled yet: its key fails too.
+    const cutValue = this.state === State.ValueData;
+    this.inflight.length = 0;
+    this.head = 0;
+    this.state = State.Line;
+    this.partialLen = 0;
+    for (let j = 0; j < failing.length; j++) {
+      const b = failing[j];
+      if (b.kind === 0) b.fail(j === 0 && cutValue ? b.cursor - 1 : b.cursor, code, message);
+      else b.fail(code, message);
+      this.onBatchDone(b);
+    }
+    this.scheduleReconnect();
+  }
+
+  private shift(): void {
+    const b = this.inflight[this.head++];
+    if (this.head === this.inflight.length) { this.inflight.length = 0; this.head = 0; }
+    this.onBatchDone(b);
+  }
+
+  private onData(chunk: Buffer): void {
+    let p = 0;
+    const n = chunk.length;
+    while (p < n && this.socket !== null) {
+      if (this.state === State.ValueData) {
+        const left = this.vTotal - this.vOffset;
+        const k = left < n - p ? left : n - p;
+        (this.inflight[this.head] as GetBatch).deliver(this.vKey, this.vFlags, this.vTotal, this.vOffset, chunk, p, k);
+        this.vOffset += k;
+        p += k;
+        if (this.vOffset === this.vTotal) { this.state = State.ValueCrlf; this.crlfLeft = 2; }
+        continue;
+      }
+      if (this.state === State.ValueCrlf) {
+        const want = this.crlfLeft === 2 ? 0x0d : 0x0a;
+        if (chunk[p] !== want) return this.protocolError('value not followed by \\r\\n');
+        p++;
+        if (--this.crlfLeft === 0) this.state = State.Line;
+        continue;
+      }
+      const nl = indexOfByte(chunk, 0x0a, p, n);
+      if (nl === -1) { this.keepPartial(chunk, p, n); return; }
+      if (this.partialLen > 0) {
+        this.keepPartial(chunk, p, nl + 1);
+        const len = this.partialLen;
+        this.partialLen = 0;
+        p = nl + 1;
+        this.line(this.partial, 0, len - 1);
+      } else {
+        const start = p;
+        p = nl + 1;
+        this.line(chunk, start, nl);
+      }
+    }
+  }
+
+  private keepPartial(chunk: Buffer, from: number, to: number): void {
+    const need = this.partialLen + (to - from);
+    if (need > 8192) return this.protocolError('reply line too long');
+    if (need > this.partial.length) {
+      const next = Buffer.allocUnsafeSlow(this.partial.length * 2 < need ? need : this.partial.length * 2);
+      this.partial.copy(next, 0, 0, this.partialLen);
+      this.partial = next;
+    }
+    chunk.copy(this.partial, this.partialLen, from, to);
+    this.partialLen = need;
+  }
+
+  /** One reply line, buf[start, nl) where buf[nl] is \n. */
+  private line(buf: Buffer, start: number, nl: number): void {
+    if (nl === start || buf[nl - 1] !== 0x0d) return this.protocolError('reply line not ended by \\r\\n');
+    const end = nl - 1;
+    if (this.head >= this.inflight.length) return this.protocolError('reply with nothing in flight');
+    const b = this.inflight[this.head];
+    if (b.kind === 0) this.getLine(b, buf, start, end);
+    else this.mutLine(b, buf, start, end);
+  }
+
+  private getLine(b: GetBatch, buf: Buffer, start: number, end: number): void {
+    if (startsWith(buf, start, end, 'VALUE ')) {
+      const ks = start + 6;
+      const ke = indexOfByte(buf, CH_SPACE, ks, end);
+      if (ke < 0) return this.protocolError('bad VALUE line');
+      const flags = readUint(buf, ke + 1, end);
+      const fe = indexOfByte(buf, CH_SPACE, ke + 1, end);
+      const bytes = fe < 0 ? -1 : readUint(buf, fe + 1, end);
+      if (flags < 0 || bytes < 0) return this.protocolError('bad VALUE line');
+      const k = b.matchValue(buf, ks, ke - ks);
+      if (k < 0) return this.protocolError('VALUE for a key not asked');
+      this.vKey = k;
+      this.vFlags = flags;
+      this.vTotal = bytes;
+      this.vOffset = 0;
+      if (bytes === 0) {
+        b.deliver(k, flags, 0, 0, buf, start, 0);
+        this.state = State.ValueCrlf;
+        this.crlfLeft = 2;
+      } else {
+        this.state = State.ValueData;
+      }
+      return;
+    }
+    if (end - start === 3 && startsWith(buf, start, end, 'END')) {
+      b.end();
+      this.shift();
+      return;
+    }
+    this.protocolError(`unexpected reply to get: ${lineText(buf, start, Math.min(end, start + 200))}`);
+  }
+
+  private mutLine(b: MutationBatch, buf: Buffer, start: number, end: number): void {
+    let ok: boolean;
+    if (startsWith(buf, start, end, 'SERVER_ERROR')) {
+      ok = b.settleNext('SE', -1, lineText(buf, start + 13, end));
+    } else if (end - start >= 2 && (end - start === 2 || buf[start + 2] === CH_SPACE)) {
+      const c0 = buf[start], c1 = buf[start + 1];
+      const opaque = readOpaque(buf, start, end);
+      if (opaque < 0) return this.protocolError('meta reply without its opaque');
+      if (c0 === 0x48 && c1 === 0x44) ok = b.settleNext('HD', opaque, '');
+      else if (c0 === 0x4e && c1 === 0x53) ok = b.settleNext('NS', opaque, '');
+      else if (c0 === 0x4e && c1 === 0x46) ok = b.settleNext('NF', opaque, '');
+      else if (c0 === 0x45 && c1 === 0x58) ok = b.settleNext('EX', opaque, '');
+      else return this.protocolError(`unexpected meta reply: ${lineText(buf, start, end)}`);
+    } else {
+      return this.protocolError(`unexpected reply to a write: ${lineText(buf, start, Math.min(end, start + 200))}`);
+    }
+    if (!ok) return this.protocolError('meta reply out of step');
+    if (b.done) this.shift();
+  }
+
+  private protocolError(why: string): void {
+    this.dropConnection('SHARD_ERROR', `${this.label}: ${why}`);
+  }
+}

@@ -1,0 +1,38 @@
+/**
+ * Fixed 16 KiB buffers for everything the gateway writes out. A buffer is taken for the time it takes to
+ * fill and hand it to uWS (which copies or writes it at once), so steady state allocates nothing; only a
+ * slow client makes buffers wait in its queue, and that queue is capped per connection.
+ *
+ * Ownership: whoever called acquire() owns the buffer until it calls release(); after release the bytes
+ * may be overwritten at any time, so no view of it may be kept.
+ */
+export const BUFFER_SIZE = 16 * 1024;
+
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+  allocated = 0;
+  inUse = 0;
+
+  constructor(private readonly maxFree: number) {}
+
+  acquire(): Buffer {
+    this.inUse++;
+    const b = this.free.pop();
+    if (b !== undefined) return b;
+    this.allocated++;
+    // allocUnsafeSlow: each buffer owns its memory instead of pinning a shared 8 KiB slab.
+    return Buffer.allocUnsafeSlow(BUFFER_SIZE);
+  }
+
+  release(b: Buffer): void {
+    this.inUse--;
+    if (this.free.length < this.maxFree) this.free.push(b);
+    else this.allocated--;
+  }
+
+  stats(): { size: number; allocated: number; inUse: number; free: number } {
+    return { size: BUFFER_SIZE, allocated: this.allocated, inUse: this.inUse, free: this.free.length };
+  }
+}
+
+export const pool = new BufferPool(4096);

@@ -1,0 +1,154 @@
+/**
+ * Encodes result entries (docs/PROTOCOL.md: `[id, i, kind, ...]` msgpack arrays) straight into pooled
+ * 16 KiB buffers. A buffer is shipped when full or at the end of the callback (flush-list), so one frame
+ * carries every result that was ready. Values that do not fit in what is left of a frame are cut into
+ * VALUE_PART entries, so no frame ever exceeds 16 KiB and nothing is allocated per value.
+ */
+import { BUFFER_SIZE, pool } from './buffer-pool';
+import { Flushable, markForFlush } from './flush-list';
+
+export const enum Kind { Value = 0, Part = 1, Miss = 2, Ok = 3, Error = 4, End = 5 }
+
+/** Worst case bytes of a PART entry without its chunk: array + id + i + kind + flags + total + offset + bin32. */
+const PART_HEAD_MAX = 1 + 5 + 5 + 1 + 5 + 5 + 5 + 5;
+const SMALL_TAIL = 256;
+
+export abstract class EntryWriter implements Flushable {
+  queuedForFlush = false;
+  protected buf: Buffer | null = null;
+  protected len = 0;
+
+  /** Takes ownership of a filled buffer: ship it and release it to the pool. */
+  protected abstract ship(buf: Buffer, len: number): void;
+  /** True once the peer is gone: entries are dropped. */
+  abstract isClosed(): boolean;
+
+  flush(): void {
+    const b = this.buf;
+    if (b === null) return;
+    const l = this.len;
+    this.buf = null;
+    this.len = 0;
+    if (l === 0) pool.release(b);
+    else this.ship(b, l);
+  }
+
+  /** Drops any unsent output (peer gone). */
+  protected discard(): void {
+    if (this.buf !== null) pool.release(this.buf);
+    this.buf = null;
+    this.len = 0;
+  }
+
+  private room(n: number): Buffer {
+    let b = this.buf;
+    if (b !== null && this.len + n <= BUFFER_SIZE) return b;
+    if (b !== null) this.flush();
+    b = this.buf = pool.acquire();
+    this.len = 0;
+    markForFlush(this);
+    return b;
+  }
+
+  value(id: number, i: number, flags: number, total: number, offset: number, src: Buffer, off: number, n: number): void {
+    if (this.isClosed()) return;
+    if (offset === 0 && n === total && total + PART_HEAD_MAX <= BUFFER_SIZE) {
+      const b = this.room(total + PART_HEAD_MAX);
+      let p = this.len;
+      b[p++] = 0x95;
+      p = putUint(b, p, id);
+      p = putInt(b, p, i);
+      b[p++] = Kind.Value;
+      p = putUint(b, p, flags);
+      p = putBinHeader(b, p, n);
+      src.copy(b, p, off, off + n);
+      this.len = p + n;
+      return;
+    }
+    while (n > 0) {
+      // Avoid a sliver of a part at a frame's end: start a fresh frame instead.
+      let space = this.buf === null ? 0 : BUFFER_SIZE - this.len - PART_HEAD_MAX;
+      if (space < SMALL_TAIL && space < n) {
+        this.room(BUFFER_SIZE);
+        space = BUFFER_SIZE - PART_HEAD_MAX;
+      }
+      const b = this.room(PART_HEAD_MAX + 1);
+      const k = n < space ? n : space;
+      let p = this.len;
+      b[p++] = 0x97;
+      p = putUint(b, p, id);
+      p = putInt(b, p, i);
+      b[p++] = Kind.Part;
+      p = putUint(b, p, flags);
+      p = putUint(b, p, total);
+      p = putUint(b, p, offset);
+      p = putBinHeader(b, p, k);
+      src.copy(b, p, off, off + k);
+      this.len = p + k;
+      off += k;
+      n -= k;
+      offset += k;
+    }
+  }
+
+  /** MISS, OK and END entries: three small fields. */
+  simple(id: number, i: number, kind: Kind): void {
+    if (this.isClosed()) return;
+    const b = this.room(16);
+    let p = this.len;
+    b[p++] = 0x93;
+    p = putUint(b, p, id);
+    p = putInt(b, p, i);
+    b[p++] = kind;
+    this.len = p;
+  }
+
+  error(id: number, i: number, code: string, message: string): void {
+    if (this.isClosed()) return;
+    const max = 16 + code.length + Buffer.byteLength(message) + 10;
+    const b = this.room(Math.min(max, BUFFER_SIZE));
+    let p = this.len;
+    b[p++] = 0x95;
+    p = putUint(b, p, id);
+    p = putInt(b, p, i);
+    b[p++] = Kind.Error;
+    p = putStr(b, p, code, BUFFER_SIZE - p);
+    p = putStr(b, p, message, BUFFER_SIZE - p);
+    this.len = p;
+  }
+}
+
+function putUint(b: Buffer, p: number, v: number): number {
+  if (v < 0x80) { b[p] = v; return p + 1; }
+  if (v < 0x100) { b[p] = 0xcc; b[p + 1] = v; return p + 2; }
+  if (v < 0x10000) { b[p] = 0xcd; b[p + 1] = v >>> 8; b[p + 2] = v & 0xff; return p + 3; }
+  b[p] = 0xce;
+  b.writeUInt32BE(v >>> 0, p + 1);
+  return p + 5;
+}
+
+function putInt(b: Buffer, p: number, v: number): number {
+  if (v >= 0) return putUint(b, p, v);
+  if (v >= -32) { b[p] = v & 0xff; return p + 1; }
+  b[p] = 0xd2;
+  b.writeInt32BE(v, p + 1);
+  return p + 5;
+}
+
+function putBinHeader(b: Buffer, p: number, n: number): number {
+  if (n < 0x100) { b[p] = 0xc4; b[p + 1] = n; return p + 2; }
+  if (n < 0x10000) { b[p] = 0xc5; b[p + 1] = n >>> 8; b[p + 2] = n & 0xff; return p + 3; }
+  b[p] = 0xc6;
+  b.writeUInt32BE(n, p + 1);
+  return p + 5;
+}
+
+/** Writes a str, cut to fit `max` bytes (messages are for people; codes are short ASCII). */
+function putStr(b: Buffer, p: number, s: string, max: number): number {
+  let n = Buffer.byteLength(s);
+  if (n + 5 > max) { s = s.slice(0, Math.max(0, max - 5)); n = Buffer.byteLength(s); }
+  if (n < 32) b[p++] = 0xa0 | n;
+  else if (n < 0x100) { b[p++] = 0xd9; b[p++] = n; }
+  else { b[p++] = 0xda; b[p++] = n >>> 8; b[p++] = n & 0xff; }
+  return p + b.write(s, p, 'utf8');
+}

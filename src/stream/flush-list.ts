@@ -1,0 +1,38 @@
+/**
+ * Writers that have output pending are collected here and shipped once, in a microtask at the end of the
+ * current callback (a shard's socket read, a client's message). So all the results one socket read
+ * produced for one client leave in one frame, and no code path can forget to flush.
+ */
+export interface Flushable {
+  queuedForFlush: boolean;
+  flush(): void;
+}
+
+const list: Flushable[] = [];
+let scheduled = false;
+
+function runFlush(): void {
+  scheduled = false;
+  // Entries may be appended while flushing (a flush can fail a request, which writes): keep reading.
+  for (let k = 0; k < list.length; k++) {
+    const w = list[k];
+    w.queuedForFlush = false;
+    try {
+      w.flush();
+    } catch (e) {
+      // One broken client must not stop the others' output.
+      process.emitWarning(`kvgate: flush failed: ${(e as Error).message}`);
+    }
+  }
+  list.length = 0;
+}
+
+export function markForFlush(w: Flushable): void {
+  if (w.queuedForFlush) return;
+  w.queuedForFlush = true;
+  list.push(w);
+  if (!scheduled) {
+    scheduled = true;
+    queueMicrotask(runFlush);
+  }
+}
