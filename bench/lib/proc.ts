@@ -1,0 +1,158 @@
+/**
+ * Child processes for the suite: start a server (optionally pinned with taskset), wait until it is ready,
+ * read its CPU time and RSS from /proc, and stop it. Everything started here is killed on exit.
+ */
+import { spawn, ChildProcess, execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
+
+const live = new Set<ChildProcess>();
+let hooked = false;
+
+function killAllNow(): void {
+  for (const p of live) {
+    try { p.kill('SIGKILL'); } catch { /* gone */ }
+  }
+  live.clear();
+}
+
+function hook(): void {
+  if (hooked) return;
+  hooked = true;
+  process.once('exit', killAllNow);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      killAllNow();
+      process.exit(130);
+    });
+  }
+}
+
+export interface ServerProc {
+  name: string;
+  proc: ChildProcess;
+  pid: number;
+  output: string[];
+  stop(): Promise<void>;
+}
+
+export interface SpawnOptions {
+  name: string;
+  cmd: string;
+  args: string[];
+  /** taskset CPU list, e.g. "0"; empty for none. */
+  cpus?: string;
+  /** Resolve once stdout/stderr shows this text... */
+  readyText?: string;
+  /** ...or once this TCP port accepts connections. */
+  readyPort?: number;
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function startServer(o: SpawnOptions): Promise<ServerProc> {
+  hook();
+  const cmd = o.cpus ? 'taskset' : o.cmd;
+  const args = o.cpus ? ['-c', o.cpus, o.cmd, ...o.args] : o.args;
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
+  live.add(proc);
+  const output: string[] = [];
+  let exited = false;
+  proc.once('exit', () => { exited = true; live.delete(proc); });
+  const server: ServerProc = {
+    name: o.name,
+    proc,
+    pid: proc.pid ?? 0,
+    output,
+    stop: () => new Promise<void>((resolve) => {
+      if (exited) return resolve();
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      proc.once('exit', () => { clearTimeout(t); resolve(); });
+      proc.kill('SIGTERM');
+    }),
+  };
+  await new Promise<void>((resolve, reject) => {
+    const deadline = Date.now() + (o.timeoutMs ?? 15000);
+    let done = false;
+    const finish = (e?: Error): void => {
+      if (done) return;
+      done = true;
+      if (e) reject(e); else resolve();
+    };
+    const onOut = (b: Buffer): void => {
+      const s = b.toString();
+      output.push(s);
+      if (output.length > 200) output.splice(0, output.length - 200);
+      if (o.readyText && s.includes(o.readyText)) finish();
+    };
+    proc.stdout?.on('data', onOut);
+    proc.stderr?.on('data', onOut);
+    proc.once('exit', (code) => finish(new Error(`${o.name} exited (${code}) before it was ready: ${output.join('').slice(-2000)}`)));
+    if (o.readyPort) {
+      const tryPort = (): void => {
+        if (done) return;
+        const s = createConnection({ host: '127.0.0.1', port: o.readyPort as number });
+        s.once('connect', () => { s.destroy(); finish(); });
+        s.once('error', () => { s.destroy(); if (Date.now() > deadline) finish(new Error(`${o.name}: port ${o.readyPort} never opened`)); else setTimeout(tryPort, 25); });
+      };
+      tryPort();
+    }
+    setTimeout(() => finish(new Error(`${o.name} was not ready within ${o.timeoutMs ?? 15000} ms: ${output.join('').slice(-2000)}`)), o.timeoutMs ?? 15000).unref();
+  });
+  return server;
+}
+
+const CLK_TCK = (() => {
+  try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100; } catch { return 100; }
+})();
+const PAGE = (() => {
+  try { return Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).trim()) || 4096; } catch { return 4096; }
+})();
+
+export interface ProcSnap {
+  cpuSec: number;
+  rssBytes: number;
+  at: number;
+}
+
+/** CPU seconds (user + system) and RSS of a process, from /proc. */
+export function procSnap(pid: number): ProcSnap {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields after "(comm) ": state=0, ..., utime=11, stime=12, rss=21
+    const cpuSec = (Number(f[11]) + Number(f[12])) / CLK_TCK;
+    const rssBytes = Number(f[21]) * PAGE;
+    return { cpuSec, rssBytes, at: performance.now() };
+  } catch {
+    return { cpuSec: NaN, rssBytes: NaN, at: performance.now() };
+  }
+}
+
+export function cpuPct(a: ProcSnap, b: ProcSnap): number {
+  return ((b.cpuSec - a.cpuSec) / ((b.at - a.at) / 1000)) * 100;
+}
+
+/** Samples RSS of some processes every `ms` while a window runs, keeping the peak. */
+export class RssPeak {
+  peak = 0;
+  private t: NodeJS.Timeout;
+  constructor(private readonly pids: number[], ms = 200) {
+    this.t = setInterval(() => this.sample(), ms);
+    this.sample();
+  }
+  private sample(): void {
+    let total = 0;
+    for (const p of this.pids) total += procSnap(p).rssBytes || 0;
+    if (total > this.peak) this.peak = total;
+  }
+  stop(): number {
+    clearInterval(this.t);
+    this.sample();
+    return this.peak;
+  }
+}
+
+export function killAll(): void {
+  killAllNow();
+}
