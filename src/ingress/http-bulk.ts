@@ -173,14 +173,12 @@ function handle(res: Parameters<Parameters<TemplatedApp['post']>[1]>[0], req: Ht
     const rd = mp!.reader;
     while (mp!.next()) {
       if (isGet) {
-        const i = index(r.nd !== null && rd.readBytes() ? keyText(rd.buf, rd.off, rd.len) : peekKey(rd));
+        const i = index(r.nd !== null ? peekKey(rd) : null);
         if (!rd.readBytes()) { rd.skip(); r.reject(i, 'BAD_KEY', 'key must be a str or bin'); }
         else router.get(r, i, rd.buf, rd.off, rd.len, wait);
       } else {
-        const at = rd.pos;
         item.read(rd);
         const i = index(r.nd !== null && item.keyOff >= 0 ? keyText(rd.buf, item.keyOff, item.keyLen) : null);
-        void at;
         if (item.error !== null) r.reject(i, item.error);
         else router.set(r, i, rd.buf, item.keyOff, item.keyLen, item.ttl, item.flags, rd.buf, item.valueOff, item.valueLen, wait);
       }
