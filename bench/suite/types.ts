@@ -1,0 +1,101 @@
+/** Shapes of the suite's settings, scenarios and the JSON result files. */
+import type { Spread } from '../lib/stats';
+import type { Machine, Versions } from './env';
+import type { Op } from '../loadgen/types';
+
+export type PeerName = 'kvgate' | 'naive' | 'memjs' | 'twemproxy' | 'ceiling' | 'plain-http';
+export const ALL_PEERS: PeerName[] = ['kvgate', 'naive', 'memjs', 'twemproxy', 'ceiling'];
+
+export interface SuiteSettings {
+  mode: 'quick' | 'full';
+  runs: number;
+  seconds: number;
+  warmupSeconds: number;
+  keyCount: number;
+  fleet: { count: number; memoryMb: number; threads: number };
+  pin: { gateway: string; loadgen: string; memcached: string };
+  loadgenWorkers: number;
+  /** Source addresses the load generator spreads big connection counts over. */
+  localAddresses: string[];
+  command: string;
+}
+
+export interface Env {
+  machine: Machine;
+  versions: Versions;
+  settings: SuiteSettings;
+}
+
+export type ScenarioKind = 'load' | 'wrk' | 'curve' | 'c10k';
+
+export interface Scenario {
+  name: string;
+  title: string;
+  kind: ScenarioKind;
+  transport: 'ws' | 'http';
+  op: Op;
+  conns: number;
+  depth: number;
+  valueSize: number;
+  bulk: number;
+  getPct: number;
+  peers: PeerName[];
+  /** curve: which gateway flag varies, and its values (0 window = end of turn). */
+  curve?: { flag: 'window-ms' | 'max-ops'; values: number[] };
+  note?: string;
+}
+
+/** One measured window. */
+export interface RunMetrics {
+  keysPerSec: number;
+  reqPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+  requests: number;
+  keys: number;
+  errors: Record<string, number>;
+  errorCount: number;
+  misses: number;
+  badValues: number;
+  loadgenCpuPct: number;
+  loadgenMaxWorkerPct: number;
+  loadgenRssMb: number;
+  /** The front process (kvgate, naive, twemproxy, plain http); NaN when there is none. */
+  frontCpuPct: number;
+  frontRssMb: number;
+  frontRssPeakMb: number;
+  memcachedCpuPct: number;
+  gcYoung?: number;
+  gcMajor?: number;
+  gcPauseMs?: number;
+  /** Bytes of values returned, for GC per chunk. */
+  valueBytes?: number;
+}
+
+export type Summary = Partial<Record<keyof RunMetrics, Spread>>;
+
+export interface PeerResult {
+  peer: PeerName;
+  /** The x value of a curve point, with its label. */
+  x?: number;
+  label?: string;
+  note?: string;
+  skipped?: string;
+  setup?: Record<string, unknown>;
+  runs: RunMetrics[];
+  summary: Summary;
+  stats?: unknown;
+}
+
+export interface ScenarioResult {
+  suite: 'kvgate-bench';
+  stamp: string;
+  scenario: Scenario;
+  env: Env;
+  startedAt: string;
+  wallSeconds: number;
+  peers: PeerResult[];
+  extra?: Record<string, unknown>;
+}
