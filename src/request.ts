@@ -52,6 +52,13 @@ export abstract class Request {
     this.onError(i, code, message);
   }
 
+  /** Makes a finished request reusable (callers pool them). */
+  protected reinit(): void {
+    this.pending = 0;
+    this.sealed = false;
+    this.finished = false;
+  }
+
   /** No more items will be added. */
   seal(): void {
     this.sealed = true;

@@ -108,15 +108,23 @@ export class Coalescer {
       this.flush(q);
       return;
     }
-    const now = Date.now();
     const hold = wait > this.opts.windowMs ? wait : this.opts.windowMs;
+    if (hold === 0) {
+      // The common case touches no clock (Date.now() allocates a heap number per call).
+      if (!q.scheduled) {
+        q.scheduled = true;
+        q.deadline = 0;
+        this.scheduleNow(q);
+      }
+      return;
+    }
+    const now = Date.now();
     if (!q.scheduled) {
       q.scheduled = true;
       q.startedAt = now;
-      q.deadline = hold === 0 ? 0 : now + Math.min(hold, this.opts.maxWaitMs);
-      if (q.deadline === 0) this.scheduleNow(q);
-      else this.scheduleAt(q.deadline);
-    } else if (hold > 0 && q.deadline !== 0) {
+      q.deadline = now + Math.min(hold, this.opts.maxWaitMs);
+      this.scheduleAt(q.deadline);
+    } else if (q.deadline !== 0) {
       // A longer hint extends the hold, bounded from the batch's first op.
       const until = Math.min(now + hold, q.startedAt + this.opts.maxWaitMs);
       if (until > q.deadline) q.deadline = until;

@@ -23,10 +23,21 @@ export interface WsLimits {
   maxPayloadBytes: number;
 }
 
+/** Pooled: a finished request has no item left in any batch, so it can carry the next one. */
+const freeRequests: WsRequest[] = [];
+
 class WsRequest extends Request {
-  constructor(private readonly s: WsSession, private readonly id: number) {
-    super();
+  private s!: WsSession;
+  private id = 0;
+
+  static take(s: WsSession, id: number): WsRequest {
+    const r = freeRequests.pop() ?? new WsRequest();
+    r.reinit();
+    r.s = s;
+    r.id = id;
+    return r;
   }
+
   protected onValue(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): void {
     this.s.value(this.id, i, flags, total, offset, buf, off, len);
   }
@@ -38,6 +49,7 @@ class WsRequest extends Request {
   protected onFinish(): void {
     this.s.inflight--;
     this.s.simple(this.id, -1, Kind.End);
+    if (freeRequests.length < 65536) freeRequests.push(this);
   }
 }
 
@@ -59,7 +71,7 @@ export function mountWebSocket(app: TemplatedApp, router: Router, limits: WsLimi
     if (f.wait > limits.maxWaitMs) return requestError(s, id, 'BAD_WAIT', `wait must be at most ${limits.maxWaitMs} ms`);
     if (s.inflight >= limits.maxInflightPerConnection) return requestError(s, id, 'BUSY', ErrorTable.BUSY.message);
     const buf = reader.buf;
-    const req = new WsRequest(s, id);
+    const req = WsRequest.take(s, id);
     s.inflight++;
     counters.requests++;
     switch (f.op) {

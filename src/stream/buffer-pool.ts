@@ -36,3 +36,21 @@ export class BufferPool {
 }
 
 export const pool = new BufferPool(4096);
+
+/**
+ * uWS takes bytes as a typed array of the exact length, so sending the first `len` bytes of a pool buffer
+ * needs a view. Frames of a steady workload come in few lengths, and the LIFO pool hands out the same
+ * buffers, so a few cached views per buffer make most sends allocation-free.
+ */
+const VIEWS_PER_BUFFER = 8;
+const views = new WeakMap<Buffer, Uint8Array[]>();
+
+export function viewOf(buf: Buffer, len: number): Uint8Array {
+  let list = views.get(buf);
+  if (list === undefined) views.set(buf, (list = []));
+  for (let k = 0; k < list.length; k++) if (list[k].length === len) return list[k];
+  const v = new Uint8Array(buf.buffer, buf.byteOffset, len);
+  if (list.length >= VIEWS_PER_BUFFER) list.shift();
+  list.push(v);
+  return v;
+}

@@ -61,7 +61,7 @@ export abstract class EntryWriter implements Flushable {
       b[p++] = Kind.Value;
       p = putUint(b, p, flags);
       p = putBinHeader(b, p, n);
-      src.copy(b, p, off, off + n);
+      copyBytes(src, off, n, b, p);
       this.len = p + n;
       return;
     }
@@ -83,7 +83,7 @@ export abstract class EntryWriter implements Flushable {
       p = putUint(b, p, total);
       p = putUint(b, p, offset);
       p = putBinHeader(b, p, k);
-      src.copy(b, p, off, off + k);
+      copyBytes(src, off, k, b, p);
       this.len = p + k;
       off += k;
       n -= k;
@@ -116,6 +116,12 @@ export abstract class EntryWriter implements Flushable {
     p = putStr(b, p, message, BUFFER_SIZE - p);
     this.len = p;
   }
+}
+
+/** Buffer.copy allocates a view per call in Node 20; small values are copied by hand instead. */
+function copyBytes(src: Buffer, off: number, n: number, dst: Buffer, p: number): void {
+  if (n > 512) { src.copy(dst, p, off, off + n); return; }
+  for (let k = 0; k < n; k++) dst[p + k] = src[off + k];
 }
 
 function putUint(b: Buffer, p: number, v: number): number {

@@ -8,14 +8,17 @@ export interface Flushable {
   flush(): void;
 }
 
-const list: Flushable[] = [];
+// A list that only grows and is reused through `count`: no array churn per callback.
+const list: (Flushable | null)[] = [];
+let count = 0;
 let scheduled = false;
 
 function runFlush(): void {
   scheduled = false;
   // Entries may be appended while flushing (a flush can fail a request, which writes): keep reading.
-  for (let k = 0; k < list.length; k++) {
-    const w = list[k];
+  for (let k = 0; k < count; k++) {
+    const w = list[k]!;
+    list[k] = null;
     w.queuedForFlush = false;
     try {
       w.flush();
@@ -24,13 +27,15 @@ function runFlush(): void {
       process.emitWarning(`kvgate: flush failed: ${(e as Error).message}`);
     }
   }
-  list.length = 0;
+  count = 0;
 }
 
 export function markForFlush(w: Flushable): void {
   if (w.queuedForFlush) return;
   w.queuedForFlush = true;
-  list.push(w);
+  if (count < list.length) list[count] = w;
+  else list.push(w);
+  count++;
   if (!scheduled) {
     scheduled = true;
     queueMicrotask(runFlush);

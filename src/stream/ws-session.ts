@@ -4,7 +4,7 @@
  * up is disconnected (1008 SLOW_CONSUMER): one slow reader must not hold unbounded memory or anyone else.
  */
 import type { WebSocket } from '../uws';
-import { pool } from './buffer-pool';
+import { pool, viewOf } from './buffer-pool';
 import { EntryWriter } from './entry-writer';
 
 const HIGH_WATER = 256 * 1024;
@@ -49,7 +49,7 @@ export class WsSession extends EntryWriter {
     const ws = this.ws;
     if (ws !== null) {
       // uWS copies the bytes (or writes them) before returning, so the buffer is free again at once.
-      const r = ws.send(new Uint8Array(buf.buffer, buf.byteOffset, len), true);
+      const r = ws.send(viewOf(buf, len), true);
       this.framesSent++;
       if (r === 2) this.kick(); // dropped: the stream has a hole, so the connection cannot go on
     }
