@@ -95,6 +95,11 @@ describe('configuration', () => {
     });
   });
 
+  it('refuses servers that would share a ring name, as twemproxy would', () => {
+    const cfg = mergeConfig(defaultConfig(), { servers: ['10.0.0.1:11211', '10.0.0.2:11211 10.0.0.1'] } as never);
+    assert.throws(() => validateConfig(cfg), /same ring name "10\.0\.0\.1"/);
+  });
+
   it('the CLI exits 2 with a clear message on a bad flag or setting', () => {
     for (const args of [['--port', 'x'], ['--servers', 'a:b:c:d'], ['--hash', 'crc'], ['--bogus', '1']]) {
       const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8' });

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { KetamaRing } from '../route/ketama';
 
 export type HashName = 'fnv1a_64' | 'md5';
 
@@ -100,11 +101,13 @@ export function validateConfig(raw: Config): Config {
       int(`servers[${i}].weight`, s.weight, 1, 1_000_000);
       if (s.name !== undefined && (typeof s.name !== 'string' || s.name === '')) errs.push(`servers[${i}].name must be a non-empty string`);
     });
-    const seen = new Set<string>();
-    for (const s of servers) {
-      const id = s.name ?? `${s.host}:${s.port}`;
-      if (seen.has(id)) errs.push(`server "${id}" is listed twice`);
-      seen.add(id);
+    if (errs.length === 0 && servers.length > 0) {
+      // The ring refuses what twemproxy cannot hash (duplicate ring names, over-long names): say so now.
+      try {
+        new KetamaRing(servers, raw.hash);
+      } catch (e) {
+        errs.push(`servers: ${(e as Error).message}`);
+      }
     }
   }
   int('localFleet.count', raw.localFleet?.count, 1, 64);
