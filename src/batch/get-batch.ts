@@ -35,6 +35,9 @@ export class GetBatch {
   private nw = 0;
   /** Response matching: keys before it are settled. */
   cursor = 0;
+  /** Sent again once already, after its connection broke before any answer. */
+  retried = false;
+  private sealed = false;
 
   constructor(private readonly maxKeys: number) {
     this.cmd = Buffer.allocUnsafeSlow(16 * 1024);
@@ -87,9 +90,12 @@ export class GetBatch {
 
   /** Terminates the command line; returns the bytes to write. */
   seal(): Buffer {
-    this.ensure(2);
-    this.cmd[this.len++] = 0x0d;
-    this.cmd[this.len++] = 0x0a;
+    if (!this.sealed) {
+      this.sealed = true;
+      this.ensure(2);
+      this.cmd[this.len++] = 0x0d;
+      this.cmd[this.len++] = 0x0a;
+    }
     return this.cmd.subarray(0, this.len);
   }
 
@@ -132,6 +138,8 @@ export class GetBatch {
     this.nw = 0;
     this.len = 3;
     this.cursor = 0;
+    this.retried = false;
+    this.sealed = false;
   }
 
   private missKey(k: number): void {

@@ -35,6 +35,8 @@ export class ShardConnection {
   private timeoutTimer: NodeJS.Timeout | null = null;
   private readonly inflight: Batch[] = [];
   private head = 0;
+  /** Gets that were unanswered when the connection broke: sent again once on the next connection. */
+  private readonly retryQueue: GetBatch[] = [];
 
   // Reply parser state.
   private state = State.Line;
@@ -48,6 +50,7 @@ export class ShardConnection {
 
   // Counters for /debug/stats and the coalescing tests.
   writes = 0;
+  retries = 0;
   batchesSent = 0;
   keysSent = 0;
   resets = 0;
@@ -77,12 +80,15 @@ export class ShardConnection {
     const s = createConnection({ host: this.host, port: this.port });
     s.setNoDelay(true);
     const timer = setTimeout(() => s.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs);
+    let connected = false;
     s.once('connect', () => {
+      connected = true;
       clearTimeout(timer);
       this.connecting = false;
       this.socket = s;
       this.up = true;
       this.backoff = this.opts.reconnectMinMs;
+      this.resendRetries();
       this.onUp();
       done?.();
     });
@@ -90,10 +96,14 @@ export class ShardConnection {
     s.on('error', () => { /* 'close' follows and handles it */ });
     s.once('close', () => {
       clearTimeout(timer);
-      const wasConnected = this.socket === s;
-      this.connecting = false;
-      if (wasConnected) this.dropConnection('SHARD_DOWN', `lost connection to ${this.label}`);
-      else this.scheduleReconnect();
+      if (!connected) {
+        // A connect attempt failed: the shard is down; whatever waited for it fails now.
+        this.connecting = false;
+        this.failRetries(`${this.label} is unreachable`);
+        this.scheduleReconnect();
+      } else if (this.socket === s) {
+        this.dropConnection('SHARD_DOWN', `lost connection to ${this.label}`);
+      } // else: we dropped this socket ourselves and already dealt with it
       done?.();
     });
   }
@@ -138,6 +148,7 @@ export class ShardConnection {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     this.dropConnection('SHUTTING_DOWN', 'gateway stopping');
+    this.failRetries('gateway stopping');
   }
 
   get inflightBatches(): number {
@@ -174,13 +185,42 @@ export class ShardConnection {
     this.head = 0;
     this.state = State.Line;
     this.partialLen = 0;
+    // A get no byte of whose answer arrived is safe to send again; a write is not (it may have happened),
+    // nor is anything that timed out (the shard is slow, not gone) or a get half answered.
+    const retryable = (code === 'SHARD_DOWN' || code === 'SHARD_ERROR') && !this.stopped;
     for (let j = 0; j < failing.length; j++) {
       const b = failing[j];
+      if (b.kind === 0 && retryable && !b.retried && b.cursor === 0 && !(j === 0 && cutValue)) {
+        b.retried = true;
+        this.retryQueue.push(b);
+        continue;
+      }
       if (b.kind === 0) b.fail(j === 0 && cutValue ? b.cursor - 1 : b.cursor, code, message);
       else b.fail(code, message);
       this.onBatchDone(b);
     }
-    this.scheduleReconnect();
+    if (this.retryQueue.length > 0) {
+      // Reconnect at once: the retried gets are waiting for it.
+      if (this.reconnectTimer) { clearTimeout(this.reconnectTimer); this.reconnectTimer = null; }
+      this.open();
+    } else {
+      this.scheduleReconnect();
+    }
+  }
+
+  private resendRetries(): void {
+    while (this.retryQueue.length > 0) {
+      this.retries++;
+      this.send(null, this.retryQueue.shift()!);
+    }
+  }
+
+  private failRetries(message: string): void {
+    while (this.retryQueue.length > 0) {
+      const b = this.retryQueue.shift()!;
+      b.fail(0, 'SHARD_DOWN', message);
+      this.onBatchDone(b);
+    }
   }
 
   private shift(): void {
