@@ -194,6 +194,12 @@ test('set/del results, and a request with no items', () => {
   assert.deepEqual(none.finish(), []);
 });
 
+test('an ERROR after an incomplete VALUE_PART run (shard failed mid-value) replaces the parts', () => {
+  const asm = new ResultAssembler('mget', 2);
+  feed(asm, msg([1, 0, 1, 7, 4, 0, bin('ab')], [1, 1, 2], [1, 0, 4, 'TIMEOUT', 't'], [1, -1, 5]));
+  assert.deepEqual(asm.finish(), [{ error: { code: 'TIMEOUT', message: 't' } }, { hit: false }]);
+});
+
 test('a request-level error (i = -1) fails the request with its code', () => {
   const asm = new ResultAssembler('mget', 3);
   assert.equal(feed(asm, msg([1, 0, 2], [1, -1, 4, 'TOO_MANY', 'too many'])), true);

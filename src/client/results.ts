@@ -49,6 +49,11 @@ export class PartAssembler {
     return this.runs.has(i);
   }
 
+  /** The shard failed mid-value (PROTOCOL.md): the pieces so far are worthless. */
+  discard(i: number): void {
+    this.runs.delete(i);
+  }
+
   /** Item indexes whose value is still missing pieces. */
   incomplete(): number[] {
     return [...this.runs.keys()];
@@ -92,6 +97,7 @@ export class ResultAssembler {
     if (!ALLOWED[this.family].has(e.kind)) throw new ProtocolError(`${where}: ${e.kind} entry is not a valid answer`);
     if (e.i >= this.count) throw new ProtocolError(`${where}: item index ${e.i} out of range (${this.count} items)`);
     if (this.results[e.i] !== undefined) throw new ProtocolError(`${where}: item ${e.i} answered twice`);
+    if (e.kind === 'error' && this.parts.has(e.i)) this.parts.discard(e.i);
     if (e.kind !== 'part' && this.parts.has(e.i)) throw new ProtocolError(`${where}: item ${e.i} got ${e.kind} in the middle of a VALUE_PART run`);
     let r: ItemResult | undefined;
     switch (e.kind) {

@@ -37,11 +37,16 @@ export class HttpOut {
   simple(status: string, body?: string, contentType = 'application/json'): void {
     if (this.done) return;
     this.ended = true;
+    if (this.headersSent) {
+      // A 200 with its Content-Length is already on the wire and the value broke off: the only honest
+      // signal left is to cut the connection, so the client sees a short body, never a wrong one.
+      this.releasePending();
+      this.res.close();
+      return;
+    }
     this.res.cork(() => {
-      if (!this.headersSent) {
-        this.res.writeStatus(status);
-        if (body !== undefined) this.res.writeHeader('content-type', contentType);
-      }
+      this.res.writeStatus(status);
+      if (body !== undefined) this.res.writeHeader('content-type', contentType);
       this.res.end(body);
     });
   }
