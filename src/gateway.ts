@@ -105,9 +105,16 @@ export async function startGateway(config: Config): Promise<Gateway> {
     ring,
     stats,
     async stop() {
+      // Stop taking connections, send what is batched, let in-flight answers arrive (bounded by the
+      // shard timeout, which fails them anyway), then close every client and shard connection.
       uws.us_listen_socket_close(listenSocket);
-      (app as unknown as { close?: () => void }).close?.();
       coalescer.flushAll();
+      const deadline = Date.now() + config.shard.timeoutMs;
+      while (shards.some((s) => s.inflightBatches > 0) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await new Promise((r) => setImmediate(r));
+      (app as unknown as { close?: () => void }).close?.();
       for (const s of shards) s.close();
       gc?.stop();
     },
