@@ -8,7 +8,7 @@
  *
  *   in flight: [ head (replies arriving) | ... | tail (last written) ]
  */
-import { Socket, createConnection } from 'node:net';
+import { NetConnectOpts, Socket, createConnection } from 'node:net';
 import type { ErrorCode } from '../errors';
 import type { GetBatch } from '../batch/get-batch';
 import type { MutationBatch } from '../batch/mutation-batch';
@@ -41,6 +41,7 @@ export class ShardConnection {
   // Reply parser state.
   private state = State.Line;
   private partial = Buffer.allocUnsafeSlow(1024);
+  private readonly readBuf = Buffer.allocUnsafeSlow(64 * 1024);
   private partialLen = 0;
   private vKey = 0;
   private vFlags = 0;
@@ -77,7 +78,14 @@ export class ShardConnection {
   private open(done?: () => void): void {
     if (this.stopped || this.connecting || this.socket) { done?.(); return; }
     this.connecting = true;
-    const s = createConnection({ host: this.host, port: this.port });
+    // Replies are read into one buffer owned by this connection (onread), not a fresh Buffer per read:
+    // everything parsed out of it is copied (into output frames, pool buffers, `partial`) before the
+    // callback returns, so the bytes may be overwritten by the next read.
+    const s: Socket = createConnection({
+      host: this.host,
+      port: this.port,
+      onread: { buffer: this.readBuf, callback: (n: number): boolean => { if (this.socket === s) this.onData(this.readBuf, n); return true; } },
+    } as NetConnectOpts);
     s.setNoDelay(true);
     const timer = setTimeout(() => s.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs);
     let connected = false;
@@ -92,7 +100,6 @@ export class ShardConnection {
       this.onUp();
       done?.();
     });
-    s.on('data', (chunk: Buffer) => this.onData(chunk));
     s.on('error', () => { /* 'close' follows and handles it */ });
     s.once('close', () => {
       clearTimeout(timer);
@@ -229,9 +236,8 @@ export class ShardConnection {
     this.onBatchDone(b);
   }
 
-  private onData(chunk: Buffer): void {
+  private onData(chunk: Buffer, n: number): void {
     let p = 0;
-    const n = chunk.length;
     while (p < n && this.socket !== null) {
       if (this.state === State.ValueData) {
         const left = this.vTotal - this.vOffset;
