@@ -6,6 +6,7 @@
  */
 import type { Request } from '../request';
 import type { ErrorCode } from '../errors';
+import { grow } from './grow';
 
 const GET = Buffer.from('get');
 
@@ -154,12 +155,7 @@ export class GetBatch {
   }
 
   private ensure(extra: number): void {
-    if (this.len + extra <= this.cmd.length) return;
-    let size = this.cmd.length * 2;
-    while (size < this.len + extra) size *= 2;
-    const next = Buffer.allocUnsafeSlow(size);
-    this.cmd.copy(next, 0, 0, this.len);
-    this.cmd = next;
+    this.cmd = grow(this.cmd, this.len, this.len + extra);
   }
 
   private growWaiters(): void {

@@ -6,6 +6,7 @@
  */
 import type { Request } from '../request';
 import type { ErrorCode } from '../errors';
+import { grow } from './grow';
 
 export const enum MutKind { Set = 0, Del = 1 }
 
@@ -124,11 +125,6 @@ export class MutationBatch {
   }
 
   private ensure(extra: number): void {
-    if (this.len + extra <= this.cmd.length) return;
-    let size = this.cmd.length * 2;
-    while (size < this.len + extra) size *= 2;
-    const next = Buffer.allocUnsafeSlow(size);
-    this.cmd.copy(next, 0, 0, this.len);
-    this.cmd = next;
+    this.cmd = grow(this.cmd, this.len, this.len + extra);
   }
 }

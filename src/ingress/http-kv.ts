@@ -14,15 +14,14 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws';
 const PREFIX = '/v1/kv/';
 
 class HttpKvRequest extends Request {
-  constructor(readonly out: HttpOut, private readonly missStatus: string) {
+  constructor(readonly out: HttpOut) {
     super();
   }
   protected onValue(_i: number, flags: number, total: number, _offset: number, buf: Buffer, off: number, len: number): void {
     this.out.sized(total, flags, buf, off, len);
   }
   protected onMiss(): void {
-    if (this.missStatus === '204') this.out.simple('204 No Content');
-    else this.out.error('NOT_FOUND');
+    this.out.error('NOT_FOUND');
   }
   protected onOk(): void {
     this.out.simple('204 No Content');
@@ -53,27 +52,19 @@ export function readQuery(req: HttpRequest, maxWaitMs: number): QueryNumbers {
 export function mountKv(app: TemplatedApp, router: Router, maxWaitMs: number): void {
   const keyOf = (req: HttpRequest): Buffer | null => percentDecode(req.getUrl().slice(PREFIX.length));
 
-  app.get(`${PREFIX}*`, (res, req) => {
+  const read = (isGet: boolean) => (res: HttpResponse, req: HttpRequest): void => {
     const out = new HttpOut(res);
     const key = keyOf(req);
     const q = readQuery(req, maxWaitMs);
     if (key === null) return out.error('BAD_KEY', 'malformed percent-encoding in key');
     if (q.bad) return out.error(q.bad);
-    const r = new HttpKvRequest(out, '404');
-    router.get(r, 0, key, 0, key.length, q.wait);
+    const r = new HttpKvRequest(out);
+    if (isGet) router.get(r, 0, key, 0, key.length, q.wait);
+    else router.del(r, 0, key, 0, key.length, q.wait);
     r.seal();
-  });
-
-  app.del(`${PREFIX}*`, (res, req) => {
-    const out = new HttpOut(res);
-    const key = keyOf(req);
-    const q = readQuery(req, maxWaitMs);
-    if (key === null) return out.error('BAD_KEY', 'malformed percent-encoding in key');
-    if (q.bad) return out.error(q.bad);
-    const r = new HttpKvRequest(out, '404');
-    router.del(r, 0, key, 0, key.length, q.wait);
-    r.seal();
-  });
+  };
+  app.get(`${PREFIX}*`, read(true));
+  app.del(`${PREFIX}*`, read(false));
 
   app.put(`${PREFIX}*`, (res, req) => {
     const out = new HttpOut(res);
@@ -109,7 +100,7 @@ export function mountKv(app: TemplatedApp, router: Router, maxWaitMs: number): v
       if (!isLast) return;
       if (key === null) { release(parts); return out.error('BAD_KEY', 'malformed percent-encoding in key'); }
       if (q.bad) { release(parts); return out.error(q.bad); }
-      const r = new HttpKvRequest(out, '404');
+      const r = new HttpKvRequest(out);
       router.setParts(r, 0, key, 0, key.length, q.ttl, q.flags, parts, lens, total, q.wait);
       release(parts); // copied into the shard's batch
       r.seal();
