@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { startHarness, Harness, until } from './helpers/harness';
+import { freeze, startHarness, Harness, until } from './helpers/harness';
 import type { ShardConnection } from '../src/memcached/shard-connection';
 
 /** The gateway's socket to a shard, reached into to simulate a network reset while memcached lives on. */
@@ -16,7 +16,7 @@ describe('retry', () => {
     await c.set('retry:a', Buffer.from('still here'));
     const shard = h.gw.shards[0];
     const mc = h.fleet.members[0].proc!;
-    mc.kill('SIGSTOP'); // memcached alive but silent: the get stays in flight
+    await freeze(mc.pid!); // memcached alive but silent: the get stays in flight
     try {
       const pending = c.get('retry:a');
       await until(() => shard.inflightBatches === 1, 2000, 'the get to be in flight');
@@ -36,7 +36,7 @@ describe('retry', () => {
     const shard = h.gw.shards[0];
     const mc = h.fleet.members[0].proc!;
     const retriesBefore = shard.retries;
-    mc.kill('SIGSTOP');
+    await freeze(mc.pid!);
     try {
       const pending = c.set('retry:w', Buffer.from('x')).then(() => 'stored', (e: { code: string }) => e.code);
       await until(() => shard.inflightBatches === 1, 2000, 'the set to be in flight');

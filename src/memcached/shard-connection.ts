@@ -92,6 +92,7 @@ export class ShardConnection {
     s.once('connect', () => {
       connected = true;
       clearTimeout(timer);
+      if (this.stopped) { this.connecting = false; s.destroy(); done?.(); return; } // stop() came first
       this.connecting = false;
       this.socket = s;
       this.up = true;

@@ -7,6 +7,7 @@ import { LocalFleet } from '../../src/fleet/local-fleet';
 import { startGateway, Gateway } from '../../src/gateway';
 import { KvHttpClient, KvWsClient } from '../../src/client';
 import { createConnection } from 'node:net';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export interface Harness {
   fleet: LocalFleet;
@@ -75,3 +76,17 @@ export async function until(check: () => boolean | Promise<boolean>, ms = 5000, 
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/**
+ * SIGSTOP takes effect only once a thread of the target handles it; until then, on a busy machine, its
+ * other threads can still answer. So after sending it, poll /proc until every thread is stopped.
+ */
+export async function freeze(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  const stopped = (): boolean => readdirSync(`/proc/${pid}/task`).every((t) => {
+    const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+    return /^\S+ \(.*\) [Tt] /s.test(stat);
+  });
+  await until(stopped, 5000, `memcached ${pid} stopped`);
+}
+
