@@ -42,14 +42,18 @@ export function freePort(): Promise<number> {
   });
 }
 
-function waitForPort(port: number, deadline: number): Promise<void> {
+/**
+ * Polls 127.0.0.1:`port` until something accepts a connection; rejects once `deadlineMs` (an absolute
+ * `Date.now()` time, not a duration) has passed.
+ */
+export function waitForPort(port: number, deadlineMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const tryOnce = (): void => {
       const s = createConnection({ host: '127.0.0.1', port });
       s.once('connect', () => { s.destroy(); resolve(); });
       s.once('error', () => {
         s.destroy();
-        if (Date.now() > deadline) reject(new Error(`memcached on port ${port} did not start`));
+        if (Date.now() > deadlineMs) reject(new Error(`memcached on port ${port} did not start`));
         else setTimeout(tryOnce, 20);
       });
     };

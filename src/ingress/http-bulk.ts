@@ -233,7 +233,8 @@ function handle(res: Parameters<Parameters<TemplatedApp['post']>[1]>[0], req: Ht
       if (e instanceof TooMany) return fail('TOO_MANY', `at most ${limits.maxItemsPerRequest} items per request`);
       if (e instanceof BodyTooLarge) return fail('TOO_LARGE', e.message);
       if (e instanceof MsgpackError) return fail('BAD_REQUEST', e.message);
-      throw e;
+      console.error('kvgate: bulk request handling failed:', e);
+      return fail('INTERNAL', ErrorTable.INTERNAL.message);
     }
     if (isLast) { r.seal(); return; }
     if (!paused && (r.inFlight >= limits.maxInflightItems || out.backpressured)) {

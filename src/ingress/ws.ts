@@ -12,6 +12,7 @@ import { MsgpackError, MsgpackReader, MpType } from '../decode/msgpack-reader';
 import { ItemFields, Op, RequestFields } from '../decode/request-fields';
 import { Kind } from '../stream/entry-writer';
 import { WsSession } from '../stream/ws-session';
+import { enterFlushScope, leaveFlushScope } from '../stream/flush-list';
 import type { TemplatedApp, WebSocket } from '../uws';
 
 export interface WsLimits {
@@ -153,6 +154,7 @@ export function mountWebSocket(app: TemplatedApp, router: Router, limits: WsLimi
         return;
       }
       reader.reset(new Uint8Array(message), 0, message.byteLength);
+      enterFlushScope();
       try {
         while (reader.remaining > 0) {
           fields.read(reader);
@@ -164,9 +166,16 @@ export function mountWebSocket(app: TemplatedApp, router: Router, limits: WsLimi
           dispatch(s, fields);
         }
       } catch (e) {
-        if (!(e instanceof MsgpackError)) throw e;
-        counters.badFrames++;
-        s.error(fields.id >= 0 ? fields.id : 0, -1, 'BAD_REQUEST', `not valid msgpack: ${e.message}`);
+        if (e instanceof MsgpackError) {
+          counters.badFrames++;
+          s.error(fields.id >= 0 ? fields.id : 0, -1, 'BAD_REQUEST', `not valid msgpack: ${e.message}`);
+        } else {
+          // A gateway bug: report it to this client and the log, keep the process and the connection.
+          console.error('kvgate: request handling failed:', e);
+          s.error(fields.id >= 0 ? fields.id : 0, -1, 'INTERNAL', ErrorTable.INTERNAL.message);
+        }
+      } finally {
+        leaveFlushScope();
       }
     },
     drain: (ws: WebSocket<{ s: WsSession }>) => ws.getUserData().s.drain(),

@@ -12,6 +12,7 @@ import { NetConnectOpts, Socket, createConnection } from 'node:net';
 import type { ErrorCode } from '../errors';
 import type { GetBatch } from '../batch/get-batch';
 import type { MutationBatch } from '../batch/mutation-batch';
+import { enterFlushScope, leaveFlushScope } from '../stream/flush-list';
 import { CH_SPACE, indexOfByte, lineText, readOpaque, readUint, startsWith } from './reply-line';
 
 export type Batch = GetBatch | MutationBatch;
@@ -84,7 +85,23 @@ export class ShardConnection {
     const s: Socket = createConnection({
       host: this.host,
       port: this.port,
-      onread: { buffer: this.readBuf, callback: (n: number): boolean => { if (this.socket === s) this.onData(this.readBuf, n); return true; } },
+      onread: {
+        buffer: this.readBuf,
+        callback: (n: number): boolean => {
+          if (this.socket !== s) return true;
+          enterFlushScope();
+          try {
+            this.onData(this.readBuf, n);
+          } catch (e) {
+            // A bug here must cost this connection's in-flight items, not the process.
+            console.error(`kvgate: reply handling failed on ${this.label}:`, e);
+            this.protocolError(`internal error: ${(e as Error).message}`);
+          } finally {
+            leaveFlushScope();
+          }
+          return true;
+        },
+      },
     } as NetConnectOpts);
     s.setNoDelay(true);
     const timer = setTimeout(() => s.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs);

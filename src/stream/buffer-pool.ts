@@ -46,6 +46,7 @@ const VIEWS_PER_BUFFER = 8;
 const views = new WeakMap<Buffer, Uint8Array[]>();
 
 export function viewOf(buf: Buffer, len: number): Uint8Array {
+  if (len === buf.length) return buf;
   let list = views.get(buf);
   if (list === undefined) views.set(buf, (list = []));
   for (let k = 0; k < list.length; k++) if (list[k].length === len) return list[k];

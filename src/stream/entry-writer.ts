@@ -67,13 +67,9 @@ export abstract class EntryWriter implements Flushable {
     }
     while (n > 0) {
       // Avoid a sliver of a part at a frame's end: start a fresh frame instead.
-      let space = this.buf === null ? 0 : BUFFER_SIZE - this.len - PART_HEAD_MAX;
-      if (space < SMALL_TAIL && space < n) {
-        this.room(BUFFER_SIZE);
-        space = BUFFER_SIZE - PART_HEAD_MAX;
-      }
+      const space = this.buf === null ? 0 : BUFFER_SIZE - this.len - PART_HEAD_MAX;
+      if (space < SMALL_TAIL && space < n) this.room(BUFFER_SIZE);
       const b = this.room(PART_HEAD_MAX + 1);
-      const k = n < space ? n : space;
       let p = this.len;
       b[p++] = 0x97;
       p = putUint(b, p, id);
@@ -82,6 +78,9 @@ export abstract class EntryWriter implements Flushable {
       p = putUint(b, p, flags);
       p = putUint(b, p, total);
       p = putUint(b, p, offset);
+      // Fill the frame to the byte (a bin16 header is 3 bytes), so full frames go out without a view.
+      const fit = BUFFER_SIZE - p - 3;
+      const k = n < fit ? n : fit;
       p = putBinHeader(b, p, k);
       copyBytes(src, off, k, b, p);
       this.len = p + k;

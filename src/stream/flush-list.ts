@@ -15,6 +15,7 @@ let scheduled = false;
 
 function runFlush(): void {
   scheduled = false;
+  if (count === 0) return;
   // Entries may be appended while flushing (a flush can fail a request, which writes): keep reading.
   for (let k = 0; k < count; k++) {
     const w = list[k]!;
@@ -30,14 +31,26 @@ function runFlush(): void {
   count = 0;
 }
 
+// Inside a scope (a shard's socket read, a client's message) the scope's end flushes; only output made
+// elsewhere (timers, rare paths) pays for a microtask, which in Node allocates per call.
+let depth = 0;
+
 export function markForFlush(w: Flushable): void {
   if (w.queuedForFlush) return;
   w.queuedForFlush = true;
   if (count < list.length) list[count] = w;
   else list.push(w);
   count++;
-  if (!scheduled) {
+  if (depth === 0 && !scheduled) {
     scheduled = true;
     queueMicrotask(runFlush);
   }
+}
+
+export function enterFlushScope(): void {
+  depth++;
+}
+
+export function leaveFlushScope(): void {
+  if (--depth === 0 && count > 0) runFlush();
 }
