@@ -6,4 +6,5 @@ bash scripts/ensure-system.sh memcached nutcracker
 bash scripts/ensure-npm.sh
 files=("$@")
 [ ${#files[@]} -eq 0 ] && files=(dist/test/*.test.js)
-exec node --test --test-concurrency=2 "${files[@]}"
+# A test that hangs fails after 60 s, and the whole run after 15 minutes, rather than stalling CI.
+exec timeout --kill-after=10 900 node --test --test-concurrency=2 --test-timeout=60000 "${files[@]}"

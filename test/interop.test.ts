@@ -154,7 +154,8 @@ for (const hash of ['fnv1a_64', 'md5'] as const) {
     let ws: KvWsClient;
     before(async () => {
       h = await startHarness({ hash });
-      nc = await NutcrackerProcess.start(hash, h.fleet.members.map((m) => m.port));
+      // the same servers, in the same order, as the gateway's own config
+      nc = await NutcrackerProcess.start([{ hash, servers: h.fleet.servers() }]);
       ws = await h.ws();
     });
     after(async () => {

@@ -6,15 +6,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { LocalFleet, freePort } from '../src/fleet/local-fleet';
+import { LocalFleet } from '../src/fleet/local-fleet';
 import { fnv1a32Signed, hashFunction, md5First32, type HashName } from '../src/route/hash';
 import { KetamaRing, ketamaPoints, type RingServer } from '../src/route/ketama';
+import { prng } from './helpers/mc-raw';
+import { NutcrackerProcess } from './helpers/nutcracker-runner';
 
 const HASHES: HashName[] = ['fnv1a_64', 'md5'];
 
@@ -35,18 +33,6 @@ function naiveFnv(bytes: Uint8Array): number {
 
 function cryptoMd5First32(bytes: Uint8Array): number {
   return createHash('md5').update(bytes).digest().readUInt32LE(0);
-}
-
-/** Deterministic PRNG (mulberry32), so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Bytes memcached's and twemproxy's text parsers accept in a key: no controls, no space, no DEL. */
@@ -175,110 +161,27 @@ function getPayload(keys: Buffer[]): Buffer {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// nutcracker
-
-function findNutcracker(): string {
-  try {
-    return execFileSync('sh', ['-c', 'command -v nutcracker'], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new Error('nutcracker is not installed: run `apt-get install -y nutcracker`');
-  }
-}
-
-interface Pool { hash: HashName; port: number }
-
-class Nutcracker {
-  private proc: ChildProcess | null = null;
-  private exited: Promise<void> = Promise.resolve();
-  constructor(private readonly dir: string) {}
-
-  async start(pools: Pool[], servers: RingServer[]): Promise<void> {
-    const lines = servers.map((s) => `    - ${s.host}:${s.port}:${s.weight}${s.name === undefined ? '' : ' ' + s.name}`);
-    const yaml = pools.map((p) => [
-      `pool_${p.hash}:`,
-      `  listen: 127.0.0.1:${p.port}`,
-      `  hash: ${p.hash}`,
-      '  distribution: ketama',
-      '  auto_eject_hosts: false',
-      '  timeout: 5000',
-      '  servers:',
-      ...lines,
-    ].join('\n')).join('\n') + '\n';
-    const conf = join(this.dir, 'nutcracker.yml');
-    const log = join(this.dir, 'nutcracker.log');
-    writeFileSync(conf, yaml);
-    const statsPort = await freePort();
-    const proc = spawn(findNutcracker(), ['-c', conf, '-o', log, '-p', join(this.dir, 'nutcracker.pid'),
-      '-a', '127.0.0.1', '-s', String(statsPort)], { stdio: ['ignore', 'ignore', 'pipe'] });
-    this.proc = proc;
-    let stderr = '';
-    proc.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-    let exitedEarly: ((e: Error) => void) | null = null;
-    this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => {
-      this.proc = null;
-      let logText = '';
-      try { logText = readFileSync(log, 'utf8'); } catch { /* no log yet */ }
-      exitedEarly?.(new Error(`nutcracker exited (${code ?? signal}) while starting:\n${stderr}${logText}\n${yaml}`));
-      resolve();
-    }));
-    const deadline = Date.now() + 5000;
-    await new Promise<void>((resolve, reject) => {
-      exitedEarly = reject;
-      Promise.all(pools.map((p) => waitForPort(p.port, deadline))).then(() => resolve(), reject);
-    });
-    exitedEarly = null;
-  }
-
-  async stop(): Promise<void> {
-    this.proc?.kill('SIGKILL');
-    await this.exited;
-  }
-}
-
-/** Polls until something accepts connections on the port. */
-function waitForPort(port: number, deadline: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const attempt = (): void => {
-      const s = createConnection({ host: '127.0.0.1', port });
-      s.once('connect', () => { s.destroy(); resolve(); });
-      s.once('error', () => {
-        s.destroy();
-        if (Date.now() > deadline) reject(new Error(`nothing listens on port ${port}`));
-        else setTimeout(attempt, 10);
-      });
-    };
-    attempt();
-  });
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Against a real nutcracker
 
 /** memcached processes, and a nutcracker in front of them with one pool per hash. */
 class Rig {
   servers: RingServer[] = [];
   private fleet: LocalFleet | undefined;
-  private nut: Nutcracker | undefined;
-  private dir = '';
-  private readonly pools: Pool[] = [];
+  private nut: NutcrackerProcess | undefined;
 
   async start(weights: number[], names: (string | undefined)[] = []): Promise<void> {
-    this.dir = mkdtempSync(join(tmpdir(), 'kvgate-ketama-'));
     this.fleet = await LocalFleet.start({ count: weights.length, memoryMb: 16 });
     this.servers = this.fleet.members.map((m, i) => {
       const s: RingServer = { host: '127.0.0.1', port: m.port, weight: weights[i] };
       if (names[i] !== undefined) s.name = names[i];
       return s;
     });
-    for (const hash of HASHES) this.pools.push({ hash, port: await freePort() });
-    this.nut = new Nutcracker(this.dir);
-    await this.nut.start(this.pools, this.servers);
+    this.nut = await NutcrackerProcess.start(HASHES.map((hash) => ({ name: `pool_${hash}`, hash, servers: this.servers })));
   }
 
   async stop(): Promise<void> {
     await this.nut?.stop();
     await this.fleet?.stop();
-    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
   }
 
   /**
@@ -286,7 +189,7 @@ class Rig {
    * returns the index of the server holding each key (each must be on exactly one).
    */
   async holders(hash: HashName, keys: Buffer[]): Promise<Int32Array> {
-    const pool = this.pools.find((p) => p.hash === hash)!;
+    const pool = this.nut!.pools.find((p) => p.hash === hash)!;
     // the value names the hash, so copies left by the other pool's run are not mistaken for ours
     const tag = (i: number): string => `${hash}/${i}`;
     await exchange(pool.port, setPayload(keys, tag), storedReplies(keys.length));

@@ -101,7 +101,7 @@ export function keysByShard(ring: KetamaRing, shards: number, prefix: string, pe
   return out;
 }
 
-/** Deterministic PRNG (mulberry32), so a failing random split can be replayed from its seed. */
+/** Deterministic PRNG (mulberry32), so a failing random case can be replayed from its seed. */
 export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
