@@ -1,6 +1,6 @@
 /**
- * One TCP connection to one memcached server: writes batches, parses replies, and owns what a broken
- * connection means. In-flight batches form a FIFO: memcached answers in order, so the head batch is the
+ * One TCP connection to one memcached server: writes batches, feeds replies to its ReplyParser, and owns
+ * what a broken connection means. In-flight batches form a FIFO: memcached answers in order, so the head batch is the
  * one every reply line belongs to. Anything unexpected (a reply with nothing in flight, a key or opaque
  * out of step, CLIENT_ERROR) means the stream can no longer be trusted: the connection is closed, every
  * in-flight item fails, and a new connection starts clean. A timeout does the same, since on a
@@ -13,9 +13,10 @@ import type { ErrorCode } from '../errors';
 import type { GetBatch } from '../batch/get-batch';
 import type { MutationBatch } from '../batch/mutation-batch';
 import { enterFlushScope, leaveFlushScope } from '../stream/flush-list';
-import { CH_SPACE, indexOfByte, lineText, readOpaque, readUint, startsWith } from './reply-line';
+import { ReplyParser } from './reply-parser';
 
-export type Batch = GetBatch | MutationBatch;
+export type { Batch } from './reply-parser';
+import type { Batch } from './reply-parser';
 
 export interface ShardOptions {
   timeoutMs: number;
@@ -23,8 +24,6 @@ export interface ShardOptions {
   reconnectMinMs: number;
   reconnectMaxMs: number;
 }
-
-const enum State { Line, ValueData, ValueCrlf }
 
 export class ShardConnection {
   up = false;
@@ -39,19 +38,13 @@ export class ShardConnection {
   /** Gets that were unanswered when the connection broke: sent again once on the next connection. */
   private readonly retryQueue: GetBatch[] = [];
 
-  // Reply parser state.
-  private state = State.Line;
-  private partial = Buffer.allocUnsafeSlow(1024);
   private readonly readBuf = Buffer.allocUnsafeSlow(64 * 1024);
-  private partialLen = 0;
-  private vKey = 0;
-  private vFlags = 0;
-  private vTotal = 0;
-  private vOffset = 0;
-  private crlfLeft = 0;
+  private readonly parser: ReplyParser;
 
   // Counters for /debug/stats and the coalescing tests.
   writes = 0;
+  reads = 0;
+  bytesRead = 0;
   retries = 0;
   batchesSent = 0;
   keysSent = 0;
@@ -63,6 +56,11 @@ export class ShardConnection {
 
   constructor(readonly host: string, readonly port: number, private readonly opts: ShardOptions) {
     this.backoff = opts.reconnectMinMs;
+    this.parser = new ReplyParser({
+      head: () => (this.head < this.inflight.length ? this.inflight[this.head] : null),
+      answered: () => this.shift(),
+      outOfStep: (why) => this.protocolError(why),
+    });
   }
 
   get label(): string {
@@ -89,9 +87,11 @@ export class ShardConnection {
         buffer: this.readBuf,
         callback: (n: number): boolean => {
           if (this.socket !== s) return true;
+          this.reads++;
+          this.bytesRead += n;
           enterFlushScope();
           try {
-            this.onData(this.readBuf, n);
+            this.parser.feed(this.readBuf, n);
           } catch (e) {
             // A bug here must cost this connection's in-flight items, not the process.
             console.error(`kvgate: reply handling failed on ${this.label}:`, e);
@@ -205,11 +205,10 @@ export class ShardConnection {
     this.timeoutTimer = null;
     const failing = this.inflight.slice(this.head);
     // A value cut mid-stream has not settled yet: its key fails too.
-    const cutValue = this.state === State.ValueData;
+    const cutValue = this.parser.midValue;
     this.inflight.length = 0;
     this.head = 0;
-    this.state = State.Line;
-    this.partialLen = 0;
+    this.parser.reset();
     // A get no byte of whose answer arrived is safe to send again; a write is not (it may have happened),
     // nor is anything that timed out (the shard is slow, not gone) or a get half answered.
     const retryable = (code === 'SHARD_DOWN' || code === 'SHARD_ERROR') && !this.stopped;
@@ -252,115 +251,6 @@ export class ShardConnection {
     const b = this.inflight[this.head++];
     if (this.head === this.inflight.length) { this.inflight.length = 0; this.head = 0; }
     this.onBatchDone(b);
-  }
-
-  private onData(chunk: Buffer, n: number): void {
-    let p = 0;
-    while (p < n && this.socket !== null) {
-      if (this.state === State.ValueData) {
-        const left = this.vTotal - this.vOffset;
-        const k = left < n - p ? left : n - p;
-        (this.inflight[this.head] as GetBatch).deliver(this.vKey, this.vFlags, this.vTotal, this.vOffset, chunk, p, k);
-        this.vOffset += k;
-        p += k;
-        if (this.vOffset === this.vTotal) { this.state = State.ValueCrlf; this.crlfLeft = 2; }
-        continue;
-      }
-      if (this.state === State.ValueCrlf) {
-        const want = this.crlfLeft === 2 ? 0x0d : 0x0a;
-        if (chunk[p] !== want) return this.protocolError('value not followed by \\r\\n');
-        p++;
-        if (--this.crlfLeft === 0) this.state = State.Line;
-        continue;
-      }
-      const nl = indexOfByte(chunk, 0x0a, p, n);
-      if (nl === -1) { this.keepPartial(chunk, p, n); return; }
-      if (this.partialLen > 0) {
-        this.keepPartial(chunk, p, nl + 1);
-        const len = this.partialLen;
-        this.partialLen = 0;
-        p = nl + 1;
-        this.line(this.partial, 0, len - 1);
-      } else {
-        const start = p;
-        p = nl + 1;
-        this.line(chunk, start, nl);
-      }
-    }
-  }
-
-  private keepPartial(chunk: Buffer, from: number, to: number): void {
-    const need = this.partialLen + (to - from);
-    if (need > 8192) return this.protocolError('reply line too long');
-    if (need > this.partial.length) {
-      const next = Buffer.allocUnsafeSlow(this.partial.length * 2 < need ? need : this.partial.length * 2);
-      this.partial.copy(next, 0, 0, this.partialLen);
-      this.partial = next;
-    }
-    chunk.copy(this.partial, this.partialLen, from, to);
-    this.partialLen = need;
-  }
-
-  /** One reply line, buf[start, nl) where buf[nl] is \n. */
-  private line(buf: Buffer, start: number, nl: number): void {
-    if (nl === start || buf[nl - 1] !== 0x0d) return this.protocolError('reply line not ended by \\r\\n');
-    const end = nl - 1;
-    if (this.head >= this.inflight.length) return this.protocolError('reply with nothing in flight');
-    const b = this.inflight[this.head];
-    if (b.kind === 0) this.getLine(b, buf, start, end);
-    else this.mutLine(b, buf, start, end);
-  }
-
-  private getLine(b: GetBatch, buf: Buffer, start: number, end: number): void {
-    if (startsWith(buf, start, end, 'VALUE ')) {
-      const ks = start + 6;
-      const ke = indexOfByte(buf, CH_SPACE, ks, end);
-      if (ke < 0) return this.protocolError('bad VALUE line');
-      const flags = readUint(buf, ke + 1, end);
-      const fe = indexOfByte(buf, CH_SPACE, ke + 1, end);
-      const bytes = fe < 0 ? -1 : readUint(buf, fe + 1, end);
-      if (flags < 0 || bytes < 0) return this.protocolError('bad VALUE line');
-      const k = b.matchValue(buf, ks, ke - ks);
-      if (k < 0) return this.protocolError('VALUE for a key not asked');
-      this.vKey = k;
-      this.vFlags = flags;
-      this.vTotal = bytes;
-      this.vOffset = 0;
-      if (bytes === 0) {
-        b.deliver(k, flags, 0, 0, buf, start, 0);
-        this.state = State.ValueCrlf;
-        this.crlfLeft = 2;
-      } else {
-        this.state = State.ValueData;
-      }
-      return;
-    }
-    if (end - start === 3 && startsWith(buf, start, end, 'END')) {
-      b.end();
-      this.shift();
-      return;
-    }
-    this.protocolError(`unexpected reply to get: ${lineText(buf, start, Math.min(end, start + 200))}`);
-  }
-
-  private mutLine(b: MutationBatch, buf: Buffer, start: number, end: number): void {
-    let ok: boolean;
-    if (startsWith(buf, start, end, 'SERVER_ERROR')) {
-      ok = b.settleNext('SE', -1, lineText(buf, start + 13, end));
-    } else if (end - start >= 2 && (end - start === 2 || buf[start + 2] === CH_SPACE)) {
-      const c0 = buf[start], c1 = buf[start + 1];
-      const opaque = readOpaque(buf, start, end);
-      if (opaque < 0) return this.protocolError('meta reply without its opaque');
-      if (c0 === 0x48 && c1 === 0x44) ok = b.settleNext('HD', opaque, '');
-      else if (c0 === 0x4e && c1 === 0x53) ok = b.settleNext('NS', opaque, '');
-      else if (c0 === 0x4e && c1 === 0x46) ok = b.settleNext('NF', opaque, '');
-      else if (c0 === 0x45 && c1 === 0x58) ok = b.settleNext('EX', opaque, '');
-      else return this.protocolError(`unexpected meta reply: ${lineText(buf, start, end)}`);
-    } else {
-      return this.protocolError(`unexpected reply to a write: ${lineText(buf, start, Math.min(end, start + 200))}`);
-    }
-    if (!ok) return this.protocolError('meta reply out of step');
-    if (b.done) this.shift();
   }
 
   private protocolError(why: string): void {

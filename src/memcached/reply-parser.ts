@@ -1,0 +1,169 @@
+/**
+ * The memcached reply parser of one connection, over bytes with explicit offsets. Replies belong to the
+ * head of the connection's in-flight FIFO: `VALUE <key> <flags> <bytes>` + data + `END` for a multi-get,
+ * one `HD`/`NS`/`NF`/`EX O<n>` (or `SERVER_ERROR`) line per item for a run of meta writes. Value bytes are
+ * handed to the batch as they arrive, straight from the read buffer; only a line split across reads is
+ * copied (into `partial`). Anything that does not fit the expected reply is reported as out of step and
+ * parsing stops: the connection owner then drops the connection.
+ */
+import type { GetBatch } from '../batch/get-batch';
+import type { MutationBatch } from '../batch/mutation-batch';
+import { CH_SPACE, indexOfByte, lineText, readOpaque, readUint, startsWith } from './reply-line';
+
+export type Batch = GetBatch | MutationBatch;
+
+export interface ReplyTarget {
+  /** The batch the next reply belongs to, or null when nothing is in flight. */
+  head(): Batch | null;
+  /** The head batch is fully answered. */
+  answered(): void;
+  /** The stream can no longer be trusted. */
+  outOfStep(why: string): void;
+}
+
+const enum State { Line, ValueData, ValueCrlf }
+
+/** Longest reply line accepted: VALUE + a 250-byte key + numbers, with room to spare. */
+const MAX_LINE = 8192;
+
+export class ReplyParser {
+  private state = State.Line;
+  private halted = false;
+  private partial = Buffer.allocUnsafeSlow(1024);
+  private partialLen = 0;
+  private vKey = 0;
+  private vFlags = 0;
+  private vTotal = 0;
+  private vOffset = 0;
+  private crlfLeft = 0;
+
+  constructor(private readonly t: ReplyTarget) {}
+
+  /** True while a value's bytes are arriving: that value has not settled. */
+  get midValue(): boolean {
+    return this.state === State.ValueData;
+  }
+
+  /** Forgets everything buffered (new connection). */
+  reset(): void {
+    this.state = State.Line;
+    this.partialLen = 0;
+  }
+
+  /** Parses buf[0, n). Stops at the first sign of a stream out of step (after telling the target). */
+  feed(chunk: Buffer, n: number): void {
+    let p = 0;
+    this.halted = false;
+    while (p < n && !this.halted) {
+      if (this.state === State.ValueData) {
+        const left = this.vTotal - this.vOffset;
+        const k = left < n - p ? left : n - p;
+        (this.t.head() as GetBatch).deliver(this.vKey, this.vFlags, this.vTotal, this.vOffset, chunk, p, k);
+        this.vOffset += k;
+        p += k;
+        if (this.vOffset === this.vTotal) { this.state = State.ValueCrlf; this.crlfLeft = 2; }
+        continue;
+      }
+      if (this.state === State.ValueCrlf) {
+        const want = this.crlfLeft === 2 ? 0x0d : 0x0a;
+        if (chunk[p] !== want) return this.protocolError('value not followed by \\r\\n');
+        p++;
+        if (--this.crlfLeft === 0) this.state = State.Line;
+        continue;
+      }
+      const nl = indexOfByte(chunk, 0x0a, p, n);
+      if (nl === -1) { this.keepPartial(chunk, p, n); return; }
+      if (this.partialLen > 0) {
+        this.keepPartial(chunk, p, nl + 1);
+        const len = this.partialLen;
+        this.partialLen = 0;
+        p = nl + 1;
+        this.line(this.partial, 0, len - 1);
+      } else {
+        const start = p;
+        p = nl + 1;
+        this.line(chunk, start, nl);
+      }
+    }
+  }
+
+  private keepPartial(chunk: Buffer, from: number, to: number): void {
+    const need = this.partialLen + (to - from);
+    if (need > MAX_LINE) return this.protocolError('reply line too long');
+    if (need > this.partial.length) {
+      const next = Buffer.allocUnsafeSlow(this.partial.length * 2 < need ? need : this.partial.length * 2);
+      this.partial.copy(next, 0, 0, this.partialLen);
+      this.partial = next;
+    }
+    chunk.copy(this.partial, this.partialLen, from, to);
+    this.partialLen = need;
+  }
+
+  /** One reply line, buf[start, nl) where buf[nl] is \n. */
+  private line(buf: Buffer, start: number, nl: number): void {
+    if (nl === start || buf[nl - 1] !== 0x0d) return this.protocolError('reply line not ended by \\r\\n');
+    const end = nl - 1;
+    const b = this.t.head();
+    if (b === null) return this.protocolError('reply with nothing in flight');
+    if (b.kind === 0) this.getLine(b, buf, start, end);
+    else this.mutLine(b, buf, start, end);
+  }
+
+  private getLine(b: GetBatch, buf: Buffer, start: number, end: number): void {
+    if (startsWith(buf, start, end, 'VALUE ')) {
+      const ks = start + 6;
+      const ke = indexOfByte(buf, CH_SPACE, ks, end);
+      if (ke < 0) return this.protocolError('bad VALUE line');
+      const flags = readUint(buf, ke + 1, end);
+      const fe = indexOfByte(buf, CH_SPACE, ke + 1, end);
+      const bytes = fe < 0 ? -1 : readUint(buf, fe + 1, end);
+      if (flags < 0 || bytes < 0) return this.protocolError('bad VALUE line');
+      const k = b.matchValue(buf, ks, ke - ks);
+      if (k < 0) return this.protocolError('VALUE for a key not asked');
+      this.vKey = k;
+      this.vFlags = flags;
+      this.vTotal = bytes;
+      this.vOffset = 0;
+      if (bytes === 0) {
+        b.deliver(k, flags, 0, 0, buf, start, 0);
+        this.state = State.ValueCrlf;
+        this.crlfLeft = 2;
+      } else {
+        this.state = State.ValueData;
+      }
+      return;
+    }
+    if (end - start === 3 && startsWith(buf, start, end, 'END')) {
+      b.end();
+      this.t.answered();
+      return;
+    }
+    this.protocolError(`unexpected reply to get: ${lineText(buf, start, Math.min(end, start + 200))}`);
+  }
+
+  private mutLine(b: MutationBatch, buf: Buffer, start: number, end: number): void {
+    let ok: boolean;
+    if (startsWith(buf, start, end, 'SERVER_ERROR')) {
+      ok = b.settleNext('SE', -1, lineText(buf, start + 13, end));
+    } else if (end - start >= 2 && (end - start === 2 || buf[start + 2] === CH_SPACE)) {
+      const c0 = buf[start], c1 = buf[start + 1];
+      const opaque = readOpaque(buf, start, end);
+      if (opaque < 0) return this.protocolError('meta reply without its opaque');
+      if (c0 === 0x48 && c1 === 0x44) ok = b.settleNext('HD', opaque, '');
+      else if (c0 === 0x4e && c1 === 0x53) ok = b.settleNext('NS', opaque, '');
+      else if (c0 === 0x4e && c1 === 0x46) ok = b.settleNext('NF', opaque, '');
+      else if (c0 === 0x45 && c1 === 0x58) ok = b.settleNext('EX', opaque, '');
+      else return this.protocolError(`unexpected meta reply: ${lineText(buf, start, end)}`);
+    } else {
+      return this.protocolError(`unexpected reply to a write: ${lineText(buf, start, Math.min(end, start + 200))}`);
+    }
+    if (!ok) return this.protocolError('meta reply out of step');
+    if (b.done) this.t.answered();
+  }
+
+  private protocolError(why: string): void {
+    this.halted = true;
+    this.reset();
+    this.t.outOfStep(why);
+  }
+}
