@@ -2,7 +2,7 @@
  * twemproxy (nutcracker) in front of the same fleet: writes its YAML config and starts it. Configured like
  * kvgate's ring (ketama, md5 by default), one server connection per shard, hosts never ejected.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer, type ServerProc } from '../lib/proc';
 import type { Endpoint } from '../loadgen/types';
@@ -37,12 +37,20 @@ export function twemproxyConfig(o: TwemproxyOptions): string {
 export async function startTwemproxy(o: TwemproxyOptions): Promise<ServerProc> {
   mkdirSync(o.dir, { recursive: true });
   const conf = join(o.dir, `nutcracker-${o.port}.yml`);
+  const log = join(o.dir, `nutcracker-${o.port}.log`);
   writeFileSync(conf, twemproxyConfig(o));
-  return startServer({
+  const proc = await startServer({
     name: 'twemproxy',
     cmd: 'nutcracker',
-    args: ['-c', conf, '-s', String(o.statsPort), '-a', '127.0.0.1', '-o', join(o.dir, `nutcracker-${o.port}.log`), '-v', '4'],
+    args: ['-c', conf, '-s', String(o.statsPort), '-a', '127.0.0.1', '-o', log, '-v', '4'],
     cpus: o.cpus,
     readyPort: o.port,
   });
+  const stop = proc.stop;
+  proc.stop = async () => {
+    await stop();
+    rmSync(conf, { force: true });
+    rmSync(log, { force: true });
+  };
+  return proc;
 }

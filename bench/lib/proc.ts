@@ -153,6 +153,35 @@ export class RssPeak {
   }
 }
 
+export interface MachineSnap {
+  /** user + nice + system: time charged to processes. */
+  proc: number;
+  /** irq + softirq: kernel work (loopback networking mostly) charged to no process. */
+  irq: number;
+  steal: number;
+  total: number;
+}
+
+/** Whole-machine CPU counters from /proc/stat (jiffies). */
+export function machineSnap(): MachineSnap {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
+    const v = line.trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = v;
+    const total = user + nice + system + idle + iowait + irq + softirq + (steal || 0);
+    return { proc: user + nice + system, irq: irq + softirq, steal: steal || 0, total };
+  } catch {
+    return { proc: NaN, irq: NaN, steal: NaN, total: NaN };
+  }
+}
+
+/** Process, interrupt and stolen CPU between two snapshots, in percent of one core. */
+export function machineCpu(a: MachineSnap, b: MachineSnap, cores: number): { procPct: number; irqPct: number; stealPct: number } {
+  const dt = b.total - a.total;
+  const pct = (x: number): number => (x / dt) * 100 * cores;
+  return { procPct: pct(b.proc - a.proc), irqPct: pct(b.irq - a.irq), stealPct: pct(b.steal - a.steal) };
+}
+
 export function killAll(): void {
   killAllNow();
 }

@@ -82,7 +82,8 @@ export class LoadGen {
     const workers: Worker[] = [];
     for (let i = 0; i < n; i++) {
       const proc = fork(join(__dirname, 'worker.js'), [], {
-        execArgv: ['--max-semi-space-size=32'],
+        // BENCH_LOADGEN_PROF=dir profiles the workers themselves (to keep the load generator lean)
+        execArgv: ['--max-semi-space-size=32', ...(process.env.BENCH_LOADGEN_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_LOADGEN_PROF}`] : [])],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       if (opts.cpus && proc.pid) {

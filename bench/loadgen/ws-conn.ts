@@ -34,6 +34,8 @@ export class WsConn implements Conn {
   private readonly reader = new Reader();
   private dirtyFlag = false;
   private pending = new Map<number, Pending>();
+  /** Finished Pending records, reused so the load generator does not feed its own garbage collector. */
+  private free: Pending[] = [];
   private nextId = 1;
   private rest: Buffer | null = null;
   private fragments: Buffer[] | null = null;
@@ -110,10 +112,18 @@ export class WsConn implements Conn {
       }
     }
     this.frame(p.buf, p.pos);
-    this.pending.set(id, {
-      op, t: startNs, idx, idxs, n, settled: 0, ok: 0,
-      itemDone: n > 1 ? new Uint8Array(n) : null, parts: null,
-    });
+    const rec = this.free.pop();
+    if (rec) {
+      rec.op = op; rec.t = startNs; rec.idx = idx; rec.idxs = idxs; rec.n = n; rec.settled = 0; rec.ok = 0;
+      rec.itemDone = n > 1 ? new Uint8Array(n) : null;
+      rec.parts = null;
+      this.pending.set(id, rec);
+    } else {
+      this.pending.set(id, {
+        op, t: startNs, idx, idxs, n, settled: 0, ok: 0,
+        itemDone: n > 1 ? new Uint8Array(n) : null, parts: null,
+      });
+    }
     this.inflight++;
   }
 
@@ -273,6 +283,10 @@ export class WsConn implements Conn {
             this.pending.delete(id);
             this.inflight--;
             if (p.settled !== p.n) sink.error('INCOMPLETE', p.n - p.settled);
+            p.idxs = null;
+            p.itemDone = null;
+            p.parts = null;
+            this.free.push(p);
             sink.done(this, p.t, p.ok, now);
             break;
           default:

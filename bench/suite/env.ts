@@ -1,5 +1,5 @@
 /** The machine, versions and settings recorded with every result. */
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
@@ -7,12 +7,9 @@ import { join } from 'node:path';
 const ROOT = join(__dirname, '..', '..', '..');
 
 function sh(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-  } catch (e) {
-    const err = e as { stdout?: string; stderr?: string };
-    return `${err.stdout ?? ''}${err.stderr ?? ''}`.trim() || 'unavailable';
-  }
+  const r = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (r.error) return 'unavailable';
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() || 'unavailable';
 }
 
 function pkgVersion(name: string): string {
@@ -76,7 +73,7 @@ export function versions(): Versions {
     node: process.version,
     v8: process.versions.v8,
     memcached: sh('memcached', ['-V']),
-    nutcracker: sh('nutcracker', ['-V']).split('\n')[0],
+    nutcracker: sh('nutcracker', ['-V']).split('\n')[0].replace(/^This is /, ''),
     wrk: sh('wrk', ['-v']).split('\n')[0].replace(/ Copyright.*/, ''),
     uws: pkgVersion('@trufflesuite/uws-js-unofficial'),
     msgpackr: pkgVersion('msgpackr'),

@@ -17,7 +17,7 @@ export function fullScenarios(): Scenario[] {
   const out: Scenario[] = [];
   for (const op of ['get', 'set'] as const) {
     for (const conns of [1, 100, 1000, 10000]) {
-      out.push(ws(`ws-${op}-c${conns}`, `WebSocket single-key ${op}, ${conns.toLocaleString('en-US')} connections, 100 B`,
+      out.push(ws(`ws-${op}-c${conns}`, `WebSocket single-key ${op}, ${conns.toLocaleString('en-US')} connection${conns === 1 ? '' : 's'}, 100 B`,
         { op, conns, depth: depthFor(conns) }));
     }
   }

@@ -15,6 +15,12 @@ export interface SuiteSettings {
   fleet: { count: number; memoryMb: number; threads: number };
   pin: { gateway: string; loadgen: string; memcached: string };
   loadgenWorkers: number;
+  /** A window during which other processes used more than this (percent of one core) is measured again. */
+  noiseLimitPct: number;
+  /** Noisy windows redone per peer and scenario, at most... */
+  maxRetries: number;
+  /** ...and in the whole run, so a machine busy for long cannot stretch the run without bound. */
+  retryBudget: number;
   /** Source addresses the load generator spreads big connection counts over. */
   localAddresses: string[];
   command: string;
@@ -67,6 +73,14 @@ export interface RunMetrics {
   frontRssMb: number;
   frontRssPeakMb: number;
   memcachedCpuPct: number;
+  /** CPU used on the machine by processes outside the benchmark (other users' jobs), percent of one core. */
+  otherCpuPct: number;
+  /** CPU stolen by the hypervisor, percent of one core. */
+  stealPct: number;
+  /** Interrupt and softirq time (loopback TCP), charged to no process, percent of one core. */
+  irqPct: number;
+  /** Windows discarded before this one because other processes were busy. */
+  retries: number;
   gcYoung?: number;
   gcMajor?: number;
   gcPauseMs?: number;
