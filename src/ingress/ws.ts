@@ -12,7 +12,6 @@ import { MsgpackError, MsgpackReader, MpType } from '../decode/msgpack-reader';
 import { ItemFields, Op, RequestFields } from '../decode/request-fields';
 import { Kind } from '../stream/entry-writer';
 import { WsSession } from '../stream/ws-session';
-import { enterFlushScope, leaveFlushScope } from '../stream/flush-list';
 import type { TemplatedApp, WebSocket } from '../uws';
 
 export interface WsLimits {
@@ -154,7 +153,6 @@ export function mountWebSocket(app: TemplatedApp, router: Router, limits: WsLimi
         return;
       }
       reader.reset(new Uint8Array(message), 0, message.byteLength);
-      enterFlushScope();
       try {
         while (reader.remaining > 0) {
           fields.read(reader);
@@ -174,8 +172,6 @@ export function mountWebSocket(app: TemplatedApp, router: Router, limits: WsLimi
           console.error('kvgate: request handling failed:', e);
           s.error(fields.id >= 0 ? fields.id : 0, -1, 'INTERNAL', ErrorTable.INTERNAL.message);
         }
-      } finally {
-        leaveFlushScope();
       }
     },
     drain: (ws: WebSocket<{ s: WsSession }>) => ws.getUserData().s.drain(),

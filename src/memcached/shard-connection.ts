@@ -12,7 +12,6 @@ import { NetConnectOpts, Socket, createConnection } from 'node:net';
 import type { ErrorCode } from '../errors';
 import type { GetBatch } from '../batch/get-batch';
 import type { MutationBatch } from '../batch/mutation-batch';
-import { enterFlushScope, leaveFlushScope } from '../stream/flush-list';
 import { ReplyParser } from './reply-parser';
 
 export type { Batch } from './reply-parser';
@@ -89,15 +88,12 @@ export class ShardConnection {
           if (this.socket !== s) return true;
           this.reads++;
           this.bytesRead += n;
-          enterFlushScope();
           try {
             this.parser.feed(this.readBuf, n);
           } catch (e) {
             // A bug here must cost this connection's in-flight items, not the process.
             console.error(`kvgate: reply handling failed on ${this.label}:`, e);
             this.protocolError(`internal error: ${(e as Error).message}`);
-          } finally {
-            leaveFlushScope();
           }
           return true;
         },
