@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 bash scripts/ensure-system.sh memcached nutcracker wrk
 if [ ! -d node_modules/@trufflesuite/uws-js-unofficial ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   bash scripts/ensure-npm.sh
-elif ! node_modules/.bin/tsc -p .; then
+fi
+# The suite has its own tsconfig (bench/), so that nothing in it can break the tests' build.
+if ! node_modules/.bin/tsc -p bench; then
   # the suite still runs on what tsc emitted, but say so loudly
   echo "kvgate bench: WARNING: tsc reported errors (above); running on the emitted JavaScript" >&2
 fi
