@@ -99,13 +99,22 @@ export function mountWebSocket(app: TemplatedApp, router: Router, limits: WsLimi
     req.seal();
   };
 
-  const bulkKeys = (req: WsRequest, f: RequestFields, isGet: boolean): void => {
-    if (f.keysAt < 0) return req.reject(-1, 'BAD_REQUEST', 'keys missing');
-    const save = reader.pos;
-    reader.pos = f.keysAt;
-    if (reader.peekType() !== MpType.Array) { reader.pos = save; return req.reject(-1, 'BAD_REQUEST', 'keys must be an array'); }
+  /**
+   * Moves the reader onto a bulk array (already known to be whole: RequestFields skipped over it) and
+   * returns its length, or -1 after failing the request. The caller puts `reader.pos` back.
+   */
+  const openBulk = (req: WsRequest, at: number, what: string): number => {
+    if (at < 0) { req.reject(-1, 'BAD_REQUEST', `${what} missing`); return -1; }
+    reader.pos = at;
+    if (reader.peekType() !== MpType.Array) { req.reject(-1, 'BAD_REQUEST', `${what} must be an array`); return -1; }
     const n = reader.readArrayHeader();
-    if (n > limits.maxItemsPerRequest) { reader.pos = save; return req.reject(-1, 'TOO_MANY', `at most ${limits.maxItemsPerRequest} keys per request`); }
+    if (n > limits.maxItemsPerRequest) { req.reject(-1, 'TOO_MANY', `at most ${limits.maxItemsPerRequest} ${what} per request`); return -1; }
+    return n;
+  };
+
+  const bulkKeys = (req: WsRequest, f: RequestFields, isGet: boolean): void => {
+    const save = reader.pos;
+    const n = openBulk(req, f.keysAt, 'keys');
     for (let i = 0; i < n; i++) {
       if (!reader.readBytes()) { reader.skip(); req.reject(i, 'BAD_KEY', 'key must be a str or bin'); continue; }
       if (isGet) router.get(req, i, reader.buf, reader.off, reader.len, f.wait);
@@ -115,12 +124,8 @@ export function mountWebSocket(app: TemplatedApp, router: Router, limits: WsLimi
   };
 
   const bulkItems = (req: WsRequest, f: RequestFields): void => {
-    if (f.itemsAt < 0) return req.reject(-1, 'BAD_REQUEST', 'items missing');
     const save = reader.pos;
-    reader.pos = f.itemsAt;
-    if (reader.peekType() !== MpType.Array) { reader.pos = save; return req.reject(-1, 'BAD_REQUEST', 'items must be an array'); }
-    const n = reader.readArrayHeader();
-    if (n > limits.maxItemsPerRequest) { reader.pos = save; return req.reject(-1, 'TOO_MANY', `at most ${limits.maxItemsPerRequest} items per request`); }
+    const n = openBulk(req, f.itemsAt, 'items');
     for (let i = 0; i < n; i++) {
       item.read(reader);
       if (item.error !== null) { req.reject(i, item.error); continue; }
