@@ -3,9 +3,9 @@
  * (msgpack body: one array of keys; response: the WebSocket entries with id 0). Requests on one
  * connection are pipelined up to the configured depth and answered in order.
  */
-import { connect as netConnect, Socket } from 'node:net';
 import { Writer, Reader, arrayHeader, str } from '../lib/mp';
-import { ReqOp, type Conn, type Sink } from './conn';
+import { ReqOp, type Sink } from './conn';
+import { StreamConn } from './stream-conn';
 import type { Endpoint } from './types';
 
 interface Pending {
@@ -18,38 +18,16 @@ interface Pending {
 
 const HEAD_END = Buffer.from('\r\n\r\n');
 
-export class HttpConn implements Conn {
-  inflight = 0;
+export class HttpConn extends StreamConn {
   readonly server = 0;
-  private sock: Socket | null = null;
-  private readonly out = new Writer(16 * 1024);
   private readonly body = new Writer(4 * 1024);
   private readonly reader = new Reader();
   private readonly queue: Pending[] = [];
-  private rest: Buffer | null = null;
-  private dirtyFlag = false;
-  private open = false;
   private readonly hostHeader: string;
 
-  constructor(private readonly sink: Sink, private readonly target: Endpoint, private readonly localAddress: string | undefined) {
+  constructor(sink: Sink, target: Endpoint, localAddress: string | undefined) {
+    super(sink, target, localAddress);
     this.hostHeader = `Host: ${target.host}:${target.port}\r\n`;
-  }
-
-  connect(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const sock = netConnect({ host: this.target.host, port: this.target.port, localAddress: this.localAddress });
-      this.sock = sock;
-      sock.setNoDelay(true);
-      sock.once('error', reject);
-      sock.once('connect', () => {
-        sock.removeListener('error', reject);
-        sock.on('error', (e) => this.die(e.message));
-        sock.on('close', () => this.die('closed'));
-        sock.on('data', (c: Buffer) => this.onData(c));
-        this.open = true;
-        resolve();
-      });
-    });
   }
 
   send(op: ReqOp, idx: number, idxs: number[] | null, startNs: number): void {
@@ -76,34 +54,19 @@ export class HttpConn implements Conn {
     }
     this.queue.push({ op, t: startNs, idx, idxs, n });
     this.inflight++;
-    if (!this.dirtyFlag) {
-      this.dirtyFlag = true;
-      this.sink.dirty(this);
-    }
+    this.staged();
   }
 
-  flush(): void {
-    this.dirtyFlag = false;
-    if (this.out.pos === 0 || !this.sock || !this.open) { this.out.pos = 0; return; }
-    this.sock.write(this.out.take());
-  }
-
-  private onData(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.rest) {
-      buf = Buffer.concat([this.rest, chunk]);
-      this.rest = null;
-    }
-    const now = this.sink.now();
+  protected parse(buf: Buffer, now: number): number {
     let off = 0;
     for (;;) {
       const used = this.response(buf, off, now);
-      if (used < 0) { this.die('bad HTTP response'); return; }
+      if (used < 0) { this.die('bad HTTP response'); return -1; }
       if (used === 0) break;
       off += used;
       if (off >= buf.length) break;
     }
-    if (off < buf.length) this.rest = off === 0 ? buf : buf.subarray(off);
+    return off;
   }
 
   /** Parses one complete response at buf[off]: bytes used, 0 if incomplete, -1 if malformed. */
@@ -213,25 +176,8 @@ export class HttpConn implements Conn {
     return ok;
   }
 
-  private die(why: string): void {
-    if (!this.open) return;
-    this.open = false;
-    this.sock?.destroy();
-    this.sock = null;
+  protected failInflight(): void {
     for (const p of this.queue) this.sink.error('CONNECTION_LOST', p.n);
     this.queue.length = 0;
-    this.inflight = 0;
-    this.sink.lost(this, why);
-  }
-
-  close(): void {
-    this.open = false;
-    if (this.sock) {
-      this.sock.removeAllListeners('close');
-      this.sock.removeAllListeners('error');
-      this.sock.on('error', () => undefined);
-      this.sock.destroy();
-      this.sock = null;
-    }
   }
 }

@@ -3,9 +3,8 @@
  * as the WebSocket peers) and against memcached directly for the ceiling (`get k1 ... kN` multi-gets and
  * N pipelined `set`s per request). Answers are matched FIFO and every value is checked.
  */
-import { connect as netConnect, Socket } from 'node:net';
-import { Writer } from '../lib/mp';
-import { ReqOp, type Conn, type Sink } from './conn';
+import { ReqOp, type Sink } from './conn';
+import { StreamConn } from './stream-conn';
 import type { Endpoint } from './types';
 
 interface Pending {
@@ -22,37 +21,14 @@ const SET = Buffer.from('set ');
 const CRLF = Buffer.from('\r\n');
 const SP = 0x20;
 
-export class McConn implements Conn {
-  inflight = 0;
-  private sock: Socket | null = null;
-  private readonly out = new Writer(16 * 1024);
+export class McConn extends StreamConn {
   private readonly queue: Pending[] = [];
   private head = 0;
-  private rest: Buffer | null = null;
-  private dirtyFlag = false;
-  private open = false;
   private readonly setTail: Buffer;
 
-  constructor(private readonly sink: Sink, private readonly target: Endpoint, readonly server: number,
-              private readonly localAddress: string | undefined) {
+  constructor(sink: Sink, target: Endpoint, readonly server: number, localAddress: string | undefined) {
+    super(sink, target, localAddress);
     this.setTail = Buffer.from(` 0 0 ${sink.ks.valueSize}\r\n`);
-  }
-
-  connect(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const sock = netConnect({ host: this.target.host, port: this.target.port, localAddress: this.localAddress });
-      this.sock = sock;
-      sock.setNoDelay(true);
-      sock.once('error', reject);
-      sock.once('connect', () => {
-        sock.removeListener('error', reject);
-        sock.on('error', (e) => this.die(e.message));
-        sock.on('close', () => this.die('closed'));
-        sock.on('data', (c: Buffer) => this.onData(c));
-        this.open = true;
-        resolve();
-      });
-    });
   }
 
   send(op: ReqOp, idx: number, idxs: number[] | null, startNs: number): void {
@@ -84,16 +60,7 @@ export class McConn implements Conn {
     }
     this.queue.push({ op, t: startNs, n, left: op === ReqOp.Set || op === ReqOp.Mset ? n : 0, ok: 0 });
     this.inflight++;
-    if (!this.dirtyFlag) {
-      this.dirtyFlag = true;
-      this.sink.dirty(this);
-    }
-  }
-
-  flush(): void {
-    this.dirtyFlag = false;
-    if (this.out.pos === 0 || !this.sock || !this.open) { this.out.pos = 0; return; }
-    this.sock.write(this.out.take());
+    this.staged();
   }
 
   private finish(p: Pending, now: number): void {
@@ -107,20 +74,14 @@ export class McConn implements Conn {
     this.sink.done(this, p.t, p.ok, now);
   }
 
-  private onData(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.rest) {
-      buf = Buffer.concat([this.rest, chunk]);
-      this.rest = null;
-    }
-    const now = this.sink.now();
+  protected parse(buf: Buffer, now: number): number {
     const sink = this.sink;
     const ks = sink.ks;
     const len = buf.length;
     let off = 0;
     while (off < len) {
       const p = this.queue[this.head];
-      if (!p) { this.die('answer with nothing in flight'); return; }
+      if (!p) { this.die('answer with nothing in flight'); return -1; }
       const eol = buf.indexOf(13, off);
       if (eol < 0 || eol + 1 >= len) break;
       const c0 = buf[off];
@@ -168,30 +129,13 @@ export class McConn implements Conn {
       p.left = 0;
       this.finish(p, now);
     }
-    if (off < len) this.rest = off === 0 ? buf : buf.subarray(off);
+    return off;
   }
 
-  private die(why: string): void {
-    if (!this.open) return;
-    this.open = false;
-    this.sock?.destroy();
-    this.sock = null;
+  protected failInflight(): void {
     for (let i = this.head; i < this.queue.length; i++) this.sink.error('CONNECTION_LOST', this.queue[i].n);
     this.queue.length = 0;
     this.head = 0;
-    this.inflight = 0;
-    this.sink.lost(this, why);
-  }
-
-  close(): void {
-    this.open = false;
-    if (this.sock) {
-      this.sock.removeAllListeners('close');
-      this.sock.removeAllListeners('error');
-      this.sock.on('error', () => undefined);
-      this.sock.destroy();
-      this.sock = null;
-    }
   }
 }
 

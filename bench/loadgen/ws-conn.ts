@@ -3,9 +3,9 @@
  * binary frames (a fixed all-zero mask, which RFC 6455 permits and which costs the client nothing), many
  * frames per socket write, and in-place parsing of the response entries with every value checked.
  */
-import { connect as netConnect, Socket } from 'node:net';
 import { Writer, Reader, mapHeader, arrayHeader, uint, str, binHeader, F } from '../lib/mp';
-import { ReqOp, type Conn, type Sink } from './conn';
+import { ReqOp, type Sink } from './conn';
+import { StreamConn } from './stream-conn';
 import type { Endpoint } from './types';
 
 interface Pending {
@@ -25,30 +25,23 @@ interface Pending {
 const HS_END = Buffer.from('\r\n\r\n');
 const MASK_BIT = 0x80;
 
-export class WsConn implements Conn {
-  inflight = 0;
+export class WsConn extends StreamConn {
   readonly server = 0;
-  private sock: Socket | null = null;
-  private readonly out = new Writer(16 * 1024);
   private readonly payload = new Writer(4 * 1024);
   private readonly reader = new Reader();
-  private dirtyFlag = false;
   private pending = new Map<number, Pending>();
   /** Finished Pending records, reused so the load generator does not feed its own garbage collector. */
   private free: Pending[] = [];
   private nextId = 1;
-  private rest: Buffer | null = null;
   private fragments: Buffer[] | null = null;
-  private open = false;
 
-  constructor(private readonly sink: Sink, private readonly target: Endpoint, private readonly path: string,
-              private readonly localAddress: string | undefined) {}
+  constructor(sink: Sink, target: Endpoint, private readonly path: string, localAddress: string | undefined) {
+    super(sink, target, localAddress);
+  }
 
-  connect(): Promise<void> {
+  override connect(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const sock = netConnect({ host: this.target.host, port: this.target.port, localAddress: this.localAddress });
-      this.sock = sock;
-      sock.setNoDelay(true);
+      const sock = this.dial();
       let head: Buffer | null = null;
       const fail = (e: Error): void => { sock.destroy(); reject(e); };
       sock.once('error', fail);
@@ -65,10 +58,7 @@ export class WsConn implements Conn {
         if (!/^HTTP\/1\.1 101/.test(status)) return fail(new Error(`upgrade refused: ${status}`));
         sock.removeListener('data', onHandshake);
         sock.removeListener('error', fail);
-        sock.on('data', (c: Buffer) => this.onData(c));
-        sock.on('error', (e) => this.die(e.message));
-        sock.on('close', () => this.die('closed'));
-        this.open = true;
+        this.attach(sock);
         const after = head.subarray(end + 4);
         if (after.length) this.onData(after);
         resolve();
@@ -148,25 +138,10 @@ export class WsConn implements Conn {
     w.pos += 4;
     payload.copy(b, w.pos, 0, len);
     w.pos += len;
-    if (!this.dirtyFlag) {
-      this.dirtyFlag = true;
-      this.sink.dirty(this);
-    }
+    this.staged();
   }
 
-  flush(): void {
-    this.dirtyFlag = false;
-    if (this.out.pos === 0 || !this.sock || !this.open) { this.out.pos = 0; return; }
-    this.sock.write(this.out.take());
-  }
-
-  private onData(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.rest) {
-      buf = Buffer.concat([this.rest, chunk]);
-      this.rest = null;
-    }
-    const now = this.sink.now();
+  protected parse(buf: Buffer, now: number): number {
     let off = 0;
     const len = buf.length;
     while (len - off >= 2) {
@@ -197,7 +172,7 @@ export class WsConn implements Conn {
         if (fin) this.onMessage(buf, start, start + plen, now);
         else this.fragments = [Buffer.from(buf.subarray(start, start + plen))];
       } else if (opcode === 0x0) {
-        if (!this.fragments) { this.die('continuation without a first fragment'); return; }
+        if (!this.fragments) { this.die('continuation without a first fragment'); return -1; }
         this.fragments.push(Buffer.from(buf.subarray(start, start + plen)));
         if (fin) {
           const whole = Buffer.concat(this.fragments);
@@ -207,12 +182,12 @@ export class WsConn implements Conn {
       } else if (opcode === 0x8) {
         const code = plen >= 2 ? buf.readUInt16BE(start) : 1005;
         this.die(`server closed the WebSocket (${code} ${buf.toString('utf8', start + 2, start + plen)})`);
-        return;
+        return -1;
       } else if (opcode === 0x9) {
         this.frameControl(0x8a, buf.subarray(start, start + plen));
       }
     }
-    if (off < len) this.rest = off === 0 ? buf : buf.subarray(off);
+    return off;
   }
 
   private frameControl(b0: number, payload: Buffer): void {
@@ -223,7 +198,7 @@ export class WsConn implements Conn {
     w.buf.writeUInt32BE(0, w.pos);
     w.pos += 4;
     w.bytes(payload);
-    if (!this.dirtyFlag) { this.dirtyFlag = true; this.sink.dirty(this); }
+    this.staged();
   }
 
   private onMessage(buf: Buffer, start: number, end: number, now: number): void {
@@ -309,26 +284,8 @@ export class WsConn implements Conn {
     return true;
   }
 
-  private die(why: string): void {
-    if (!this.open && !this.sock) return;
-    const wasOpen = this.open;
-    this.open = false;
-    this.sock?.destroy();
-    this.sock = null;
+  protected failInflight(): void {
     for (const p of this.pending.values()) this.sink.error('CONNECTION_LOST', p.n - p.settled);
     this.pending.clear();
-    this.inflight = 0;
-    if (wasOpen) this.sink.lost(this, why);
-  }
-
-  close(): void {
-    this.open = false;
-    if (this.sock) {
-      this.sock.removeAllListeners('close');
-      this.sock.removeAllListeners('error');
-      this.sock.on('error', () => undefined);
-      this.sock.destroy();
-      this.sock = null;
-    }
   }
 }
