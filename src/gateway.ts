@@ -1,18 +1,22 @@
 /**
  * Wires the data path together: uWS server -> ingress (decode) -> Router (ketama) -> Coalescer (batches)
  * -> ShardConnection (memcached codec on the socket) -> Request sinks -> pooled output. `startGateway`
- * is what main.ts and the tests call.
+ * builds the one context the fronts share (pool, budget, connection gate) and is what main.ts and the
+ * tests call. `drain` is the graceful stop (docs/PROTOCOL.md, "Shutdown"); `stop` the quick one.
  */
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { Coalescer } from './batch/coalescer';
 import type { Config } from './config/schema';
+import type { GatewayContext } from './context';
+import { MemoryBudget } from './flow/budget';
+import { ConnectionGate } from './flow/connection-gate';
 import { mountBulk } from './ingress/http-bulk';
 import { mountKv } from './ingress/http-kv';
-import { mountWebSocket, WsCounters } from './ingress/ws';
+import { mountWebSocket, WsFront } from './ingress/ws';
 import { ShardConnection } from './memcached/shard-connection';
 import { KetamaRing } from './route/ketama';
 import { Router } from './route/router';
-import { pool } from './stream/buffer-pool';
+import { BufferPool } from './stream/buffer-pool';
 import { errorBody } from './errors';
 import { uws, us_listen_socket } from './uws';
 
@@ -22,7 +26,12 @@ export interface Gateway {
   shards: ShardConnection[];
   coalescer: Coalescer;
   ring: KetamaRing;
+  ctx: GatewayContext;
+  ws: WsFront;
   stats(): Record<string, unknown>;
+  /** Graceful: answer what was received, refuse what comes, close, within shutdown.drainMs. */
+  drain(): Promise<void>;
+  /** Quick: send what is batched, wait for in-flight answers up to the shard timeout, close. */
   stop(): Promise<void>;
 }
 
@@ -41,42 +50,60 @@ function gcCounters(): { counts: { young: number; major: number; other: number; 
   return { counts, stop: () => obs.disconnect() };
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 export async function startGateway(config: Config): Promise<Gateway> {
   const shards = config.servers.map((s) => new ShardConnection(s.host, s.port, config.shard));
   await Promise.all(shards.map((s) => s.connect()));
   const ring = new KetamaRing(config.servers, config.hash);
   const coalescer = new Coalescer(shards, config.batch);
   const router = new Router(ring, coalescer, config.limits);
-  const counters: WsCounters = { connections: 0, messages: 0, requests: 0, badFrames: 0 };
+  const pool = new BufferPool(config.pool.maxFreeBuffers);
+  const ctx: GatewayContext = {
+    config,
+    pool,
+    budget: new MemoryBudget(config.limits.maxBufferedBytesTotal, pool),
+    router,
+    gate: new ConnectionGate(config.limits.maxConnections, config.limits.reservedDescriptors, shards.length),
+    bulk: new Set(),
+    draining: false,
+  };
+  if (ctx.gate.clampedBy) console.warn(`kvgate: ${ctx.gate.clampedBy}`);
   const gc = config.debugStats ? gcCounters() : null;
   const started = Date.now();
 
   const app = uws.App();
-  mountWebSocket(app, router, { ...config.limits, maxWaitMs: config.batch.maxWaitMs, ...config.ws }, counters);
-  mountKv(app, router, config.batch.maxWaitMs);
-  mountBulk(app, router, {
-    maxWaitMs: config.batch.maxWaitMs,
-    maxItemsPerRequest: config.limits.maxItemsPerRequest,
-    maxInflightItems: config.limits.maxInflightPerConnection,
-  });
+  const ws = mountWebSocket(app, ctx);
+  mountKv(app, ctx);
+  mountBulk(app, ctx);
 
   const stats = (): Record<string, unknown> => ({
     uptimeMs: Date.now() - started,
-    ws: { ...counters },
+    ws: { ...ws.counters },
+    connections: { ws: ctx.gate.ws, http: ctx.gate.http, max: ctx.gate.max, refused: ctx.gate.refused },
+    budget: ctx.budget.stats(),
     shards: coalescer.stats(),
     ring: ring.spread(),
     pool: pool.stats(),
     memory: process.memoryUsage(),
     gc: gc ? { ...gc.counts } : null,
     batch: config.batch,
+    draining: ctx.draining,
   });
 
   app.get('/healthz', (res) => {
     const list = shards.map((s) => ({ server: s.label, up: s.up }));
     const up = list.filter((s) => s.up).length;
+    const status = ctx.draining ? 'draining' : up === list.length ? 'ok' : up === 0 ? 'down' : 'degraded';
+    const b = ctx.budget;
     res.cork(() => {
-      res.writeStatus(up === 0 ? '503 Service Unavailable' : '200 OK').writeHeader('content-type', 'application/json')
-        .end(JSON.stringify({ status: up === list.length ? 'ok' : up === 0 ? 'down' : 'degraded', shards: list }));
+      res.writeStatus(ctx.draining || up === 0 ? '503 Service Unavailable' : '200 OK').writeHeader('content-type', 'application/json')
+        .end(JSON.stringify({
+          status, shards: list,
+          memory: { bufferedBytes: b.used, limitBytes: b.limit, pressure: Math.round(b.pressure * 1000) / 1000, waiting: b.waiting },
+          connections: { current: ctx.gate.total, max: ctx.gate.max, refused: ctx.gate.refused },
+        }), ctx.draining);
     });
   });
   if (config.debugStats) {
@@ -96,27 +123,59 @@ export async function startGateway(config: Config): Promise<Gateway> {
     });
   });
   const port = uws.us_socket_local_port(listenSocket as never) as number;
-
-  return {
-    port,
-    config,
-    shards,
-    coalescer,
-    ring,
-    stats,
-    async stop() {
-      // Stop taking connections, send what is batched, let in-flight answers arrive (bounded by the
-      // shard timeout, which fails them anyway), then close every client and shard connection.
-      uws.us_listen_socket_close(listenSocket);
-      coalescer.flushAll();
-      const deadline = Date.now() + config.shard.timeoutMs;
-      while (shards.some((s) => s.inflightBatches > 0) && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 5));
-      }
-      await new Promise((r) => setImmediate(r));
-      (app as unknown as { close?: () => void }).close?.();
-      for (const s of shards) s.close();
-      gc?.stop();
-    },
+  let listening = true;
+  const stopListening = (): void => {
+    if (listening) { listening = false; uws.us_listen_socket_close(listenSocket); }
   };
+
+  let closed = false;
+  const closeAll = (): void => {
+    if (closed) return;
+    closed = true;
+    (app as unknown as { close?: () => void }).close?.();
+    for (const s of shards) s.close();
+    ctx.budget.stop();
+    gc?.stop();
+  };
+
+  const stop = async (): Promise<void> => {
+    // Stop taking connections, send what is batched, let in-flight answers arrive (bounded by the
+    // shard timeout, which fails them anyway), then close every client and shard connection.
+    stopListening();
+    coalescer.flushAll();
+    const deadline = Date.now() + config.shard.timeoutMs;
+    while (shards.some((s) => s.inflightBatches > 0) && Date.now() < deadline) await sleep(5);
+    await nextTurn();
+    closeAll();
+  };
+
+  let draining: Promise<void> | null = null;
+  const drain = (): Promise<void> => {
+    draining ??= (async () => {
+      const deadline = Date.now() + config.shutdown.drainMs;
+      ctx.draining = true;
+      stopListening();
+      for (const s of ws.sessions) { s.closeWhenIdle = true; s.closeIfIdle(); }
+      coalescer.flushAll();
+      // Everything received is answered while time allows; the last 10% of it is kept for the rest.
+      const answerBy = deadline - Math.min(1000, config.shutdown.drainMs / 10);
+      while (Date.now() < answerBy && (ws.sessions.size > 0 || ctx.gate.http > 0)) {
+        for (const s of ws.sessions) s.closeIfIdle();
+        await sleep(5);
+      }
+      // Out of time: what is still parked gets SHUTTING_DOWN, so does what the shards still owe (close()).
+      for (const s of ws.sessions) s.window.failParked('SHUTTING_DOWN');
+      for (const b of ctx.bulk) b.window?.failParked('SHUTTING_DOWN');
+      coalescer.flushAll();
+      for (const s of shards) s.close();
+      await nextTurn(); // the flush list sends those answers
+      await nextTurn();
+      for (const s of [...ws.sessions]) s.end(1001, 'SHUTTING_DOWN');
+      await nextTurn();
+      closeAll();
+    })();
+    return draining;
+  };
+
+  return { port, config, shards, coalescer, ring, ctx, ws, stats, drain, stop };
 }

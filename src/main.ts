@@ -73,16 +73,22 @@ async function main(): Promise<void> {
   const down = gw.shards.filter((s) => !s.up).map((s) => s.label);
   console.log(`kvgate: listening on http://${config.host}:${gw.port} (WebSocket ws://${config.host}:${gw.port}/v1/ws), ${gw.shards.length} shards, hash ${config.hash}` +
     (down.length ? `; not reachable yet: ${down.join(', ')}` : ''));
+  // First SIGTERM/SIGINT: drain (answer what was received, refuse the rest, close) within
+  // shutdown.drainMs, then exit 0. A second signal exits at once.
   let stopping = false;
-  const stop = async (): Promise<void> => {
-    if (stopping) return;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) {
+      console.error(`kvgate: ${signal} again: exiting now`);
+      process.exit(1);
+    }
     stopping = true;
-    await gw.stop();
+    console.log(`kvgate: ${signal}: draining (up to ${config.shutdown.drainMs} ms)`);
+    await gw.drain();
     await fleet?.stop();
     process.exit(0);
   };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
 if (require.main === module) {

@@ -3,6 +3,9 @@
  * here; the subclass (WebSocket, HTTP single, HTTP bulk) turns it into bytes for its client. The base
  * counts items so that the request finishes exactly once, after its last item and after the caller sealed
  * it (a streaming body may still be adding items while early ones complete).
+ *
+ * An item is counted while it is in a shard's batch (`submitted`) and while it is parked in a get window
+ * waiting for credit (`hold`/`unhold`); moving from one to the other always adds before it removes.
  */
 import type { ErrorCode } from './errors';
 
@@ -17,33 +20,62 @@ export abstract class Request {
   protected abstract onOk(i: number): void;
   protected abstract onError(i: number, code: ErrorCode, message?: string): void;
   protected abstract onFinish(): void;
+  /** A value is about to arrive: false drops it (the batch then calls `redo`). */
+  protected accepts(_i: number, _total: number): boolean { return true; }
+  /** An item submitted to a shard settled (answered, failed, or dropped for `redo`). */
+  protected onSettled(_i: number): void {}
+  /** A dropped value's key, to be fetched again later (only called when `accepts` said no). */
+  protected onRedo(_i: number, _key: Uint8Array, _off: number, _len: number): void {}
 
   /** The item is on its way to a shard: the request will not finish before it settles. */
   submitted(): void {
     this.pending++;
   }
 
+  /** The item is parked outside any batch (waiting for credit). */
+  hold(): void {
+    this.pending++;
+  }
+
+  /** A parked item left its backlog (issued, rejected or dropped). */
+  unhold(): void {
+    this.settle();
+  }
+
   get inFlight(): number {
     return this.pending;
   }
 
-  value(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): void {
+  /** Returns false, at offset 0 only, when the request will not take this value now (see `redo`). */
+  value(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): boolean {
+    if (offset === 0 && !this.accepts(i, total)) return false;
     this.onValue(i, flags, total, offset, buf, off, len);
-    if (offset + len === total) this.settle();
+    if (offset + len === total) { this.onSettled(i); this.settle(); }
+    return true;
+  }
+
+  /** The value of item `i` was refused by `accepts`: its key goes back to wait for credit. */
+  redo(i: number, key: Uint8Array, off: number, len: number): void {
+    this.onRedo(i, key, off, len);
+    this.onSettled(i);
+    this.settle();
   }
 
   miss(i: number): void {
     this.onMiss(i);
+    this.onSettled(i);
     this.settle();
   }
 
   ok(i: number): void {
     this.onOk(i);
+    this.onSettled(i);
     this.settle();
   }
 
   error(i: number, code: ErrorCode, message?: string): void {
     this.onError(i, code, message);
+    this.onSettled(i);
     this.settle();
   }
 
@@ -63,6 +95,10 @@ export abstract class Request {
   seal(): void {
     this.sealed = true;
     if (this.pending === 0) this.finish();
+  }
+
+  get isSealed(): boolean {
+    return this.sealed;
   }
 
   private settle(): void {

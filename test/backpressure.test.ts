@@ -1,48 +1,31 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createConnection, Socket } from 'node:net';
 import { pack } from 'msgpackr';
-import { startHarness, Harness, until } from './helpers/harness';
+import { startHarness, Harness, memcachedStats, until } from './helpers/harness';
+import { frame, nonReadingWs } from './helpers/raw-ws';
 
-/** A WebSocket client over a raw socket that sends but never reads: the slowest consumer there is. */
-function rawWs(port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = createConnection({ host: '127.0.0.1', port }, () => {
-      s.write('GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
-    });
-    s.once('data', (d) => {
-      if (!d.toString('latin1').startsWith('HTTP/1.1 101')) return reject(new Error('upgrade refused'));
-      s.pause(); // from now on, read nothing
-      resolve(s);
-    });
-    s.on('error', () => {});
-  });
-}
-
-function frame(payload: Buffer): Buffer {
-  const mask = Buffer.from([1, 2, 3, 4]);
-  const n = payload.length;
-  const head = n < 126 ? Buffer.from([0x82, 0x80 | n]) : Buffer.from([0x82, 0x80 | 126, n >> 8, n & 0xff]);
-  const body = Buffer.from(payload.map((b, i) => b ^ mask[i & 3]));
-  return Buffer.concat([head, mask, body]);
-}
+const poolInUse = (h: Harness): number => (h.gw.stats().pool as { inUse: number }).inUse;
+const cmdGets = async (h: Harness): Promise<number> => {
+  let n = 0;
+  for (const m of h.fleet.members) n += (await memcachedStats(m.port)).cmd_get;
+  return n;
+};
 
 describe('backpressure', () => {
   let h: Harness;
-  before(async () => { h = await startHarness({ limits: { maxBufferedBytesPerConnection: 256 * 1024 } }); });
+  const window = 256 * 1024;
+  before(async () => { h = await startHarness({ limits: { maxBufferedBytesPerConnection: window } }); });
   after(() => h.stop());
 
-  it('disconnects a client that does not read, holds bounded buffers meanwhile, and never stalls the others', async () => {
+  it('stops fetching for a client that does not read, holds bounded buffers, and never stalls the others', async () => {
     const fast = await h.ws();
     const value = Buffer.alloc(100 * 1024, 0x5a);
     const keys = Array.from({ length: 10 }, (_, i) => `bp:${i}`);
     await fast.mset(keys.map((key) => ({ key, value })));
-    const slow = await rawWs(h.gw.port);
-    await until(() => (h.gw.stats().ws as { connections: number }).connections === 2, 2000, 'two connections');
-    let peakInUse = 0;
+    const slow = await nonReadingWs(h.gw.port);
+    await until(() => h.gw.ctx.gate.ws === 2, 2000, 'two connections');
+    // 300 requests x 1 MB of answers: far beyond what the kernel and the window can hold.
     let sent = 0;
-    // 300 requests x 1 MB of answers: far beyond what the kernel and the budget can hold.
     const pump = (): void => {
       while (sent < 300) {
         sent++;
@@ -50,17 +33,31 @@ describe('backpressure', () => {
       }
     };
     pump();
-    for (let k = 0; k < 20; k++) {
+    let peakInUse = 0;
+    for (let k = 0; k < 50; k++) {
       const r = await fast.get(keys[k % 10]);
       assert.ok(r.hit && r.value.equals(value), 'the other client is served');
-      peakInUse = Math.max(peakInUse, (h.gw.stats().pool as { inUse: number }).inUse);
+      peakInUse = Math.max(peakInUse, poolInUse(h));
     }
-    await until(() => (h.gw.stats().ws as { connections: number }).connections === 1, 10_000, 'the slow client to be disconnected');
-    // Budget 256 KiB = 16 buffers queued for the slow client, plus a few in use elsewhere at any moment.
+    // Once the kernel's and uWS's buffers are full, the gateway stops asking memcached for this client.
+    await until(async () => {
+      const a = await cmdGets(h);
+      await new Promise((r) => setTimeout(r, 300));
+      return (await cmdGets(h)) === a;
+    }, 10_000, 'gets for the non-reader to stop');
+    const stalledAt = await cmdGets(h);
+    assert.ok(stalledAt < 300 * 10, `memcached served ${stalledAt} gets, not all 3,000 asked for`);
+    // The window (256 KiB = 16 buffers) plus one value's overshoot, plus a few in use elsewhere.
+    peakInUse = Math.max(peakInUse, poolInUse(h));
     assert.ok(peakInUse <= 40, `peak pool buffers in use: ${peakInUse}`);
-    await until(() => (h.gw.stats().pool as { inUse: number }).inUse === 0, 2000, 'all buffers back in the pool');
+    assert.equal(h.gw.ctx.gate.ws, 2, 'a client that reads nothing is not cut off for it');
+    slow.destroy();
+    await until(() => h.gw.ctx.gate.ws === 1, 5000, 'the slow client to be gone');
+    await until(() => poolInUse(h) === 0 && h.gw.ctx.budget.used === 0, 3000, 'all buffers and reservations back');
+    const settled = await cmdGets(h);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await cmdGets(h), settled, 'nothing more is fetched for a client that is gone');
     const r = await fast.get(keys[0]);
     assert.ok(r.hit);
-    slow.destroy();
   });
 });

@@ -1,9 +1,26 @@
 /**
- * Collects every op that arrives before a flush into one GetBatch and one MutationBatch per shard, and
- * decides when they leave: at the end of the event-loop turn (setImmediate, after every socket read of
- * this turn was handled) by default; later when the configured window or a request's `wait` hint asks,
- * never later than maxWaitMs after the batch's first op; at once when a batch hits its op or byte cap.
- * A shard that is down fails its items at flush time, so callers hear SHARD_DOWN within one turn.
+ * Collects the ops that arrive before a flush into batches per shard and decides when they leave. Each
+ * shard has two lanes, each with its own GetBatch, MutationBatch and deadline, so a `wait` hint holds only
+ * the items of the requests that sent it (one client hinting 50 ms must not slow everyone's gets):
+ *  - the immediate lane takes ops hinting at most batch.windowMs: it leaves at the end of the event-loop
+ *    turn (setImmediate, after every socket read of this turn was handled), or windowMs after its last op
+ *    when a window is set, never later than maxWaitMs after its first op;
+ *  - the held lane takes ops hinting longer: it leaves `wait` after its first op (a longer hint extends
+ *    it), never later than maxWaitMs after its first op.
+ * A lane leaves at once when one of its batches hits its op or byte cap; the other lane stays. A shard that
+ * is down fails its items at flush time, so callers hear SHARD_DOWN within one turn.
+ *
+ * Ordering a client may rely on (docs/PROTOCOL.md), per shard, so per key:
+ *  - sets and deletes are written in arrival order, hinted or not. An un-hinted write arriving while the
+ *    held lane has writes sends both lanes' writes at once (immediate lane first) before joining a new
+ *    batch, so a hinted write may leave before its hint ran out, never after a later write;
+ *  - whenever the held lane leaves, the immediate lane's writes go just ahead of it, so a get sees every
+ *    write that arrived before it, except that an un-hinted get does not see an earlier hinted write that
+ *    is still held;
+ *  - in one flush writes go before gets: a get may also see a write that arrived after it in the same flush
+ *    (a held get, any write that arrived while it was held).
+ * Both rules rest on one invariant: while both lanes of a shard hold writes, every write in the immediate
+ * lane arrived before every write in the held lane.
  */
 import type { Request } from '../request';
 import { GetBatch } from './get-batch';
@@ -17,13 +34,20 @@ export interface BatchOptions {
   maxBytes: number;
 }
 
-class ShardQueue {
+class Lane {
   get: GetBatch | null = null;
   mut: MutationBatch | null = null;
-  /** When the open batches must leave (ms, Date.now clock); 0 = end of this turn. */
+  /** When the lane must leave (ms, Date.now clock); 0 = end of this turn. */
   deadline = 0;
   startedAt = 0;
   scheduled = false;
+}
+
+class ShardQueue {
+  /** Ops hinting at most windowMs. */
+  readonly now = new Lane();
+  /** Ops hinting longer than windowMs. */
+  readonly held = new Lane();
   readonly freeGets: GetBatch[] = [];
   readonly freeMuts: MutationBatch[] = [];
   flushes = 0;
@@ -49,39 +73,49 @@ export class Coalescer {
 
   get(shard: number, req: Request, i: number, key: Uint8Array, koff: number, klen: number, wait: number): void {
     const q = this.queues[shard];
-    let b = q.get;
-    if (b === null) b = q.get = q.freeGets.pop() ?? new GetBatch(this.opts.maxOps);
+    const lane = wait > this.opts.windowMs ? q.held : q.now;
+    let b = lane.get;
+    if (b === null) b = lane.get = q.freeGets.pop() ?? new GetBatch(this.opts.maxOps);
     b.add(req, i, key, koff, klen);
-    this.after(q, wait, b.full || b.len >= this.opts.maxBytes);
+    this.after(q, lane, wait, b.full || b.len >= this.opts.maxBytes);
   }
 
   /** Adds a set whose value is given as parts (a streamed body) or one range. */
   set(shard: number, req: Request, i: number, key: Uint8Array, koff: number, klen: number,
     ttl: number, flags: number, value: Uint8Array, voff: number, vlen: number, wait: number): void {
-    const b = this.mutBatch(shard);
+    const q = this.queues[shard];
+    const lane = this.mutLane(q, wait);
+    const b = this.mutBatch(q, lane);
     b.beginSet(req, i, key, koff, klen, ttl, flags, vlen);
     b.appendValue(value, voff, vlen);
     b.endSet();
-    this.afterMut(shard, wait);
+    this.afterMut(q, lane, wait);
   }
 
   setParts(shard: number, req: Request, i: number, key: Uint8Array, koff: number, klen: number,
     ttl: number, flags: number, parts: Buffer[], lens: number[], vlen: number, wait: number): void {
-    const b = this.mutBatch(shard);
+    const q = this.queues[shard];
+    const lane = this.mutLane(q, wait);
+    const b = this.mutBatch(q, lane);
     b.beginSet(req, i, key, koff, klen, ttl, flags, vlen);
     for (let k = 0; k < parts.length; k++) b.appendValue(parts[k], 0, lens[k]);
     b.endSet();
-    this.afterMut(shard, wait);
+    this.afterMut(q, lane, wait);
   }
 
   del(shard: number, req: Request, i: number, key: Uint8Array, koff: number, klen: number, wait: number): void {
-    this.mutBatch(shard).addDel(req, i, key, koff, klen);
-    this.afterMut(shard, wait);
+    const q = this.queues[shard];
+    const lane = this.mutLane(q, wait);
+    this.mutBatch(q, lane).addDel(req, i, key, koff, klen);
+    this.afterMut(q, lane, wait);
   }
 
   /** Sends everything pending now (shutdown, tests). */
   flushAll(): void {
-    for (const q of this.queues) this.flush(q);
+    for (const q of this.queues) {
+      this.flush(q, q.now);
+      this.flush(q, q.held);
+    }
   }
 
   stats(): { shard: string; up: boolean; flushes: number; cuts: number; writes: number; batches: number; keys: number; resets: number; inflightBatches: number }[] {
@@ -91,43 +125,52 @@ export class Coalescer {
     }));
   }
 
-  private mutBatch(shard: number): MutationBatch {
-    const q = this.queues[shard];
-    return q.mut ?? (q.mut = q.freeMuts.pop() ?? new MutationBatch(this.opts.maxOps));
+  /** The lane a write joins. An un-hinted write must not overtake a held one: those leave first. */
+  private mutLane(q: ShardQueue, wait: number): Lane {
+    if (wait > this.opts.windowMs) return q.held;
+    if (q.held.mut !== null) {
+      // By the invariant the immediate lane's writes are older than the held ones: they go first.
+      if (q.now.mut !== null) this.sendMuts(q, q.now);
+      this.sendMuts(q, q.held);
+    }
+    return q.now;
   }
 
-  private afterMut(shard: number, wait: number): void {
-    const q = this.queues[shard];
-    const b = q.mut!;
-    this.after(q, wait, b.full || b.len >= this.opts.maxBytes);
+  private mutBatch(q: ShardQueue, lane: Lane): MutationBatch {
+    return lane.mut ?? (lane.mut = q.freeMuts.pop() ?? new MutationBatch(this.opts.maxOps));
   }
 
-  private after(q: ShardQueue, wait: number, full: boolean): void {
+  private afterMut(q: ShardQueue, lane: Lane, wait: number): void {
+    const b = lane.mut!;
+    this.after(q, lane, wait, b.full || b.len >= this.opts.maxBytes);
+  }
+
+  private after(q: ShardQueue, lane: Lane, wait: number, full: boolean): void {
     if (full) {
       q.cuts++;
-      this.flush(q);
+      this.flush(q, lane);
       return;
     }
-    const hold = wait > this.opts.windowMs ? wait : this.opts.windowMs;
+    const hold = lane === q.held ? wait : this.opts.windowMs;
     if (hold === 0) {
       // The common case touches no clock (Date.now() allocates a heap number per call).
-      if (!q.scheduled) {
-        q.scheduled = true;
-        q.deadline = 0;
+      if (!lane.scheduled) {
+        lane.scheduled = true;
+        lane.deadline = 0;
         this.scheduleNow(q);
       }
       return;
     }
     const now = Date.now();
-    if (!q.scheduled) {
-      q.scheduled = true;
-      q.startedAt = now;
-      q.deadline = now + Math.min(hold, this.opts.maxWaitMs);
-      this.scheduleAt(q.deadline);
-    } else if (q.deadline !== 0) {
-      // A longer hint extends the hold, bounded from the batch's first op.
-      const until = Math.min(now + hold, q.startedAt + this.opts.maxWaitMs);
-      if (until > q.deadline) q.deadline = until;
+    if (!lane.scheduled) {
+      lane.scheduled = true;
+      lane.startedAt = now;
+      lane.deadline = now + Math.min(hold, this.opts.maxWaitMs);
+      this.scheduleAt(lane.deadline);
+    } else {
+      // A longer hint extends the hold, bounded from the lane's first op.
+      const until = Math.min(now + hold, lane.startedAt + this.opts.maxWaitMs);
+      if (until > lane.deadline) lane.deadline = until;
     }
   }
 
@@ -147,7 +190,7 @@ export class Coalescer {
     this.immediate = null;
     for (let k = 0; k < this.dueNow.length; k++) {
       const q = this.dueNow[k];
-      if (q.scheduled && q.deadline === 0) this.flush(q);
+      if (q.now.scheduled && q.now.deadline === 0) this.flush(q, q.now);
     }
     this.dueNow.length = 0;
   }
@@ -157,19 +200,39 @@ export class Coalescer {
     const now = Date.now();
     let next = Infinity;
     for (const q of this.queues) {
-      if (!q.scheduled || q.deadline === 0) continue;
-      if (q.deadline <= now) this.flush(q);
-      else if (q.deadline < next) next = q.deadline;
+      next = this.flushIfDue(q, q.now, now, next);
+      next = this.flushIfDue(q, q.held, now, next);
     }
     if (next !== Infinity) this.scheduleAt(next);
   }
 
-  private flush(q: ShardQueue): void {
-    const get = q.get, mut = q.mut;
-    q.get = null;
-    q.mut = null;
-    q.scheduled = false;
-    if (get === null && mut === null) return;
+  /** Flushes a timed lane whose deadline passed; returns the earliest deadline still ahead. */
+  private flushIfDue(q: ShardQueue, lane: Lane, now: number, next: number): number {
+    if (!lane.scheduled || lane.deadline === 0) return next;
+    if (lane.deadline <= now) this.flush(q, lane);
+    else if (lane.deadline < next) return lane.deadline;
+    return next;
+  }
+
+  private flush(q: ShardQueue, lane: Lane): void {
+    // The immediate lane's writes are older than anything held (the invariant): they go first.
+    if (lane === q.held && q.now.mut !== null) this.sendMuts(q, q.now);
+    const get = lane.get, mut = lane.mut;
+    lane.get = null;
+    lane.mut = null;
+    lane.scheduled = false;
+    if (get !== null || mut !== null) this.send(q, mut, get);
+  }
+
+  /** Sends a lane's writes ahead of the rest of it; its gets keep their deadline. */
+  private sendMuts(q: ShardQueue, lane: Lane): void {
+    const mut = lane.mut!;
+    lane.mut = null;
+    if (lane.get === null) lane.scheduled = false;
+    this.send(q, mut, null);
+  }
+
+  private send(q: ShardQueue, mut: MutationBatch | null, get: GetBatch | null): void {
     q.flushes++;
     if (q.conn.up) {
       q.conn.send(mut, get);

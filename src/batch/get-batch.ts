@@ -33,6 +33,8 @@ export class GetBatch {
   private wReq: (Request | null)[] = [];
   private wIdx: Int32Array;
   private wNext: Int32Array;
+  /** 1: this waiter refused the value when it began (its request fetches it again later). */
+  private wSkip: Uint8Array;
   private nw = 0;
   /** Response matching: keys before it are settled. */
   cursor = 0;
@@ -54,6 +56,7 @@ export class GetBatch {
     this.mask = size - 1;
     this.wIdx = new Int32Array(maxKeys);
     this.wNext = new Int32Array(maxKeys);
+    this.wSkip = new Uint8Array(maxKeys);
   }
 
   get full(): boolean {
@@ -114,7 +117,13 @@ export class GetBatch {
 
   deliver(k: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): void {
     for (let w = this.firstWaiter[k]; w !== -1; w = this.wNext[w]) {
-      this.wReq[w]!.value(this.wIdx[w], flags, total, offset, buf, off, len);
+      if (this.wSkip[w] === 1) continue;
+      const req = this.wReq[w]!;
+      if (!req.value(this.wIdx[w], flags, total, offset, buf, off, len)) {
+        // The client has no room for it now: it asks again once it has (a get can be repeated).
+        this.wSkip[w] = 1;
+        req.redo(this.wIdx[w], this.cmd, this.keyOff[k], this.keyLen[k]);
+      }
     }
   }
 
@@ -127,14 +136,16 @@ export class GetBatch {
   /** Fails every key not yet settled; `from` lets a value cut mid-stream be failed too. */
   fail(from: number, code: ErrorCode, message?: string): void {
     for (let k = from; k < this.n; k++) {
-      for (let w = this.firstWaiter[k]; w !== -1; w = this.wNext[w]) this.wReq[w]!.error(this.wIdx[w], code, message);
+      for (let w = this.firstWaiter[k]; w !== -1; w = this.wNext[w]) {
+        if (this.wSkip[w] === 0) this.wReq[w]!.error(this.wIdx[w], code, message);
+      }
     }
     this.cursor = this.n;
   }
 
   reset(): void {
     for (let k = 0; k < this.n; k++) this.table[this.keySlot[k]] = 0;
-    for (let w = 0; w < this.nw; w++) this.wReq[w] = null;
+    for (let w = 0; w < this.nw; w++) { this.wReq[w] = null; this.wSkip[w] = 0; }
     this.n = 0;
     this.nw = 0;
     this.len = 3;
@@ -163,7 +174,10 @@ export class GetBatch {
     idx.set(this.wIdx);
     const next = new Int32Array(this.wNext.length * 2);
     next.set(this.wNext);
+    const skip = new Uint8Array(this.wSkip.length * 2);
+    skip.set(this.wSkip);
     this.wIdx = idx;
     this.wNext = next;
+    this.wSkip = skip;
   }
 }

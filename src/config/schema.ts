@@ -29,10 +29,17 @@ export interface Config {
     maxInflightPerConnection: number;
     maxItemsPerRequest: number;
     maxBufferedBytesPerConnection: number;
+    /** Output held for all clients together (pool buffers, reservations for gets in flight, parked keys). */
+    maxBufferedBytesTotal: number;
+    /** WebSocket connections and HTTP requests in progress, together. */
+    maxConnections: number;
+    /** File descriptors kept free for shard (re)connections, whatever the clients do. */
+    reservedDescriptors: number;
   };
   shard: { timeoutMs: number; connectTimeoutMs: number; reconnectMinMs: number; reconnectMaxMs: number };
   ws: { idleTimeoutSeconds: number; maxPayloadBytes: number };
   pool: { maxFreeBuffers: number };
+  shutdown: { drainMs: number };
   debugStats: boolean;
 }
 
@@ -124,6 +131,13 @@ export function validateConfig(raw: Config): Config {
   int('limits.maxInflightPerConnection', raw.limits?.maxInflightPerConnection, 1, 1_000_000);
   int('limits.maxItemsPerRequest', raw.limits?.maxItemsPerRequest, 1, 10_000_000);
   int('limits.maxBufferedBytesPerConnection', raw.limits?.maxBufferedBytesPerConnection, 65536, 1 << 30);
+  int('limits.maxBufferedBytesTotal', raw.limits?.maxBufferedBytesTotal, 1 << 20, 2 ** 40);
+  int('limits.maxConnections', raw.limits?.maxConnections, 1, 10_000_000);
+  int('limits.reservedDescriptors', raw.limits?.reservedDescriptors, 8, 1_000_000);
+  if (isInt(raw.limits?.maxBufferedBytesTotal, 0, 2 ** 40) && isInt(raw.limits?.maxBufferedBytesPerConnection, 0, 1 << 30) &&
+    raw.limits.maxBufferedBytesTotal < raw.limits.maxBufferedBytesPerConnection)
+    errs.push('limits.maxBufferedBytesTotal must be at least limits.maxBufferedBytesPerConnection');
+  int('shutdown.drainMs', raw.shutdown?.drainMs, 0, 600_000);
   int('shard.timeoutMs', raw.shard?.timeoutMs, 1, 600_000);
   int('shard.connectTimeoutMs', raw.shard?.connectTimeoutMs, 1, 600_000);
   int('shard.reconnectMinMs', raw.shard?.reconnectMinMs, 1, 600_000);

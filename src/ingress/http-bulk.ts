@@ -5,78 +5,116 @@
  * costs bounded memory.
  */
 import { isUtf8 } from 'node:buffer';
-import { ErrorCode, ErrorTable } from '../errors';
+import type { GatewayContext } from '../context';
+import { ErrorCode, ErrorTable, errorBody } from '../errors';
 import { BodyTooLarge, MsgpackItems, NdjsonLines } from '../decode/body-stream';
 import { ItemFields } from '../decode/request-fields';
 import { MsgpackError } from '../decode/msgpack-reader';
+import { GetWindow, OutputMeter } from '../flow/get-window';
 import { Request } from '../request';
-import type { Router } from '../route/router';
-import { BUFFER_SIZE, pool } from '../stream/buffer-pool';
+import { BUFFER_SIZE, BufferPool } from '../stream/buffer-pool';
 import { EntryWriter, Kind } from '../stream/entry-writer';
 import { Flushable, markForFlush } from '../stream/flush-list';
 import { HttpOut } from '../stream/http-out';
-import type { HttpRequest, TemplatedApp } from '../uws';
+import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws';
 import { readQuery } from './http-kv';
 
 const MSGPACK = 'application/msgpack';
 const NDJSON = 'application/x-ndjson';
+/** The body is not read on while this many gets (or key bytes) wait for the client's window. */
+const PARK_ITEMS = 1024;
+const PARK_BYTES = 64 * 1024;
 
 class MsgpackOut extends EntryWriter {
-  constructor(private readonly out: HttpOut) { super(); }
+  constructor(private readonly out: HttpOut, pool: BufferPool) { super(pool); }
   isClosed(): boolean { return this.out.done; }
   protected ship(buf: Buffer, len: number): void {
-    this.out.chunk('200 OK', MSGPACK, buf, len);
-    pool.release(buf);
+    this.out.chunk('200 OK', MSGPACK, buf, len); // takes the buffer
   }
 }
 
 class NdjsonOut implements Flushable {
   queuedForFlush = false;
   private buf: Buffer | null = null;
-  private len = 0;
-  constructor(private readonly out: HttpOut) {}
+  len = 0;
+  constructor(private readonly out: HttpOut, private readonly pool: BufferPool) {}
 
   line(s: string): void {
     if (this.out.done) return;
     const n = Buffer.byteLength(s) + 1;
     if (this.buf !== null && this.len + n > BUFFER_SIZE) this.flush();
-    if (n > BUFFER_SIZE) {
-      const big = Buffer.from(s + '\n');
-      this.out.chunk('200 OK', NDJSON, big, big.length);
-      return;
+    if (n > BUFFER_SIZE) return this.bigLine(s);
+    if (this.buf === null) this.take();
+    this.len += this.buf!.write(s, this.len, 'utf8');
+    this.buf![this.len++] = 0x0a;
+  }
+
+  /** A line longer than a buffer (a large value) goes out in full 16 KiB pool buffers. */
+  private bigLine(s: string): void {
+    const bytes = Buffer.from(s + '\n', 'utf8');
+    for (let off = 0; off < bytes.length;) {
+      if (this.buf === null) this.take();
+      const k = Math.min(BUFFER_SIZE - this.len, bytes.length - off);
+      bytes.copy(this.buf!, this.len, off, off + k);
+      this.len += k;
+      off += k;
+      if (this.len === BUFFER_SIZE) this.flush();
     }
-    if (this.buf === null) { this.buf = pool.acquire(); this.len = 0; markForFlush(this); }
-    this.len += this.buf.write(s, this.len, 'utf8');
-    this.buf[this.len++] = 0x0a;
+  }
+
+  private take(): void {
+    this.buf = this.pool.acquire();
+    this.len = 0;
+    markForFlush(this);
   }
 
   flush(): void {
     const b = this.buf;
     if (b === null) return;
     this.buf = null;
-    if (this.len > 0) this.out.chunk('200 OK', NDJSON, b, this.len);
-    pool.release(b);
+    const n = this.len;
+    this.len = 0;
+    if (n > 0) this.out.chunk('200 OK', NDJSON, b, n); // takes the buffer
+    else this.pool.release(b);
   }
 }
 
-class BulkRequest extends Request {
+class BulkRequest extends Request implements OutputMeter {
   readonly mp: MsgpackOut | null;
   readonly nd: NdjsonOut | null;
   /** NDJSON answers name their key; msgpack answers only index it. */
   readonly keys: string[] = [];
   private readonly partial = new Map<number, Buffer>();
+  readonly window: GetWindow | null;
   count = 0;
   resume: () => void = () => {};
+  onDone: (() => void) | null = null;
 
-  constructor(readonly out: HttpOut, ndjsonOut: boolean) {
+  constructor(readonly out: HttpOut, ndjsonOut: boolean, pool: BufferPool, ctx: GatewayContext, isGet: boolean) {
     super();
-    this.mp = ndjsonOut ? null : new MsgpackOut(out);
-    this.nd = ndjsonOut ? new NdjsonOut(out) : null;
+    this.mp = ndjsonOut ? null : new MsgpackOut(out, pool);
+    this.nd = ndjsonOut ? new NdjsonOut(out, pool) : null;
+    this.window = isGet ? new GetWindow(ctx.router, ctx.budget, this, ctx.config.limits.maxBufferedBytesPerConnection) : null;
+  }
+
+  heldBytes(): number {
+    return this.out.heldBytes() + (this.mp !== null ? this.mp.unshipped : this.nd!.len);
+  }
+
+  protected override accepts(_i: number, total: number): boolean {
+    return this.window === null || this.window.accepts(total);
+  }
+  protected override onSettled(): void {
+    this.window?.settled();
+  }
+  protected override onRedo(i: number, key: Uint8Array, off: number, len: number): void {
+    this.window!.requeue(this, i, key, off, len);
   }
 
   protected onValue(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): void {
     if (this.mp !== null) this.mp.value(0, i, flags, total, offset, buf, off, len);
     else {
+      if (this.out.done) return;
       let v: Buffer;
       if (offset === 0 && len === total) v = buf.subarray(off, off + len);
       else {
@@ -93,6 +131,7 @@ class BulkRequest extends Request {
     if (offset + len === total) this.resume();
   }
   protected onMiss(i: number): void {
+    this.window?.learnSmall();
     if (this.mp !== null) this.mp.simple(0, i, Kind.Miss);
     else this.nd!.line(`{"i":${i},"key":${JSON.stringify(this.keys[i])},"miss":true}`);
     this.resume();
@@ -116,14 +155,13 @@ class BulkRequest extends Request {
     if (this.mp !== null) { this.mp.simple(0, -1, Kind.End); this.mp.flush(); }
     else { this.nd!.line(`{"done":true,"count":${this.count}}`); this.nd!.flush(); }
     this.out.endChunked();
+    this.onDone?.();
   }
 }
 
-export interface BulkLimits { maxWaitMs: number; maxItemsPerRequest: number; maxInflightItems: number }
-
-export function mountBulk(app: TemplatedApp, router: Router, limits: BulkLimits): void {
-  app.post('/v1/mget', (res, req) => handle(res, req, router, limits, true));
-  app.post('/v1/mset', (res, req) => handle(res, req, router, limits, false));
+export function mountBulk(app: TemplatedApp, ctx: GatewayContext): void {
+  app.post('/v1/mget', (res, req) => handle(res, req, ctx, true));
+  app.post('/v1/mset', (res, req) => handle(res, req, ctx, false));
 }
 
 function formatOf(header: string): 'msgpack' | 'ndjson' | null {
@@ -132,14 +170,20 @@ function formatOf(header: string): 'msgpack' | 'ndjson' | null {
   return null;
 }
 
-function handle(res: Parameters<Parameters<TemplatedApp['post']>[1]>[0], req: HttpRequest, router: Router, limits: BulkLimits, isGet: boolean): void {
-  const out = new HttpOut(res);
+function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet: boolean): void {
+  const { router, config } = ctx;
+  const limits = config.limits;
+  const maxInflightItems = limits.maxInflightPerConnection;
+  if (ctx.gate.refuse()) return refuseBusy(res);
+  const out = new HttpOut(res, ctx.pool, ctx.gate);
+  if (ctx.draining) { out.closeAfter = true; return out.error('SHUTTING_DOWN'); }
   const inFmt = formatOf(req.getHeader('content-type'));
   const outFmt = formatOf(req.getHeader('accept')) ?? inFmt;
-  const q = readQuery(req, limits.maxWaitMs);
+  const q = readQuery(req, config.batch.maxWaitMs);
   if (inFmt === null) return out.error('BAD_CONTENT_TYPE', `content-type must be ${MSGPACK} or ${NDJSON}`);
   if (q.bad) return out.error(q.bad);
-  const r = new BulkRequest(out, outFmt === 'ndjson');
+  const r = new BulkRequest(out, outFmt === 'ndjson', ctx.pool, ctx, isGet);
+  const w = r.window;
   const maxItem = router.limits.maxValueBytes * (inFmt === 'ndjson' ? 6 : 1) + 4096;
   const mp = inFmt === 'msgpack' ? new MsgpackItems(maxItem) : null;
   const nd = inFmt === 'ndjson' ? new NdjsonLines(maxItem) : null;
@@ -148,13 +192,26 @@ function handle(res: Parameters<Parameters<TemplatedApp['post']>[1]>[0], req: Ht
   let paused = false;
   const wait = q.wait;
 
+  // Reading the body pauses while the client's window holds enough parked keys (reads), or while too
+  // many items are in flight or the client does not take its answers (writes).
+  const mustPause = (): boolean => w !== null
+    ? w.parked >= PARK_ITEMS || w.parkedBytes >= PARK_BYTES
+    : r.inFlight >= maxInflightItems || out.backpressured;
+  const mayResume = (): boolean => w !== null
+    ? w.parked < PARK_ITEMS / 2 && w.parkedBytes < PARK_BYTES / 2
+    : r.inFlight < maxInflightItems / 2 && !out.backpressured;
   r.resume = () => {
-    if (paused && r.inFlight < limits.maxInflightItems / 2 && !out.backpressured && !out.done) {
+    if (paused && !out.done && mayResume()) {
       paused = false;
       res.resume();
     }
   };
-  out.onWritableAgain = r.resume;
+  if (w !== null) w.onBacklogShrunk = r.resume;
+  out.onWritableAgain = () => { if (w !== null) w.pump(); r.resume(); };
+  // Gone: nothing parked is ever fetched; what is in a shard's batch settles and is dropped.
+  out.onAbort = () => { w?.cancel(); ctx.bulk.delete(r); };
+  ctx.bulk.add(r);
+  r.onDone = () => ctx.bulk.delete(r);
 
   const fail = (code: ErrorCode, message: string): void => {
     failed = true;
@@ -175,7 +232,7 @@ function handle(res: Parameters<Parameters<TemplatedApp['post']>[1]>[0], req: Ht
       if (isGet) {
         const i = index(r.nd !== null ? peekKey(rd) : null);
         if (!rd.readBytes()) { rd.skip(); r.reject(i, 'BAD_KEY', 'key must be a str or bin'); }
-        else router.get(r, i, rd.buf, rd.off, rd.len, wait);
+        else w!.get(r, i, rd.buf, rd.off, rd.len, wait);
       } else {
         item.read(rd);
         const i = index(r.nd !== null && item.keyOff >= 0 ? keyText(rd.buf, item.keyOff, item.keyLen) : null);
@@ -198,7 +255,7 @@ function handle(res: Parameters<Parameters<TemplatedApp['post']>[1]>[0], req: Ht
       const i = index(key);
       if (key === null) return r.reject(i, 'BAD_KEY', 'each line must be a JSON string key');
       const kb = Buffer.from(key, 'utf8');
-      router.get(r, i, kb, 0, kb.length, wait);
+      w!.get(r, i, kb, 0, kb.length, wait);
       return;
     }
     const o = v as { key?: unknown; value?: unknown; base64?: unknown; ttl?: unknown; flags?: unknown };
@@ -237,10 +294,18 @@ function handle(res: Parameters<Parameters<TemplatedApp['post']>[1]>[0], req: Ht
       return fail('INTERNAL', ErrorTable.INTERNAL.message);
     }
     if (isLast) { r.seal(); return; }
-    if (!paused && (r.inFlight >= limits.maxInflightItems || out.backpressured)) {
+    if (!paused && mustPause()) {
       paused = true;
       res.pause();
     }
+  });
+}
+
+/** Past limits.maxConnections: refused at once, before anything is read. */
+export function refuseBusy(res: HttpResponse): void {
+  res.cork(() => {
+    res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json').writeHeader('retry-after', '1')
+      .end(errorBody('BUSY', 'too many connections'), true);
   });
 }
 

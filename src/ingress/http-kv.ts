@@ -3,13 +3,14 @@
  * A PUT body is gathered in pool buffers (it must be whole before memcached can take it) and capped at
  * the item size while it arrives, so an oversized upload is refused without being held.
  */
+import type { GatewayContext } from '../context';
 import { ErrorCode, ErrorTable } from '../errors';
 import { percentDecode } from '../decode/key';
 import { Request } from '../request';
-import type { Router } from '../route/router';
-import { BUFFER_SIZE, pool } from '../stream/buffer-pool';
+import { BUFFER_SIZE, BufferPool } from '../stream/buffer-pool';
 import { HttpOut } from '../stream/http-out';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws';
+import { refuseBusy } from './http-bulk';
 
 const PREFIX = '/v1/kv/';
 
@@ -49,15 +50,28 @@ export function readQuery(req: HttpRequest, maxWaitMs: number): QueryNumbers {
   return q;
 }
 
-export function mountKv(app: TemplatedApp, router: Router, maxWaitMs: number): void {
+export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
+  const { router, pool } = ctx;
+  const maxWaitMs = ctx.config.batch.maxWaitMs;
   const keyOf = (req: HttpRequest): Buffer | null => percentDecode(req.getUrl().slice(PREFIX.length));
+  /** A response counted in the gate, or null after refusing the client (too many, or draining). */
+  const open = (res: HttpResponse): HttpOut | null => {
+    if (ctx.gate.refuse()) { refuseBusy(res); return null; }
+    const out = new HttpOut(res, pool, ctx.gate);
+    if (ctx.draining) { out.closeAfter = true; out.error('SHUTTING_DOWN'); return null; }
+    return out;
+  };
 
   const read = (isGet: boolean) => (res: HttpResponse, req: HttpRequest): void => {
-    const out = new HttpOut(res);
+    const out = open(res);
+    if (out === null) return;
     const key = keyOf(req);
     const q = readQuery(req, maxWaitMs);
     if (key === null) return out.error('BAD_KEY', 'malformed percent-encoding in key');
     if (q.bad) return out.error(q.bad);
+    // A single value per connection at a time: bounded by limits.maxValueBytes, so not windowed; but
+    // when the gateway-wide budget is spent, new reads are refused rather than queued.
+    if (isGet && !ctx.budget.room(0)) return out.error('BUSY', 'the gateway holds its whole output budget for clients; retry shortly');
     const r = new HttpKvRequest(out);
     if (isGet) router.get(r, 0, key, 0, key.length, q.wait);
     else router.del(r, 0, key, 0, key.length, q.wait);
@@ -67,7 +81,8 @@ export function mountKv(app: TemplatedApp, router: Router, maxWaitMs: number): v
   app.del(`${PREFIX}*`, read(false));
 
   app.put(`${PREFIX}*`, (res, req) => {
-    const out = new HttpOut(res);
+    const out = open(res);
+    if (out === null) return;
     const key = keyOf(req);
     const q = readQuery(req, maxWaitMs);
     const max = router.limits.maxValueBytes;
@@ -80,13 +95,15 @@ export function mountKv(app: TemplatedApp, router: Router, maxWaitMs: number): v
     const lens: number[] = [];
     let total = 0;
     let refused = false;
+    // An upload cut off part way: its buffers go back to the pool (onData is never called again).
+    out.onAbort = () => release(pool, parts);
     res.onData((chunk, isLast) => {
-      if (out.done || refused) { if (isLast || out.aborted) release(parts); return; }
+      if (out.done || refused) { if (isLast || out.aborted) release(pool, parts); return; }
       const src = new Uint8Array(chunk);
       total += src.length;
       if (total > max) {
         refused = true;
-        release(parts);
+        release(pool, parts);
         return out.error('TOO_LARGE', `value is over the ${max}-byte limit`);
       }
       for (let off = 0; off < src.length;) {
@@ -98,17 +115,17 @@ export function mountKv(app: TemplatedApp, router: Router, maxWaitMs: number): v
         off += k;
       }
       if (!isLast) return;
-      if (key === null) { release(parts); return out.error('BAD_KEY', 'malformed percent-encoding in key'); }
-      if (q.bad) { release(parts); return out.error(q.bad); }
+      if (key === null) { release(pool, parts); return out.error('BAD_KEY', 'malformed percent-encoding in key'); }
+      if (q.bad) { release(pool, parts); return out.error(q.bad); }
       const r = new HttpKvRequest(out);
       router.setParts(r, 0, key, 0, key.length, q.ttl, q.flags, parts, lens, total, q.wait);
-      release(parts); // copied into the shard's batch
+      release(pool, parts); // copied into the shard's batch
       r.seal();
     });
   });
 }
 
-function release(parts: Buffer[]): void {
+function release(pool: BufferPool, parts: Buffer[]): void {
   for (const b of parts) pool.release(b);
   parts.length = 0;
 }

@@ -1,64 +1,86 @@
 /**
  * WebSocket ingress: `/v1/ws`. Each binary message holds one or more request maps; each is decoded in
  * place (the message's ArrayBuffer dies when this callback returns, so keys and values are copied into
- * shard batches before it does) and dispatched item by item. Answers leave through the session's
- * EntryWriter as shards reply.
+ * shard batches, or into the session's get window when it has no room, before it does) and dispatched
+ * item by item. Gets go through the session's window (credit-based fetching); answers leave through the
+ * session's EntryWriter as shards reply.
  */
+import type { GatewayContext } from '../context';
 import type { ErrorCode } from '../errors';
-import { ErrorTable } from '../errors';
+import { ErrorTable, errorBody } from '../errors';
 import { Request } from '../request';
-import type { Router } from '../route/router';
 import { MsgpackError, MsgpackReader, MpType } from '../decode/msgpack-reader';
 import { ItemFields, Op, RequestFields } from '../decode/request-fields';
 import { Kind } from '../stream/entry-writer';
 import { WsSession } from '../stream/ws-session';
 import type { TemplatedApp, WebSocket } from '../uws';
 
-export interface WsLimits {
-  maxInflightPerConnection: number;
-  maxItemsPerRequest: number;
-  maxBufferedBytesPerConnection: number;
-  maxWaitMs: number;
-  idleTimeoutSeconds: number;
-  maxPayloadBytes: number;
-}
-
-/** Pooled: a finished request has no item left in any batch, so it can carry the next one. */
-const freeRequests: WsRequest[] = [];
+export interface WsCounters { connections: number; messages: number; requests: number; badFrames: number; refused: number }
 
 class WsRequest extends Request {
-  private s!: WsSession;
-  private id = 0;
+  s!: WsSession;
+  id = 0;
+  /** get / mget: the items are the window's to account for. */
+  read = false;
+  free!: WsRequest[];
 
-  static take(s: WsSession, id: number): WsRequest {
-    const r = freeRequests.pop() ?? new WsRequest();
-    r.reinit();
-    r.s = s;
-    r.id = id;
-    return r;
+  protected override accepts(_i: number, total: number): boolean {
+    return !this.read || this.s.window.accepts(total);
   }
-
+  protected override onSettled(): void {
+    if (this.read) this.s.window.settled();
+  }
+  protected override onRedo(i: number, key: Uint8Array, off: number, len: number): void {
+    this.s.window.requeue(this, i, key, off, len);
+  }
   protected onValue(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): void {
     this.s.value(this.id, i, flags, total, offset, buf, off, len);
   }
-  protected onMiss(i: number): void { this.s.simple(this.id, i, Kind.Miss); }
+  protected onMiss(i: number): void {
+    if (this.read) this.s.window.learnSmall();
+    this.s.simple(this.id, i, Kind.Miss);
+  }
   protected onOk(i: number): void { this.s.simple(this.id, i, Kind.Ok); }
   protected onError(i: number, code: ErrorCode, message?: string): void {
     this.s.error(this.id, i, code, message ?? ErrorTable[code].message);
   }
   protected onFinish(): void {
-    this.s.inflight--;
-    this.s.simple(this.id, -1, Kind.End);
-    if (freeRequests.length < 65536) freeRequests.push(this);
+    const s = this.s;
+    s.inflight--;
+    s.simple(this.id, -1, Kind.End);
+    // Pooled: a finished request has no item left in any batch or window, so it can carry the next one.
+    if (this.free.length < 65536) this.free.push(this);
+    if (s.closeWhenIdle) s.closeIfIdle();
+  }
+  init(s: WsSession, id: number, read: boolean, free: WsRequest[]): this {
+    this.reinit();
+    this.s = s;
+    this.id = id;
+    this.read = read;
+    this.free = free;
+    return this;
   }
 }
 
-export interface WsCounters { connections: number; messages: number; requests: number; badFrames: number }
+/** The gateway's view of its WebSocket sessions, for the drain. */
+export interface WsFront {
+  counters: WsCounters;
+  sessions: Set<WsSession>;
+}
 
-export function mountWebSocket(app: TemplatedApp, router: Router, limits: WsLimits, counters: WsCounters): void {
+export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront {
+  const { router, config } = ctx;
+  const limits = config.limits;
+  const counters: WsCounters = { connections: 0, messages: 0, requests: 0, badFrames: 0, refused: 0 };
+  const sessions = new Set<WsSession>();
+  const freeRequests: WsRequest[] = [];
   const reader = new MsgpackReader();
   const fields = new RequestFields();
   const item = new ItemFields();
+  const forget = (s: WsSession): void => { sessions.delete(s); };
+  // Output no window governs (errors, write acks) may pass the window by this much before the client is
+  // cut off; a value larger than the window is let through alone.
+  const hardCap = limits.maxBufferedBytesPerConnection + limits.maxValueBytes + 256 * 1024;
 
   const requestError = (s: WsSession, id: number, code: ErrorCode, message: string): void => {
     s.error(id, -1, code, message);
@@ -68,17 +90,25 @@ export function mountWebSocket(app: TemplatedApp, router: Router, limits: WsLimi
   const dispatch = (s: WsSession, f: RequestFields): void => {
     const id = f.id;
     if (f.error !== null) return requestError(s, id, f.error, f.errorMessage);
-    if (f.wait > limits.maxWaitMs) return requestError(s, id, 'BAD_WAIT', `wait must be at most ${limits.maxWaitMs} ms`);
+    if (ctx.draining) return requestError(s, id, 'SHUTTING_DOWN', ErrorTable.SHUTTING_DOWN.message);
+    if (f.wait > config.batch.maxWaitMs) return requestError(s, id, 'BAD_WAIT', `wait must be at most ${config.batch.maxWaitMs} ms`);
     if (s.inflight >= limits.maxInflightPerConnection) return requestError(s, id, 'BUSY', ErrorTable.BUSY.message);
+    const read = f.op === Op.Get || f.op === Op.MGet;
+    // Keys waiting for this client to read are bounded: past a frame's worth, reads wait for it to drain.
+    if (read && s.window.parkedBytes > config.ws.maxPayloadBytes) {
+      return requestError(s, id, 'BUSY', 'too many keys wait for this connection to read its answers');
+    }
     const buf = reader.buf;
-    const req = WsRequest.take(s, id);
+    const req = (freeRequests.pop() ?? new WsRequest()).init(s, id, read, freeRequests);
     s.inflight++;
     counters.requests++;
     switch (f.op) {
       case Op.Get:
+        if (f.keyOff < 0) req.reject(0, 'BAD_KEY', 'key missing');
+        else s.window.get(req, 0, buf, f.keyOff, f.keyLen, f.wait);
+        break;
       case Op.Del:
         if (f.keyOff < 0) req.reject(0, 'BAD_KEY', 'key missing');
-        else if (f.op === Op.Get) router.get(req, 0, buf, f.keyOff, f.keyLen, f.wait);
         else router.del(req, 0, buf, f.keyOff, f.keyLen, f.wait);
         break;
       case Op.Set:
@@ -88,7 +118,7 @@ export function mountWebSocket(app: TemplatedApp, router: Router, limits: WsLimi
         break;
       case Op.MGet:
       case Op.MDel:
-        bulkKeys(req, f, f.op === Op.MGet);
+        bulkKeys(s, req, f, f.op === Op.MGet);
         break;
       case Op.MSet:
         bulkItems(req, f);
@@ -112,12 +142,12 @@ export function mountWebSocket(app: TemplatedApp, router: Router, limits: WsLimi
     return n;
   };
 
-  const bulkKeys = (req: WsRequest, f: RequestFields, isGet: boolean): void => {
+  const bulkKeys = (s: WsSession, req: WsRequest, f: RequestFields, isGet: boolean): void => {
     const save = reader.pos;
     const n = openBulk(req, f.keysAt, 'keys');
     for (let i = 0; i < n; i++) {
       if (!reader.readBytes()) { reader.skip(); req.reject(i, 'BAD_KEY', 'key must be a str or bin'); continue; }
-      if (isGet) router.get(req, i, reader.buf, reader.off, reader.len, f.wait);
+      if (isGet) s.window.get(req, i, reader.buf, reader.off, reader.len, f.wait);
       else router.del(req, i, reader.buf, reader.off, reader.len, f.wait);
     }
     reader.pos = save;
@@ -135,19 +165,34 @@ export function mountWebSocket(app: TemplatedApp, router: Router, limits: WsLimi
   };
 
   app.ws<{ s: WsSession }>('/v1/ws', {
-    maxPayloadLength: limits.maxPayloadBytes,
-    idleTimeout: limits.idleTimeoutSeconds,
-    // Above our own high-water mark plus the budget, so uWS never drops a frame we chose to send.
-    maxBackpressure: limits.maxBufferedBytesPerConnection + 1024 * 1024,
+    maxPayloadLength: config.ws.maxPayloadBytes,
+    idleTimeout: config.ws.idleTimeoutSeconds,
+    // Above anything the session lets pile up (it disconnects at hardCap), so uWS never drops a frame.
+    maxBackpressure: hardCap + 1024 * 1024,
     closeOnBackpressureLimit: 0,
     upgrade: (res, req, context) => {
-      res.upgrade({ s: new WsSession(limits.maxBufferedBytesPerConnection) },
-        req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'),
+      // Refusals are decided here, synchronously (asynchronous upgrades have known crash reports).
+      if (ctx.draining || ctx.gate.refuse()) {
+        if (!ctx.draining) counters.refused++;
+        const code: ErrorCode = ctx.draining ? 'SHUTTING_DOWN' : 'BUSY';
+        const message = ctx.draining ? ErrorTable.SHUTTING_DOWN.message : 'too many connections';
+        res.cork(() => {
+          res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json')
+            .writeHeader('retry-after', '1').end(errorBody(code, message), true);
+        });
+        return;
+      }
+      const s = new WsSession(ctx.pool, ctx.budget, router, limits.maxBufferedBytesPerConnection, hardCap);
+      res.upgrade({ s }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'),
         req.getHeader('sec-websocket-extensions'), context);
     },
     open: (ws: WebSocket<{ s: WsSession }>) => {
-      ws.getUserData().s.ws = ws as WebSocket<unknown>;
+      const s = ws.getUserData().s;
+      s.ws = ws as WebSocket<unknown>;
+      s.onGone = forget;
+      sessions.add(s);
       counters.connections++;
+      ctx.gate.ws++;
     },
     message: (ws: WebSocket<{ s: WsSession }>, message: ArrayBuffer, isBinary: boolean) => {
       const s = ws.getUserData().s;
@@ -183,6 +228,8 @@ export function mountWebSocket(app: TemplatedApp, router: Router, limits: WsLimi
     close: (ws: WebSocket<{ s: WsSession }>) => {
       ws.getUserData().s.closed();
       counters.connections--;
+      ctx.gate.ws--;
     },
   });
+  return { counters, sessions };
 }

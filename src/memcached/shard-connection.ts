@@ -6,6 +6,11 @@
  * in-flight item fails, and a new connection starts clean. A timeout does the same, since on a
  * pipelined text connection a late reply would otherwise be taken for the next request's.
  *
+ * A timeout means "something is in flight and no byte of reply was read for timeoutMs", never "the head
+ * batch is old": a long reply still arriving is progress, and so is a reply that came while this process
+ * was busy (checkTimeout lets the socket be read before it decides). No clock is read per read: the timer
+ * compares the `reads` counter with what it saw last time.
+ *
  *   in flight: [ head (replies arriving) | ... | tail (last written) ]
  */
 import { NetConnectOpts, Socket, createConnection } from 'node:net';
@@ -32,6 +37,13 @@ export class ShardConnection {
   private backoff: number;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private timeoutTimer: NodeJS.Timeout | null = null;
+  /** The last look at an overdue head, deferred until after the next poll phase (see checkTimeout). */
+  private timeoutConfirm: NodeJS.Immediate | null = null;
+  /** `reads` at the timer's last look, and when (ms) it last saw them grow (0: not since it was armed). */
+  private readsSeen = 0;
+  private progressAt = 0;
+  private readonly runCheck = (): void => this.checkTimeout();
+  private readonly runConfirm = (): void => this.confirmTimeout();
   private readonly inflight: Batch[] = [];
   private head = 0;
   /** Gets that were unanswered when the connection broke: sent again once on the next connection. */
@@ -161,7 +173,12 @@ export class ShardConnection {
     }
     s.uncork();
     this.writes++;
-    if (this.timeoutTimer === null) this.armTimeout(this.opts.timeoutMs);
+    if (this.timeoutTimer === null && this.timeoutConfirm === null) {
+      // Neither is pending only while nothing was in flight: this batch is the head.
+      this.readsSeen = this.reads;
+      this.progressAt = 0;
+      this.armTimeout(this.lookEvery());
+    }
   }
 
   close(): void {
@@ -177,18 +194,50 @@ export class ShardConnection {
   }
 
   private armTimeout(ms: number): void {
-    this.timeoutTimer = setTimeout(() => this.checkTimeout(), ms);
+    this.timeoutTimer = setTimeout(this.runCheck, ms);
   }
 
+  /** Progress is dated when the timer sees it, up to one look late; a look every quarter bounds that. */
+  private lookEvery(): number {
+    return this.opts.timeoutMs >= 4 ? this.opts.timeoutMs >> 2 : 1;
+  }
+
+  /**
+   * Quiet time runs from the later of the last progress seen and the head batch's send, so a shard that
+   * stops answering gets its TIMEOUT between 1 and 1.25 timeoutMs after its last byte, never earlier.
+   */
   private checkTimeout(): void {
     this.timeoutTimer = null;
     if (this.head >= this.inflight.length) return;
-    const age = Date.now() - this.inflight[this.head].sentAt;
-    if (age >= this.opts.timeoutMs) {
-      this.dropConnection('TIMEOUT', `${this.label} did not answer within ${this.opts.timeoutMs} ms`);
-    } else {
-      this.armTimeout(this.opts.timeoutMs - age);
+    const now = Date.now();
+    if (this.reads !== this.readsSeen) {
+      this.readsSeen = this.reads;
+      this.progressAt = now;
+      this.armTimeout(this.lookEvery());
+      return;
     }
+    const sentAt = this.inflight[this.head].sentAt;
+    const left = this.opts.timeoutMs - (now - (this.progressAt > sentAt ? this.progressAt : sentAt));
+    if (left > 0) {
+      this.armTimeout(left < this.lookEvery() ? left : this.lookEvery());
+      return;
+    }
+    // Overdue by the clock, but the clock also ran while this process was busy (a long synchronous
+    // encode, a GC pause): the reply may be waiting in the kernel, unread. Timers run before the poll
+    // phase; an immediate runs after it, once every readable socket has been read.
+    this.timeoutConfirm = setImmediate(this.runConfirm);
+  }
+
+  private confirmTimeout(): void {
+    this.timeoutConfirm = null;
+    if (this.head >= this.inflight.length) return;
+    if (this.reads !== this.readsSeen) {
+      this.readsSeen = this.reads;
+      this.progressAt = Date.now();
+      this.armTimeout(this.lookEvery());
+      return;
+    }
+    this.dropConnection('TIMEOUT', `${this.label} did not answer within ${this.opts.timeoutMs} ms`);
   }
 
   /** Fails everything in flight and closes the socket; reconnects unless stopped. */
@@ -199,6 +248,8 @@ export class ShardConnection {
     if (s) { this.resets++; s.destroy(); }
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
     this.timeoutTimer = null;
+    if (this.timeoutConfirm) clearImmediate(this.timeoutConfirm);
+    this.timeoutConfirm = null;
     const failing = this.inflight.slice(this.head);
     // A value cut mid-stream has not settled yet: its key fails too.
     const cutValue = this.parser.midValue;

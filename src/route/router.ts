@@ -15,9 +15,11 @@ export interface ItemLimits {
 export class Router {
   constructor(readonly ring: KetamaRing, private readonly co: Coalescer, readonly limits: ItemLimits) {}
 
-  get(req: Request, i: number, key: Uint8Array, off: number, len: number, wait: number): void {
-    if (!isValidKey(key, off, len)) return req.reject(i, 'BAD_KEY');
+  /** False when the item was rejected (and answered) instead of handed to a shard's batch. */
+  get(req: Request, i: number, key: Uint8Array, off: number, len: number, wait: number): boolean {
+    if (!isValidKey(key, off, len)) { req.reject(i, 'BAD_KEY'); return false; }
     this.co.get(this.ring.lookup(key, off, len), req, i, key, off, len, wait);
+    return true;
   }
 
   del(req: Request, i: number, key: Uint8Array, off: number, len: number, wait: number): void {

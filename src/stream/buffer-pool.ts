@@ -35,8 +35,6 @@ export class BufferPool {
   }
 }
 
-export const pool = new BufferPool(4096);
-
 /**
  * uWS takes bytes as a typed array of the exact length, so sending the first `len` bytes of a pool buffer
  * needs a view. Frames of a steady workload come in few lengths, and the LIFO pool hands out the same

@@ -4,7 +4,7 @@
  * carries every result that was ready. Values that do not fit in what is left of a frame are cut into
  * VALUE_PART entries, so no frame ever exceeds 16 KiB and nothing is allocated per value.
  */
-import { BUFFER_SIZE, pool } from './buffer-pool';
+import { BUFFER_SIZE, BufferPool } from './buffer-pool';
 import { Flushable, markForFlush } from './flush-list';
 
 export const enum Kind { Value = 0, Part = 1, Miss = 2, Ok = 3, Error = 4, End = 5 }
@@ -18,6 +18,13 @@ export abstract class EntryWriter implements Flushable {
   protected buf: Buffer | null = null;
   protected len = 0;
 
+  constructor(protected readonly pool: BufferPool) {}
+
+  /** Bytes written into the current, not yet shipped frame. */
+  get unshipped(): number {
+    return this.len;
+  }
+
   /** Takes ownership of a filled buffer: ship it and release it to the pool. */
   protected abstract ship(buf: Buffer, len: number): void;
   /** True once the peer is gone: entries are dropped. */
@@ -29,13 +36,13 @@ export abstract class EntryWriter implements Flushable {
     const l = this.len;
     this.buf = null;
     this.len = 0;
-    if (l === 0) pool.release(b);
+    if (l === 0) this.pool.release(b);
     else this.ship(b, l);
   }
 
   /** Drops any unsent output (peer gone). */
   protected discard(): void {
-    if (this.buf !== null) pool.release(this.buf);
+    if (this.buf !== null) this.pool.release(this.buf);
     this.buf = null;
     this.len = 0;
   }
@@ -44,7 +51,7 @@ export abstract class EntryWriter implements Flushable {
     let b = this.buf;
     if (b !== null && this.len + n <= BUFFER_SIZE) return b;
     if (b !== null) this.flush();
-    b = this.buf = pool.acquire();
+    b = this.buf = this.pool.acquire();
     this.len = 0;
     markForFlush(this);
     return b;

@@ -2,30 +2,54 @@
  * Output side of one HTTP response. Two ways out:
  * - `Sized`: a single value with a known length, sent with tryEnd so the response carries a
  *   Content-Length. What uWS could not take is copied into pool buffers and resent from onWritable.
- * - `Chunked`: a bulk response of unknown length, sent with write(). uWS keeps every byte write() was given,
- *   so here backpressure only tells the producer to stop reading the request body (`onBackpressure`).
- * Every write happens inside cork, since it usually runs in a shard's socket callback.
+ * - `Chunked`: a bulk response of unknown length, sent with write(). Once a write() returns false (uWS
+ *   then holds that chunk), further chunks wait here, in their pool buffers, until onWritable; so uWS
+ *   holds at most about one chunk and `heldBytes` is what the client's get window sees.
+ *
+ * Measured on this uWS build: an onWritable handler that returns without writing stops uWS from draining
+ * what it holds until the next write or end. So the handler always writes when it has something, and
+ * when it has nothing it only clears the backpressure mark, so the next chunk is written at once (which
+ * drains uWS's buffer first).
+ *
+ * Every write happens inside cork, since it usually runs in a shard's socket callback. The response
+ * counts itself in the connection gate from creation to end or abort.
  */
 import { errorBody, ErrorCode, ErrorTable } from '../errors';
+import type { ConnectionGate } from '../flow/connection-gate';
 import type { HttpResponse } from '../uws';
-import { BUFFER_SIZE, pool } from './buffer-pool';
+import { BUFFER_SIZE, BufferPool } from './buffer-pool';
 
 export class HttpOut {
   aborted = false;
   ended = false;
   private headersSent = false;
   private total = 0;
-  // Sized mode: bytes uWS has not taken yet, in pool buffers.
+  // Bytes uWS has not taken yet, in pool buffers (both modes).
   private readonly pending: Buffer[] = [];
   private readonly pendingLens: number[] = [];
   private pendingHead = 0;
+  private pendingBytes = 0;
   backpressured = false;
+  private writableHooked = false;
+  private status = '200 OK';
+  private contentType = 'application/octet-stream';
+  /** Chunked mode: the client took what was held; producers may go on. */
   onWritableAgain: (() => void) | null = null;
+  /** The client went away before the response ended. */
+  onAbort: (() => void) | null = null;
+  /** Set while draining: the connection closes after this response. */
+  closeAfter = false;
+  private counted = true;
 
-  constructor(readonly res: HttpResponse) {
+  constructor(readonly res: HttpResponse, private readonly pool: BufferPool, private readonly gate: ConnectionGate) {
+    gate.http++;
     res.onAborted(() => {
       this.aborted = true;
       this.releasePending();
+      this.uncount();
+      const f = this.onAbort;
+      this.onAbort = null;
+      f?.();
     });
   }
 
@@ -33,10 +57,24 @@ export class HttpOut {
     return this.aborted || this.ended;
   }
 
-  /** A complete answer that is not a stream (errors, 204s). */
-  simple(status: string, body?: string, contentType = 'application/json'): void {
-    if (this.done) return;
+  /** Bytes held for the client: ours, plus about a chunk in uWS while it reports backpressure. */
+  heldBytes(): number {
+    return this.pendingBytes + (this.backpressured ? BUFFER_SIZE : 0);
+  }
+
+  private uncount(): void {
+    if (this.counted) { this.counted = false; this.gate.http--; }
+  }
+
+  private markEnded(): void {
     this.ended = true;
+    this.uncount();
+  }
+
+  /** A complete answer that is not a stream (errors, 204s). */
+  simple(status: string, body?: string, contentType = 'application/json', headers?: [string, string][]): void {
+    if (this.done) return;
+    this.markEnded();
     if (this.headersSent) {
       // A 200 with its Content-Length is already on the wire and the value broke off: the only honest
       // signal left is to cut the connection, so the client sees a short body, never a wrong one.
@@ -47,13 +85,15 @@ export class HttpOut {
     this.res.cork(() => {
       this.res.writeStatus(status);
       if (body !== undefined) this.res.writeHeader('content-type', contentType);
-      this.res.end(body);
+      if (headers) for (const [k, v] of headers) this.res.writeHeader(k, v);
+      this.res.end(body, this.closeAfter);
     });
   }
 
   error(code: ErrorCode, message?: string): void {
     const t = ErrorTable[code];
-    this.simple(`${t.status}`, errorBody(code, message));
+    const retry: [string, string][] | undefined = t.status === 503 ? [['retry-after', '1']] : undefined;
+    this.simple(`${t.status}`, errorBody(code, message), 'application/json', retry);
   }
 
   /** Sized mode: the first call sends the status line and headers; chunks must add up to `total`. */
@@ -66,11 +106,12 @@ export class HttpOut {
         this.res.writeStatus('200 OK');
         this.res.writeHeader('content-type', 'application/octet-stream');
         this.res.writeHeader('x-kv-flags', String(flags));
+        if (this.closeAfter) this.res.writeHeader('connection', 'close');
       }
       if (this.pending.length > 0) return this.hold(buf, off, len);
       const before = this.res.getWriteOffset();
       const [ok, done] = this.res.tryEnd(new Uint8Array(buf.buffer, buf.byteOffset + off, len), total);
-      if (done) { this.ended = true; return; }
+      if (done) { this.markEnded(); return; }
       if (!ok) {
         const taken = this.res.getWriteOffset() - before;
         this.hold(buf, off + taken, len - taken);
@@ -83,7 +124,7 @@ export class HttpOut {
     while (len > 0) {
       let last = this.pending.length - 1;
       if (last < 0 || this.pendingLens[last] === BUFFER_SIZE) {
-        this.pending.push(pool.acquire());
+        this.pending.push(this.pool.acquire());
         this.pendingLens.push(0);
         last++;
       }
@@ -91,12 +132,13 @@ export class HttpOut {
       const k = len < room ? len : room;
       buf.copy(this.pending[last], this.pendingLens[last], off, off + k);
       this.pendingLens[last] += k;
+      this.pendingBytes += k;
       off += k;
       len -= k;
     }
   }
 
-  /** onWritable: send held bytes from where uWS stopped. Returning false keeps the handler. */
+  /** onWritable: send held bytes from where uWS stopped. */
   private resumeSized(): boolean {
     if (this.done) return true;
     while (this.pending.length > 0) {
@@ -104,33 +146,63 @@ export class HttpOut {
       const end = this.pendingLens[0];
       const before = this.res.getWriteOffset();
       const [ok, done] = this.res.tryEnd(new Uint8Array(b.buffer, b.byteOffset + this.pendingHead, end - this.pendingHead), this.total);
-      if (done) { this.ended = true; this.releasePending(); return true; }
-      if (!ok) { this.pendingHead += this.res.getWriteOffset() - before; return false; }
-      pool.release(this.pending.shift()!);
+      if (done) { this.markEnded(); this.releasePending(); return true; }
+      if (!ok) {
+        const taken = this.res.getWriteOffset() - before;
+        this.pendingHead += taken;
+        this.pendingBytes -= taken;
+        return false;
+      }
+      this.pendingBytes -= end - this.pendingHead;
+      this.pool.release(this.pending.shift()!);
       this.pendingLens.shift();
       this.pendingHead = 0;
     }
     return true;
   }
 
-  /** Chunked mode. */
-  chunk(status: string, contentType: string, buf: Uint8Array, len: number): void {
-    if (this.done) return;
-    this.res.cork(() => {
-      if (!this.headersSent) {
-        this.headersSent = true;
-        this.res.writeStatus(status);
-        this.res.writeHeader('content-type', contentType);
+  /** Chunked mode: takes ownership of a pool buffer holding `len` bytes of the body. */
+  chunk(status: string, contentType: string, buf: Buffer, len: number): void {
+    if (this.done) { this.pool.release(buf); return; }
+    this.status = status;
+    this.contentType = contentType;
+    if (this.backpressured || this.pending.length > 0) {
+      this.pending.push(buf);
+      this.pendingLens.push(len);
+      this.pendingBytes += len;
+      return;
+    }
+    this.res.cork(() => this.writeChunk(buf, len));
+  }
+
+  private writeChunk(buf: Buffer, len: number): void {
+    if (!this.headersSent) {
+      this.headersSent = true;
+      this.res.writeStatus(this.status);
+      this.res.writeHeader('content-type', this.contentType);
+      if (this.closeAfter) this.res.writeHeader('connection', 'close');
+    }
+    const ok = this.res.write(new Uint8Array(buf.buffer, buf.byteOffset, len));
+    this.pool.release(buf);
+    if (!ok) {
+      this.backpressured = true;
+      if (!this.writableHooked) {
+        this.writableHooked = true;
+        this.res.onWritable(() => this.resumeChunked());
       }
-      if (!this.res.write(new Uint8Array(buf.buffer, buf.byteOffset, len)) && !this.backpressured) {
-        this.backpressured = true;
-        this.res.onWritable(() => {
-          this.backpressured = false;
-          this.onWritableAgain?.();
-          return true;
-        });
-      }
-    });
+    }
+  }
+
+  private resumeChunked(): boolean {
+    if (this.done) return true;
+    this.backpressured = false;
+    while (this.pending.length > 0 && !this.backpressured) {
+      const len = this.pendingLens.shift()!;
+      this.pendingBytes -= len;
+      this.writeChunk(this.pending.shift()!, len); // may set backpressured again
+    }
+    if (!this.backpressured) this.onWritableAgain?.();
+    return !this.backpressured;
   }
 
   get started(): boolean {
@@ -139,13 +211,24 @@ export class HttpOut {
 
   endChunked(): void {
     if (this.done) return;
-    this.ended = true;
-    this.res.cork(() => this.res.end());
+    this.res.cork(() => {
+      // What waits here goes first; uWS keeps what the socket cannot take yet and sends it before the end.
+      while (this.pending.length > 0) {
+        const len = this.pendingLens.shift()!;
+        this.pendingBytes -= len;
+        this.writeChunk(this.pending.shift()!, len);
+      }
+      if (!this.headersSent) { this.headersSent = true; this.res.writeStatus(this.status).writeHeader('content-type', this.contentType); }
+      this.markEnded();
+      this.res.end(undefined, this.closeAfter);
+    });
   }
 
   private releasePending(): void {
-    for (const b of this.pending) pool.release(b);
+    for (const b of this.pending) this.pool.release(b);
     this.pending.length = 0;
     this.pendingLens.length = 0;
+    this.pendingHead = 0;
+    this.pendingBytes = 0;
   }
 }

@@ -1,37 +1,62 @@
 /**
  * Output side of one WebSocket connection. Frames go to uWS while its own buffer stays under HIGH_WATER;
- * past that they wait here, in pool buffers, until `drain`. A client that lets more than its budget pile
- * up is disconnected (1008 SLOW_CONSUMER): one slow reader must not hold unbounded memory or anyone else.
+ * past that they wait here, in pool buffers, until `drain`. What is held here is bounded by the get
+ * window (src/flow/get-window.ts), which stops asking the shards for this client while it does not read;
+ * only output no window governs (errors, acks of writes, ENDs) can pile past it, and a client that lets
+ * that pass `hardCap` is disconnected (1008 SLOW_CONSUMER).
+ *
+ * The bytes uWS holds are read after each send and drain and counted in the global budget, so the
+ * budget sees all the memory held for clients, not only ours.
  */
+import type { MemoryBudget } from '../flow/budget';
+import { GetWindow, OutputMeter } from '../flow/get-window';
+import type { Router } from '../route/router';
 import type { WebSocket } from '../uws';
-import { pool, viewOf } from './buffer-pool';
+import { BufferPool, viewOf } from './buffer-pool';
 import { EntryWriter } from './entry-writer';
 
-const HIGH_WATER = 256 * 1024;
+/** Bytes uWS may hold before frames wait here instead (keeps uWS's own copy of the output small). */
+const HIGH_WATER = 64 * 1024;
 
-export class WsSession extends EntryWriter {
+export const enum CloseCode { GoingAway = 1001, PolicyViolation = 1008 }
+
+export class WsSession extends EntryWriter implements OutputMeter {
   ws: WebSocket<unknown> | null = null;
+  /** Requests in flight. */
   inflight = 0;
+  readonly window: GetWindow;
   private readonly queue: Buffer[] = [];
   private readonly queueLens: number[] = [];
   private queuedBytes = 0;
+  private transportSeen = 0;
   private sendBuf: Buffer | null = null;
   private sendLen = 0;
   private readonly corkedSend = (): void => this.sendNow();
   framesSent = 0;
+  private gone = false;
+  /** Set when the gateway drains: the connection is closed with 1001 once its answers are out. */
+  closeWhenIdle = false;
+  /** Called once when the socket is gone (for the gateway's connection set). */
+  onGone: ((s: WsSession) => void) | null = null;
 
-  constructor(private readonly maxBuffered: number) {
-    super();
+  constructor(pool: BufferPool, private readonly budget: MemoryBudget, router: Router, windowBytes: number,
+    private readonly hardCap: number) {
+    super(pool);
+    this.window = new GetWindow(router, budget, this, windowBytes);
   }
 
   isClosed(): boolean {
     return this.ws === null;
   }
 
+  heldBytes(): number {
+    return this.queuedBytes + this.len + this.transportSeen;
+  }
+
   protected ship(buf: Buffer, len: number): void {
     const ws = this.ws;
-    if (ws === null) { pool.release(buf); return; }
-    if (this.queue.length === 0 && ws.getBufferedAmount() < HIGH_WATER) {
+    if (ws === null) { this.pool.release(buf); return; }
+    if (this.queue.length === 0 && this.refreshTransport(ws) < HIGH_WATER) {
       this.sendBuf = buf;
       this.sendLen = len;
       ws.cork(this.corkedSend);
@@ -40,7 +65,7 @@ export class WsSession extends EntryWriter {
     this.queue.push(buf);
     this.queueLens.push(len);
     this.queuedBytes += len;
-    if (this.queuedBytes + ws.getBufferedAmount() > this.maxBuffered) this.kick();
+    if (this.heldBytes() > this.hardCap) this.kick();
   }
 
   private sendNow(): void {
@@ -52,36 +77,69 @@ export class WsSession extends EntryWriter {
       const r = ws.send(viewOf(buf, len), true);
       this.framesSent++;
       if (r === 2) this.kick(); // dropped: the stream has a hole, so the connection cannot go on
+      else if (r === 0) this.refreshTransport(ws);
     }
-    pool.release(buf);
+    this.pool.release(buf);
   }
 
-  /** uWS drained its buffer: send what waited here. */
+  private refreshTransport(ws: WebSocket<unknown>): number {
+    const t = ws.getBufferedAmount();
+    this.budget.transport += t - this.transportSeen;
+    this.transportSeen = t;
+    return t;
+  }
+
+  /** uWS drained (part of) its buffer: send what waited here, then let the window ask for more. */
   drain(): void {
     const ws = this.ws;
     if (ws === null) return;
-    while (this.queue.length > 0 && this.ws !== null && ws.getBufferedAmount() < HIGH_WATER) {
+    while (this.queue.length > 0 && this.ws !== null && this.refreshTransport(ws) < HIGH_WATER) {
       this.sendBuf = this.queue.shift()!;
       this.sendLen = this.queueLens.shift()!;
       this.queuedBytes -= this.sendLen;
       ws.cork(this.corkedSend);
     }
+    if (this.ws === null) return;
+    if (this.queue.length === 0) this.refreshTransport(ws);
+    this.window.pump();
+    if (this.closeWhenIdle) this.closeIfIdle();
   }
 
-  private kick(): void {
+  /** Draining: closes with 1001 once nothing is in flight and every answer has left. */
+  closeIfIdle(): boolean {
+    const ws = this.ws;
+    if (ws === null) return true;
+    if (this.inflight > 0 || this.queue.length > 0 || this.len > 0) return false;
+    this.end(CloseCode.GoingAway, 'SHUTTING_DOWN');
+    return true;
+  }
+
+  /** Sends a close frame (after what uWS holds) and forgets the socket. */
+  end(code: CloseCode, reason: string): void {
     const ws = this.ws;
     if (ws === null) return;
     this.closed();
-    ws.end(1008, 'SLOW_CONSUMER');
+    ws.end(code, reason);
   }
 
-  /** The socket is gone: drop everything held for it. */
+  private kick(): void {
+    this.end(CloseCode.PolicyViolation, 'SLOW_CONSUMER');
+  }
+
+  /** The socket is gone: drop everything held for it, and fetch nothing more for it. */
   closed(): void {
+    if (this.gone) return;
+    this.gone = true;
     this.ws = null;
-    for (const b of this.queue) pool.release(b);
+    for (const b of this.queue) this.pool.release(b);
     this.queue.length = 0;
     this.queueLens.length = 0;
     this.queuedBytes = 0;
+    this.budget.transport -= this.transportSeen;
+    this.transportSeen = 0;
     this.discard();
+    this.window.cancel();
+    this.onGone?.(this);
+    this.onGone = null;
   }
 }

@@ -1,0 +1,22 @@
+/**
+ * Everything one gateway shares between its fronts, built once in `startGateway`: no module holds state
+ * of its own, so two gateways can run in one process (the tests do).
+ */
+import type { Config } from './config/schema';
+import type { ConnectionGate } from './flow/connection-gate';
+import type { MemoryBudget } from './flow/budget';
+import type { GetWindow } from './flow/get-window';
+import type { Router } from './route/router';
+import type { BufferPool } from './stream/buffer-pool';
+
+export interface GatewayContext {
+  readonly config: Config;
+  readonly pool: BufferPool;
+  readonly budget: MemoryBudget;
+  readonly router: Router;
+  readonly gate: ConnectionGate;
+  /** HTTP bulk requests in progress (the drain fails what they have parked when time is up). */
+  readonly bulk: Set<{ readonly window: GetWindow | null }>;
+  /** Set by the drain: new requests get SHUTTING_DOWN. */
+  draining: boolean;
+}

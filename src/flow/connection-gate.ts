@@ -1,0 +1,55 @@
+/**
+ * `limits.maxConnections`: WebSocket connections and HTTP requests in progress, counted together, with
+ * `limits.reservedDescriptors` kept free below the process's open-file limit so that shard connections
+ * can always be (re)opened however many clients come. Past the limit new clients are refused at once
+ * (HTTP 503 BUSY, upgrade refused with 503) and counted.
+ *
+ * uWS (v20.30) tells us nothing about an HTTP connection between its requests, so an idle keep-alive
+ * connection is not counted; uWS closes those after 10 s without a request.
+ */
+import { readFileSync } from 'node:fs';
+
+export class ConnectionGate {
+  ws = 0;
+  http = 0;
+  refused = 0;
+  readonly max: number;
+  /** Why `max` is lower than configured, if it is. */
+  readonly clampedBy: string | null;
+
+  constructor(configured: number, reserved: number, shardCount: number) {
+    const fdLimit = openFileLimit();
+    // Every client and shard socket is a descriptor; keep the reserve plus two per shard (a connection
+    // and its replacement while reconnecting) out of the clients' reach.
+    const usable = fdLimit === Infinity ? Infinity : fdLimit - reserved - 2 * shardCount;
+    if (usable < configured) {
+      this.max = Math.max(1, usable);
+      this.clampedBy = `the open-file limit is ${fdLimit} (ulimit -n); limits.maxConnections lowered from ${configured} to ${this.max}`;
+    } else {
+      this.max = configured;
+      this.clampedBy = null;
+    }
+  }
+
+  get total(): number {
+    return this.ws + this.http;
+  }
+
+  /** True (and counted) when a new client must be refused. */
+  refuse(): boolean {
+    if (this.ws + this.http < this.max) return false;
+    this.refused++;
+    return true;
+  }
+}
+
+/** The soft RLIMIT_NOFILE, from /proc (Node has no getrlimit); Infinity where it cannot be read. */
+export function openFileLimit(): number {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m === null || m[1] === 'unlimited') return Infinity;
+    return Number(m[1]);
+  } catch {
+    return Infinity;
+  }
+}

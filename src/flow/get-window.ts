@@ -1,0 +1,179 @@
+/**
+ * Credit-based fetching: one client's gets are handed to the shards only as fast as the client takes
+ * their answers. A window per client (a WebSocket session, an HTTP bulk response) issues a get when
+ *
+ *     held output + reserved for gets in flight + estimate  <=  limits.maxBufferedBytesPerConnection
+ *
+ * and the gateway-wide budget has room; otherwise the key is parked (copied) in the window's backlog
+ * and issued when the client drains, in arrival order. The estimate is learnt from the answers: it jumps
+ * up to the largest value seen and decays towards smaller ones, so the first answers of a bulk read of
+ * large values may over-ask once, never again.
+ *
+ * What an estimate gets wrong is caught when the answer arrives: a value that does not fit (held output
+ * + its size over the window, or over the global budget) is not buffered but dropped and its key parked
+ * again (a get is idempotent, so fetching it again later is safe). A value larger than the whole window
+ * is taken only when nothing else is held for the client, and then streams out in 16 KiB frames as the
+ * client reads. So a client holds at most max(window, largest value) of output, whatever it asks for, and
+ * a client that stops reading makes the gateway stop asking the shards for it. Shard sockets are never
+ * paused for a client, so no one else waits.
+ */
+import type { Request } from '../request';
+import type { Router } from '../route/router';
+import type { BudgetWaiter, MemoryBudget } from './budget';
+import { KeyBacklog } from './key-backlog';
+
+/** What the window needs to know of its client's output. */
+export interface OutputMeter {
+  /** Bytes written for the client that it has not taken yet (our frames, uWS's buffer). */
+  heldBytes(): number;
+}
+
+/** Bytes an answer costs besides its value (entry header, NDJSON wrapping, roughly). */
+const ENTRY_OVERHEAD = 32;
+const MIN_EST = 64;
+const FIRST_EST = 32 * 1024;
+
+export class GetWindow implements BudgetWaiter {
+  waitingForBudget = false;
+  /** Gets issued whose answer has not settled. */
+  inflight = 0;
+  private reservedBytes = 0;
+  private est = FIRST_EST;
+  private readonly backlog = new KeyBacklog();
+  private cancelled = false;
+  private pumping = false;
+  /** Answers dropped because they did not fit when they arrived (fetched again later). */
+  refetches = 0;
+  /** Called after the backlog shrank (an HTTP body paused for it may read on). */
+  onBacklogShrunk: (() => void) | null = null;
+
+  constructor(
+    private readonly router: Router,
+    private readonly budget: MemoryBudget,
+    private readonly out: OutputMeter,
+    readonly limit: number,
+  ) {}
+
+  get parked(): number {
+    return this.backlog.size;
+  }
+
+  get parkedBytes(): number {
+    return this.backlog.bytes;
+  }
+
+  /** A get item: issued now if the window has room and nothing is parked ahead of it, else parked. */
+  get(req: Request, i: number, key: Uint8Array, off: number, len: number, wait: number): void {
+    if (this.cancelled) return;
+    if (this.backlog.size === 0 && this.hasRoom()) this.issue(req, i, key, off, len, wait);
+    else this.park(req, i, key, off, len, wait);
+  }
+
+  /**
+   * A value is arriving (its first byte): may it be buffered for the client? Also learns its size.
+   * False: the caller drops it and calls `requeue`.
+   */
+  accepts(total: number): boolean {
+    const size = total + ENTRY_OVERHEAD;
+    this.learn(size);
+    if (this.cancelled) return true; // the output side drops it anyway
+    const held = this.out.heldBytes();
+    const mine = this.inflight > 0 ? this.reservedBytes / this.inflight : 0;
+    if (!this.budget.room(size - mine)) return false;
+    return held === 0 || held + size <= this.limit;
+  }
+
+  /** A miss or an error: an answer of almost nothing. */
+  learnSmall(): void {
+    this.learn(MIN_EST);
+  }
+
+  /** An issued get settled (value complete, miss, error, or dropped to be fetched again). */
+  settled(): void {
+    const r = this.inflight <= 1 ? this.reservedBytes : Math.floor(this.reservedBytes / this.inflight);
+    this.inflight--;
+    this.reservedBytes -= r;
+    this.budget.reserved -= r;
+    if (this.backlog.size > 0) this.pump();
+    else if (this.budget.waiting > 0) this.budget.wake();
+  }
+
+  /** An arriving value did not fit: park its key again (the caller then settles the old submission). */
+  requeue(req: Request, i: number, key: Uint8Array, off: number, len: number): void {
+    this.refetches++;
+    this.park(req, i, key, off, len, 0);
+  }
+
+  /** Issues parked gets while there is room. Called when the client drained and when gets settle. */
+  pump(): void {
+    if (this.pumping || this.cancelled) return;
+    this.pumping = true;
+    const b = this.backlog;
+    const before = b.size;
+    while (b.size > 0 && this.hasRoom()) {
+      const req = b.req;
+      this.budget.parked -= b.keyLen;
+      this.issue(req, b.item, b.keyBuf, b.keyOff, b.keyLen, b.wait);
+      b.shift();
+      req.unhold(); // after issue(): the request never sees zero pending in between
+    }
+    this.pumping = false;
+    if (b.size < before) this.onBacklogShrunk?.();
+  }
+
+  /**
+   * The client is gone: nothing parked is fetched, ever. Gets already in a shard's batch settle as they
+   * come (their answers are dropped by the output side).
+   */
+  cancel(): void {
+    this.cancelled = true;
+    this.dropParked(null);
+  }
+
+  /** Gives every parked get this error now (shutdown: what was not fetched by the deadline). */
+  failParked(code: 'SHUTTING_DOWN'): void {
+    this.dropParked(code);
+  }
+
+  private dropParked(code: 'SHUTTING_DOWN' | null): void {
+    const b = this.backlog;
+    while (b.size > 0) {
+      const req = b.req;
+      this.budget.parked -= b.keyLen;
+      if (code !== null) req.reject(b.item, code);
+      b.shift();
+      req.unhold();
+    }
+  }
+
+  private hasRoom(): boolean {
+    const est = this.est;
+    const held = this.out.heldBytes();
+    if (held + this.reservedBytes + est > this.limit && (this.inflight > 0 || held > 0)) return false;
+    if (!this.budget.room(est)) { this.budget.wait(this); return false; }
+    return true;
+  }
+
+  private issue(req: Request, i: number, key: Uint8Array, off: number, len: number, wait: number): void {
+    if (!this.router.get(req, i, key, off, len, wait)) return; // rejected (bad key): already answered
+    const est = this.est;
+    this.inflight++;
+    this.reservedBytes += est;
+    this.budget.reserved += est;
+  }
+
+  private park(req: Request, i: number, key: Uint8Array, off: number, len: number, wait: number): void {
+    req.hold();
+    this.backlog.push(req, i, key, off, len, wait);
+    this.budget.parked += len;
+  }
+
+  private learn(size: number): void {
+    const e = this.est;
+    if (size >= e) this.est = size;
+    else {
+      const next = e - ((e - size) >> 3);
+      this.est = next < MIN_EST ? MIN_EST : next;
+    }
+  }
+}
