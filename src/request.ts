@@ -20,8 +20,8 @@ export abstract class Request {
   protected abstract onOk(i: number): void;
   protected abstract onError(i: number, code: ErrorCode, message?: string): void;
   protected abstract onFinish(): void;
-  /** A value is about to arrive: false drops it (the batch then calls `redo`). */
-  protected accepts(_i: number, _total: number): boolean { return true; }
+  /** A value is about to arrive (`whole`: all of it in this call): false drops it (the batch then calls `redo`). */
+  protected accepts(_i: number, _total: number, _whole: boolean): boolean { return true; }
   /** An item submitted to a shard settled (answered, failed, or dropped for `redo`). */
   protected onSettled(_i: number): void {}
   /** A dropped value's key, to be fetched again later (only called when `accepts` said no). */
@@ -48,7 +48,7 @@ export abstract class Request {
 
   /** Returns false, at offset 0 only, when the request will not take this value now (see `redo`). */
   value(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): boolean {
-    if (offset === 0 && !this.accepts(i, total)) return false;
+    if (offset === 0 && !this.accepts(i, total, len === total)) return false;
     this.onValue(i, flags, total, offset, buf, off, len);
     if (offset + len === total) { this.onSettled(i); this.settle(); }
     return true;

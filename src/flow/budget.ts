@@ -35,6 +35,11 @@ export class MemoryBudget {
     return this.pool.inUse * BUFFER_SIZE + this.reserved + this.parked + this.transport;
   }
 
+  /** Memory really held (without the reservations, which are estimates of answers not yet here). */
+  get heldBytes(): number {
+    return this.pool.inUse * BUFFER_SIZE + this.parked + this.transport;
+  }
+
   get pressure(): number {
     return this.used / this.limit;
   }
@@ -54,14 +59,18 @@ export class MemoryBudget {
     if (this.timer === null) this.timer = setTimeout(this.runWake, 5);
   }
 
-  /** Pumps waiters in arrival order while there is room; the rest keep waiting. */
+  /**
+   * Pumps waiters in arrival order while there is room. The first one that cannot go on (it queued
+   * itself again) stops the round: first come, first served, and a wake costs one failed try at most.
+   */
   wake(): void {
     let k = 0;
-    const n = this.waiters.length; // a waiter that queues itself again waits for the next wake
+    const n = this.waiters.length;
     while (k < n && this.used < this.limit) {
       const w = this.waiters[k++];
       w.waitingForBudget = false;
-      w.pump(); // may queue itself again
+      w.pump(); // may queue itself again, at the end
+      if (w.waitingForBudget) break;
     }
     if (k > 0) this.waiters.splice(0, k);
     if (this.waiters.length > 0 && this.timer === null) this.timer = setTimeout(this.runWake, 5);
@@ -76,9 +85,9 @@ export class MemoryBudget {
     this.timer = null;
   }
 
-  stats(): { limit: number; used: number; pressure: number; poolBytes: number; reserved: number; parked: number; transport: number; waiting: number; waits: number } {
+  stats(): { limit: number; used: number; held: number; pressure: number; poolBytes: number; reserved: number; parked: number; transport: number; waiting: number; waits: number } {
     return {
-      limit: this.limit, used: this.used, pressure: Math.round(this.pressure * 1000) / 1000,
+      limit: this.limit, used: this.used, held: this.heldBytes, pressure: Math.round(this.pressure * 1000) / 1000,
       poolBytes: this.pool.inUse * BUFFER_SIZE, reserved: this.reserved, parked: this.parked,
       transport: this.transport, waiting: this.waiters.length, waits: this.waits,
     };

@@ -40,6 +40,11 @@ export class GetWindow implements BudgetWaiter {
   private reservedBytes = 0;
   private est = FIRST_EST;
   private readonly backlog = new KeyBacklog();
+  /** Values accepted that are still arriving in parts (at most about one per shard). */
+  private arriving = 0;
+  private readonly arrReq: Request[] = [];
+  private readonly arrIdx: number[] = [];
+  private readonly arrSize: number[] = [];
   private cancelled = false;
   private pumping = false;
   /** Answers dropped because they did not fit when they arrived (fetched again later). */
@@ -52,6 +57,8 @@ export class GetWindow implements BudgetWaiter {
     private readonly budget: MemoryBudget,
     private readonly out: OutputMeter,
     readonly limit: number,
+    /** Output bytes per value byte: 1 for msgpack; 4/3 for NDJSON, whose binary values go as base64. */
+    private readonly expansion = 1,
   ) {}
 
   get parked(): number {
@@ -73,14 +80,37 @@ export class GetWindow implements BudgetWaiter {
    * A value is arriving (its first byte): may it be buffered for the client? Also learns its size.
    * False: the caller drops it and calls `requeue`.
    */
-  accepts(total: number): boolean {
-    const size = total + ENTRY_OVERHEAD;
+  accepts(req: Request, i: number, total: number, whole: boolean): boolean {
+    const size = Math.ceil(total * this.expansion) + ENTRY_OVERHEAD;
     this.learn(size);
     if (this.cancelled) return true; // the output side drops it anyway
-    const held = this.out.heldBytes();
+    const held = this.out.heldBytes() + this.arriving;
     const mine = this.inflight > 0 ? this.reservedBytes / this.inflight : 0;
     if (!this.budget.room(size - mine)) return false;
-    return held === 0 || held + size <= this.limit;
+    if (held !== 0 && held + size > this.limit) return false;
+    if (!whole) {
+      // It comes in several reads, and other shards' values may start meanwhile: count all of it now.
+      this.arriving += size;
+      this.arrReq.push(req);
+      this.arrIdx.push(i);
+      this.arrSize.push(size);
+    }
+    return true;
+  }
+
+  /** Item `i` of `req` settled: if its value was arriving in parts, it no longer is. */
+  private arrived(req: Request, i: number): void {
+    const n = this.arrReq.length;
+    for (let k = 0; k < n; k++) {
+      if (this.arrReq[k] === req && this.arrIdx[k] === i) {
+        this.arriving -= this.arrSize[k];
+        this.arrReq[k] = this.arrReq[n - 1];
+        this.arrIdx[k] = this.arrIdx[n - 1];
+        this.arrSize[k] = this.arrSize[n - 1];
+        this.arrReq.length = this.arrIdx.length = this.arrSize.length = n - 1;
+        return;
+      }
+    }
   }
 
   /** A miss or an error: an answer of almost nothing. */
@@ -89,7 +119,8 @@ export class GetWindow implements BudgetWaiter {
   }
 
   /** An issued get settled (value complete, miss, error, or dropped to be fetched again). */
-  settled(): void {
+  settled(req: Request, i: number): void {
+    if (this.arrReq.length > 0) this.arrived(req, i);
     const r = this.inflight <= 1 ? this.reservedBytes : Math.floor(this.reservedBytes / this.inflight);
     this.inflight--;
     this.reservedBytes -= r;
@@ -148,7 +179,7 @@ export class GetWindow implements BudgetWaiter {
 
   private hasRoom(): boolean {
     const est = this.est;
-    const held = this.out.heldBytes();
+    const held = this.out.heldBytes() + this.arriving;
     if (held + this.reservedBytes + est > this.limit && (this.inflight > 0 || held > 0)) return false;
     if (!this.budget.room(est)) { this.budget.wait(this); return false; }
     return true;

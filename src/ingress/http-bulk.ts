@@ -24,6 +24,8 @@ const NDJSON = 'application/x-ndjson';
 /** The body is not read on while this many gets (or key bytes) wait for the client's window. */
 const PARK_ITEMS = 1024;
 const PARK_BYTES = 64 * 1024;
+/** NDJSON carries a binary value as base64 (4/3), plus a little for the line around it. */
+const NDJSON_EXPANSION = 1.34;
 
 class MsgpackOut extends EntryWriter {
   constructor(private readonly out: HttpOut, pool: BufferPool) { super(pool); }
@@ -42,8 +44,8 @@ class NdjsonOut implements Flushable {
   line(s: string): void {
     if (this.out.done) return;
     const n = Buffer.byteLength(s) + 1;
+    if (n > BUFFER_SIZE) return this.bigLine(s); // fills the current frame on, to the byte
     if (this.buf !== null && this.len + n > BUFFER_SIZE) this.flush();
-    if (n > BUFFER_SIZE) return this.bigLine(s);
     if (this.buf === null) this.take();
     this.len += this.buf!.write(s, this.len, 'utf8');
     this.buf![this.len++] = 0x0a;
@@ -94,18 +96,20 @@ class BulkRequest extends Request implements OutputMeter {
     super();
     this.mp = ndjsonOut ? null : new MsgpackOut(out, pool);
     this.nd = ndjsonOut ? new NdjsonOut(out, pool) : null;
-    this.window = isGet ? new GetWindow(ctx.router, ctx.budget, this, ctx.config.limits.maxBufferedBytesPerConnection) : null;
+    this.window = isGet
+      ? new GetWindow(ctx.router, ctx.budget, this, ctx.config.limits.maxBufferedBytesPerConnection, ndjsonOut ? NDJSON_EXPANSION : 1)
+      : null;
   }
 
   heldBytes(): number {
     return this.out.heldBytes() + (this.mp !== null ? this.mp.unshipped : this.nd!.len);
   }
 
-  protected override accepts(_i: number, total: number): boolean {
-    return this.window === null || this.window.accepts(total);
+  protected override accepts(i: number, total: number, whole: boolean): boolean {
+    return this.window === null || this.window.accepts(this, i, total, whole);
   }
-  protected override onSettled(): void {
-    this.window?.settled();
+  protected override onSettled(i: number): void {
+    this.window?.settled(this, i);
   }
   protected override onRedo(i: number, key: Uint8Array, off: number, len: number): void {
     this.window!.requeue(this, i, key, off, len);

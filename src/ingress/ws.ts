@@ -24,11 +24,11 @@ class WsRequest extends Request {
   read = false;
   free!: WsRequest[];
 
-  protected override accepts(_i: number, total: number): boolean {
-    return !this.read || this.s.window.accepts(total);
+  protected override accepts(i: number, total: number, whole: boolean): boolean {
+    return !this.read || this.s.window.accepts(this, i, total, whole);
   }
-  protected override onSettled(): void {
-    if (this.read) this.s.window.settled();
+  protected override onSettled(i: number): void {
+    if (this.read) this.s.window.settled(this, i);
   }
   protected override onRedo(i: number, key: Uint8Array, off: number, len: number): void {
     this.s.window.requeue(this, i, key, off, len);
