@@ -128,10 +128,20 @@ export async function startGateway(config: Config): Promise<Gateway> {
     if (listening) { listening = false; uws.us_listen_socket_close(listenSocket); }
   };
 
+  // Watchdog: clients whose held output has not moved for limits.stallTimeoutMs are cut off, so that
+  // clients that stopped reading cannot keep the global budget from those that read.
+  const looks = Math.max(1, Math.ceil(config.limits.stallTimeoutMs / 1000));
+  const watchdog = config.limits.stallTimeoutMs === 0 ? null : setInterval(() => {
+    for (const s of ws.sessions) if (s.stalled(looks)) { ws.counters.stalled++; s.kick(); }
+    for (const b of ctx.bulk) if (b.out.stalled(looks)) { ws.counters.stalled++; b.out.kill(); }
+  }, 1000);
+  watchdog?.unref();
+
   let closed = false;
   const closeAll = (): void => {
     if (closed) return;
     closed = true;
+    if (watchdog !== null) clearInterval(watchdog);
     (app as unknown as { close?: () => void }).close?.();
     for (const s of shards) s.close();
     ctx.budget.stop();

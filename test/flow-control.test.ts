@@ -159,3 +159,42 @@ describe('flow control', () => {
     });
   });
 });
+
+describe('global budget under clients that stopped reading', () => {
+  let h: Harness;
+  const keys = Array.from({ length: 300 }, (_, i) => `gb:${i}`);
+  before(async () => {
+    h = await startHarness({ limits: { maxBufferedBytesTotal: 16 * 1024 * 1024, stallTimeoutMs: 2000 } });
+    const c = await h.ws();
+    for (let k = 0; k < keys.length; k += 10) await c.mset(keys.slice(k, k + 10).map((key, j) => ({ key, value: valueOf(k + j) })));
+  });
+  after(() => h.stop());
+
+  it('holds to the budget (plus its reserve), still serves a client that reads, and cuts off the stalled ones', async () => {
+    const budget = h.gw.ctx.budget;
+    const before = h.gw.ctx.gate.ws;
+    // Each asks for 30 MB: more than the kernel's socket buffers absorb, so the gateway holds the rest.
+    const socks: Socket[] = [];
+    for (let k = 0; k < 8; k++) {
+      const s = await nonReadingWs(h.gw.port);
+      s.write(frame(pack({ id: 1, op: 'mget', keys })));
+      socks.push(s);
+    }
+    let peak = 0;
+    await until(() => { peak = Math.max(peak, budget.heldBytes); return budget.waiting > 0; }, 10_000, 'the budget to be spent');
+    const c = await h.ws();
+    const t = performance.now();
+    const r = await c.get(keys[5]);
+    const ms = performance.now() - t;
+    assert.ok(r.hit && r.value.equals(valueOf(5)), 'a client that reads is served from the reserve');
+    assert.ok(ms < 1000, `its get took ${ms.toFixed(0)} ms`);
+    const got = await c.mget(keys.slice(0, 20));
+    assert.ok(got.every((x, i) => 'hit' in x && x.hit && x.value.equals(valueOf(i))), 'and its bulk reads go through, one value at a time');
+    peak = Math.max(peak, budget.heldBytes);
+    assert.ok(peak <= budget.limit + budget.reserve + 2 * 1024 * 1024, `peak held ${(peak / 1048576).toFixed(1)} MiB`);
+    await until(() => h.gw.ctx.gate.ws === before + 1, 10_000, 'the stalled clients to be cut off');
+    assert.ok((h.gw.ws.counters.stalled) >= 8, `stalled cut-offs: ${h.gw.ws.counters.stalled}`);
+    await until(() => budget.used === 0, 5000, 'the budget to return to zero');
+    for (const s of socks) s.destroy();
+  });
+});

@@ -35,6 +35,8 @@ export interface Config {
     maxConnections: number;
     /** File descriptors kept free for shard (re)connections, whatever the clients do. */
     reservedDescriptors: number;
+    /** A client whose held output has not moved for this long is disconnected (0: never). */
+    stallTimeoutMs: number;
   };
   shard: { timeoutMs: number; connectTimeoutMs: number; reconnectMinMs: number; reconnectMaxMs: number };
   ws: { idleTimeoutSeconds: number; maxPayloadBytes: number };
@@ -137,6 +139,7 @@ export function validateConfig(raw: Config): Config {
   if (isInt(raw.limits?.maxBufferedBytesTotal, 0, 2 ** 40) && isInt(raw.limits?.maxBufferedBytesPerConnection, 0, 1 << 30) &&
     raw.limits.maxBufferedBytesTotal < raw.limits.maxBufferedBytesPerConnection)
     errs.push('limits.maxBufferedBytesTotal must be at least limits.maxBufferedBytesPerConnection');
+  int('limits.stallTimeoutMs', raw.limits?.stallTimeoutMs, 0, 3_600_000);
   int('shutdown.drainMs', raw.shutdown?.drainMs, 0, 600_000);
   int('shard.timeoutMs', raw.shard?.timeoutMs, 1, 600_000);
   int('shard.connectTimeoutMs', raw.shard?.connectTimeoutMs, 1, 600_000);

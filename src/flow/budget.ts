@@ -44,8 +44,17 @@ export class MemoryBudget {
     return this.used / this.limit;
   }
 
-  room(n: number): boolean {
-    return this.used + n <= this.limit;
+  /**
+   * `idle`: the asker holds nothing and has nothing in flight. Such a client may dip into a reserve of
+   * an eighth of the budget, so one that reads always gets its next answer even while clients that do
+   * not read hold the rest (until they are cut off as stalled); the reserve bounds what that costs.
+   */
+  room(n: number, idle = false): boolean {
+    return this.used + n <= (idle ? this.limit + this.reserve : this.limit);
+  }
+
+  get reserve(): number {
+    return this.limit >>> 3;
   }
 
   /** Queues a waiter; it is pumped once memory comes back. */

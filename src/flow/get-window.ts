@@ -86,7 +86,7 @@ export class GetWindow implements BudgetWaiter {
     if (this.cancelled) return true; // the output side drops it anyway
     const held = this.out.heldBytes() + this.arriving;
     const mine = this.inflight > 0 ? this.reservedBytes / this.inflight : 0;
-    if (!this.budget.room(size - mine)) return false;
+    if (!this.budget.room(size - mine, held === 0 && this.inflight <= 1)) return false;
     if (held !== 0 && held + size > this.limit) return false;
     if (!whole) {
       // It comes in several reads, and other shards' values may start meanwhile: count all of it now.
@@ -180,8 +180,9 @@ export class GetWindow implements BudgetWaiter {
   private hasRoom(): boolean {
     const est = this.est;
     const held = this.out.heldBytes() + this.arriving;
-    if (held + this.reservedBytes + est > this.limit && (this.inflight > 0 || held > 0)) return false;
-    if (!this.budget.room(est)) { this.budget.wait(this); return false; }
+    const idle = this.inflight === 0 && held === 0;
+    if (!idle && held + this.reservedBytes + est > this.limit) return false;
+    if (!this.budget.room(est, idle)) { this.budget.wait(this); return false; }
     return true;
   }
 

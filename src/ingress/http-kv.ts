@@ -71,7 +71,7 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
     if (q.bad) return out.error(q.bad);
     // A single value per connection at a time: bounded by limits.maxValueBytes, so not windowed; but
     // when the gateway-wide budget is spent, new reads are refused rather than queued.
-    if (isGet && !ctx.budget.room(0)) return out.error('BUSY', 'the gateway holds its whole output budget for clients; retry shortly');
+    if (isGet && !ctx.budget.room(0, true)) return out.error('BUSY', 'the gateway holds its whole output budget for clients; retry shortly');
     const r = new HttpKvRequest(out);
     if (isGet) router.get(r, 0, key, 0, key.length, q.wait);
     else router.del(r, 0, key, 0, key.length, q.wait);

@@ -15,7 +15,11 @@ import { Kind } from '../stream/entry-writer';
 import { WsSession } from '../stream/ws-session';
 import type { TemplatedApp, WebSocket } from '../uws';
 
-export interface WsCounters { connections: number; messages: number; requests: number; badFrames: number; refused: number }
+export interface WsCounters {
+  connections: number; messages: number; requests: number; badFrames: number;
+  /** Clients (WebSocket or HTTP bulk) cut off because their output did not move for limits.stallTimeoutMs. */
+  stalled: number;
+}
 
 class WsRequest extends Request {
   s!: WsSession;
@@ -71,7 +75,7 @@ export interface WsFront {
 export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront {
   const { router, config } = ctx;
   const limits = config.limits;
-  const counters: WsCounters = { connections: 0, messages: 0, requests: 0, badFrames: 0, refused: 0 };
+  const counters: WsCounters = { connections: 0, messages: 0, requests: 0, badFrames: 0, stalled: 0 };
   const sessions = new Set<WsSession>();
   const freeRequests: WsRequest[] = [];
   const reader = new MsgpackReader();
@@ -173,7 +177,6 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     upgrade: (res, req, context) => {
       // Refusals are decided here, synchronously (asynchronous upgrades have known crash reports).
       if (ctx.draining || ctx.gate.refuse()) {
-        if (!ctx.draining) counters.refused++;
         const code: ErrorCode = ctx.draining ? 'SHUTTING_DOWN' : 'BUSY';
         const message = ctx.draining ? ErrorTable.SHUTTING_DOWN.message : 'too many connections';
         res.cork(() => {

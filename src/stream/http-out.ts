@@ -40,6 +40,9 @@ export class HttpOut {
   /** Set while draining: the connection closes after this response. */
   closeAfter = false;
   private counted = true;
+  private writables = 0;
+  private writablesSeen = 0;
+  private stalledLooks = 0;
 
   constructor(readonly res: HttpResponse, private readonly pool: BufferPool, private readonly gate: ConnectionGate) {
     gate.http++;
@@ -193,8 +196,22 @@ export class HttpOut {
     }
   }
 
+  /** Watchdog, once a second: true after `looks` looks in a row with output held and none taken. */
+  stalled(looks: number): boolean {
+    if (this.done || (this.pendingBytes === 0 && !this.backpressured)) { this.stalledLooks = 0; return false; }
+    if (this.writables !== this.writablesSeen) { this.writablesSeen = this.writables; this.stalledLooks = 0; return false; }
+    return ++this.stalledLooks >= looks;
+  }
+
+  /** Cuts the connection (a stalled client); onAbort follows from uWS. */
+  kill(): void {
+    if (this.done) return;
+    this.res.close();
+  }
+
   private resumeChunked(): boolean {
     if (this.done) return true;
+    this.writables++;
     this.backpressured = false;
     while (this.pending.length > 0 && !this.backpressured) {
       const len = this.pendingLens.shift()!;

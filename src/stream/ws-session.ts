@@ -34,6 +34,9 @@ export class WsSession extends EntryWriter implements OutputMeter {
   private readonly corkedSend = (): void => this.sendNow();
   framesSent = 0;
   private gone = false;
+  private drains = 0;
+  private drainsSeen = 0;
+  private stalledLooks = 0;
   /** Set when the gateway drains: the connection is closed with 1001 once its answers are out. */
   closeWhenIdle = false;
   /** Called once when the socket is gone (for the gateway's connection set). */
@@ -89,10 +92,26 @@ export class WsSession extends EntryWriter implements OutputMeter {
     return t;
   }
 
+  /**
+   * The gateway's watchdog looks once a second: true when output has waited for this client through
+   * `looks` looks in a row without the client taking any of it (no drain event).
+   */
+  stalled(looks: number): boolean {
+    if (this.queue.length === 0 && this.transportSeen === 0) { this.stalledLooks = 0; return false; }
+    if (this.drains !== this.drainsSeen) { this.drainsSeen = this.drains; this.stalledLooks = 0; return false; }
+    return ++this.stalledLooks >= looks;
+  }
+
+  /** Cut off: the client let its output wait too long (or past hardCap). */
+  kick(): void {
+    this.end(CloseCode.PolicyViolation, 'SLOW_CONSUMER');
+  }
+
   /** uWS drained (part of) its buffer: send what waited here, then let the window ask for more. */
   drain(): void {
     const ws = this.ws;
     if (ws === null) return;
+    this.drains++;
     while (this.queue.length > 0 && this.ws !== null && this.refreshTransport(ws) < HIGH_WATER) {
       this.sendBuf = this.queue.shift()!;
       this.sendLen = this.queueLens.shift()!;
@@ -120,10 +139,6 @@ export class WsSession extends EntryWriter implements OutputMeter {
     if (ws === null) return;
     this.closed();
     ws.end(code, reason);
-  }
-
-  private kick(): void {
-    this.end(CloseCode.PolicyViolation, 'SLOW_CONSUMER');
   }
 
   /** The socket is gone: drop everything held for it, and fetch nothing more for it. */
