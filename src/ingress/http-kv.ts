@@ -91,6 +91,12 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
       // Refuse before reading; closing is the only way to not read an upload we will not take.
       return out.simple(`${ErrorTable.TOO_LARGE.status}`, errorJson('TOO_LARGE', `value of ${declared} bytes is over the ${max}-byte limit`));
     }
+    // The body is gathered in pool buffers, which the gateway-wide budget counts: when it cannot hold
+    // this upload, refuse it now rather than read it.
+    if (!ctx.budget.room(declared, true)) {
+      out.closeAfter = true;
+      return out.error('BUSY', 'the gateway holds its whole buffer budget; retry shortly');
+    }
     const parts: Buffer[] = [];
     const lens: number[] = [];
     let total = 0;
