@@ -132,7 +132,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
   // clients that stopped reading cannot keep the global budget from those that read.
   const looks = Math.max(1, Math.ceil(config.limits.stallTimeoutMs / 1000));
   const watchdog = config.limits.stallTimeoutMs === 0 ? null : setInterval(() => {
-    for (const s of ws.sessions) if (s.stalled(looks)) { ws.counters.stalled++; s.kick(); }
+    for (const { s } of ws.sessions) if (s.stalled(looks)) { ws.counters.stalled++; s.kick(); }
     for (const b of ctx.bulk) if (b.out.stalled(looks)) { ws.counters.stalled++; b.out.kill(); }
   }, 1000);
   watchdog?.unref();
@@ -165,22 +165,22 @@ export async function startGateway(config: Config): Promise<Gateway> {
       const deadline = Date.now() + config.shutdown.drainMs;
       ctx.draining = true;
       stopListening();
-      for (const s of ws.sessions) { s.closeWhenIdle = true; s.closeIfIdle(); }
+      for (const { s } of ws.sessions) { s.closeWhenIdle = true; s.closeIfIdle(); }
       coalescer.flushAll();
       // Everything received is answered while time allows; the last 10% of it is kept for the rest.
       const answerBy = deadline - Math.min(1000, config.shutdown.drainMs / 10);
       while (Date.now() < answerBy && (ws.sessions.size > 0 || ctx.gate.http > 0)) {
-        for (const s of ws.sessions) s.closeIfIdle();
+        for (const { s } of ws.sessions) s.closeIfIdle();
         await sleep(5);
       }
       // Out of time: what is still parked gets SHUTTING_DOWN, so does what the shards still owe (close()).
-      for (const s of ws.sessions) s.window.failParked('SHUTTING_DOWN');
+      for (const { w } of ws.sessions) w.failParked('SHUTTING_DOWN');
       for (const b of ctx.bulk) b.window?.failParked('SHUTTING_DOWN');
       coalescer.flushAll();
       for (const s of shards) s.close();
       await nextTurn(); // the flush list sends those answers
       await nextTurn();
-      for (const s of [...ws.sessions]) s.end(1001, 'SHUTTING_DOWN');
+      for (const { s } of [...ws.sessions]) s.end(1001, 'SHUTTING_DOWN');
       await nextTurn();
       closeAll();
     })();

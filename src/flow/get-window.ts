@@ -20,13 +20,8 @@
 import type { Request } from '../request';
 import type { Router } from '../route/router';
 import type { BudgetWaiter, MemoryBudget } from './budget';
+import type { OutputMeter } from '../stream/output-meter';
 import { KeyBacklog } from './key-backlog';
-
-/** What the window needs to know of its client's output. */
-export interface OutputMeter {
-  /** Bytes written for the client that it has not taken yet (our frames, uWS's buffer). */
-  heldBytes(): number;
-}
 
 /** Bytes an answer costs besides its value (entry header, NDJSON wrapping, roughly). */
 const ENTRY_OVERHEAD = 32;

@@ -10,12 +10,13 @@ import { ErrorCode, ErrorTable, errorBody } from '../errors';
 import { BodyTooLarge, MsgpackItems, NdjsonLines } from '../decode/body-stream';
 import { ItemFields } from '../decode/request-fields';
 import { MsgpackError } from '../decode/msgpack-reader';
-import { GetWindow, OutputMeter } from '../flow/get-window';
+import { GetWindow } from '../flow/get-window';
 import { Request } from '../request';
 import { BUFFER_SIZE, BufferPool } from '../stream/buffer-pool';
 import { EntryWriter, Kind } from '../stream/entry-writer';
 import { Flushable, markForFlush } from '../stream/flush-list';
 import { HttpOut } from '../stream/http-out';
+import type { OutputMeter } from '../stream/output-meter';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws';
 import { readQuery } from './http-kv';
 

@@ -13,6 +13,7 @@ import { MsgpackError, MsgpackReader, MpType } from '../decode/msgpack-reader';
 import { ItemFields, Op, RequestFields } from '../decode/request-fields';
 import { Kind } from '../stream/entry-writer';
 import { WsSession } from '../stream/ws-session';
+import { GetWindow } from '../flow/get-window';
 import type { TemplatedApp, WebSocket } from '../uws';
 
 export interface WsCounters {
@@ -21,27 +22,33 @@ export interface WsCounters {
   stalled: number;
 }
 
+/** One connection: its output side and its get window. */
+export class WsConn {
+  constructor(readonly s: WsSession, readonly w: GetWindow) {}
+}
+
 class WsRequest extends Request {
   s!: WsSession;
+  w!: GetWindow;
   id = 0;
   /** get / mget: the items are the window's to account for. */
   read = false;
   free!: WsRequest[];
 
   protected override accepts(i: number, total: number, whole: boolean): boolean {
-    return !this.read || this.s.window.accepts(this, i, total, whole);
+    return !this.read || this.w.accepts(this, i, total, whole);
   }
   protected override onSettled(i: number): void {
-    if (this.read) this.s.window.settled(this, i);
+    if (this.read) this.w.settled(this, i);
   }
   protected override onRedo(i: number, key: Uint8Array, off: number, len: number): void {
-    this.s.window.requeue(this, i, key, off, len);
+    this.w.requeue(this, i, key, off, len);
   }
   protected onValue(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): void {
     this.s.value(this.id, i, flags, total, offset, buf, off, len);
   }
   protected onMiss(i: number): void {
-    if (this.read) this.s.window.learnSmall();
+    if (this.read) this.w.learnSmall();
     this.s.simple(this.id, i, Kind.Miss);
   }
   protected onOk(i: number): void { this.s.simple(this.id, i, Kind.Ok); }
@@ -56,9 +63,10 @@ class WsRequest extends Request {
     if (this.free.length < 65536) this.free.push(this);
     if (s.closeWhenIdle) s.closeIfIdle();
   }
-  init(s: WsSession, id: number, read: boolean, free: WsRequest[]): this {
+  init(c: WsConn, id: number, read: boolean, free: WsRequest[]): this {
     this.reinit();
-    this.s = s;
+    this.s = c.s;
+    this.w = c.w;
     this.id = id;
     this.read = read;
     this.free = free;
@@ -69,19 +77,18 @@ class WsRequest extends Request {
 /** The gateway's view of its WebSocket sessions, for the drain. */
 export interface WsFront {
   counters: WsCounters;
-  sessions: Set<WsSession>;
+  sessions: Set<WsConn>;
 }
 
 export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront {
   const { router, config } = ctx;
   const limits = config.limits;
   const counters: WsCounters = { connections: 0, messages: 0, requests: 0, badFrames: 0, stalled: 0 };
-  const sessions = new Set<WsSession>();
+  const sessions = new Set<WsConn>();
   const freeRequests: WsRequest[] = [];
   const reader = new MsgpackReader();
   const fields = new RequestFields();
   const item = new ItemFields();
-  const forget = (s: WsSession): void => { sessions.delete(s); };
   // Output no window governs (errors, write acks) may pass the window by this much before the client is
   // cut off; a value larger than the window is let through alone.
   const hardCap = limits.maxBufferedBytesPerConnection + limits.maxValueBytes + 256 * 1024;
@@ -91,7 +98,8 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     s.simple(id, -1, Kind.End);
   };
 
-  const dispatch = (s: WsSession, f: RequestFields): void => {
+  const dispatch = (c: WsConn, f: RequestFields): void => {
+    const s = c.s;
     const id = f.id;
     if (f.error !== null) return requestError(s, id, f.error, f.errorMessage);
     if (ctx.draining) return requestError(s, id, 'SHUTTING_DOWN', ErrorTable.SHUTTING_DOWN.message);
@@ -99,17 +107,17 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     if (s.inflight >= limits.maxInflightPerConnection) return requestError(s, id, 'BUSY', ErrorTable.BUSY.message);
     const read = f.op === Op.Get || f.op === Op.MGet;
     // Keys waiting for this client to read are bounded: past a frame's worth, reads wait for it to drain.
-    if (read && s.window.parkedBytes > config.ws.maxPayloadBytes) {
+    if (read && c.w.parkedBytes > config.ws.maxPayloadBytes) {
       return requestError(s, id, 'BUSY', 'too many keys wait for this connection to read its answers');
     }
     const buf = reader.buf;
-    const req = (freeRequests.pop() ?? new WsRequest()).init(s, id, read, freeRequests);
+    const req = (freeRequests.pop() ?? new WsRequest()).init(c, id, read, freeRequests);
     s.inflight++;
     counters.requests++;
     switch (f.op) {
       case Op.Get:
         if (f.keyOff < 0) req.reject(0, 'BAD_KEY', 'key missing');
-        else s.window.get(req, 0, buf, f.keyOff, f.keyLen, f.wait);
+        else c.w.get(req, 0, buf, f.keyOff, f.keyLen, f.wait);
         break;
       case Op.Del:
         if (f.keyOff < 0) req.reject(0, 'BAD_KEY', 'key missing');
@@ -122,7 +130,7 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
         break;
       case Op.MGet:
       case Op.MDel:
-        bulkKeys(s, req, f, f.op === Op.MGet);
+        bulkKeys(c.w, req, f, f.op === Op.MGet);
         break;
       case Op.MSet:
         bulkItems(req, f);
@@ -146,12 +154,12 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     return n;
   };
 
-  const bulkKeys = (s: WsSession, req: WsRequest, f: RequestFields, isGet: boolean): void => {
+  const bulkKeys = (w: GetWindow, req: WsRequest, f: RequestFields, isGet: boolean): void => {
     const save = reader.pos;
     const n = openBulk(req, f.keysAt, 'keys');
     for (let i = 0; i < n; i++) {
       if (!reader.readBytes()) { reader.skip(); req.reject(i, 'BAD_KEY', 'key must be a str or bin'); continue; }
-      if (isGet) s.window.get(req, i, reader.buf, reader.off, reader.len, f.wait);
+      if (isGet) w.get(req, i, reader.buf, reader.off, reader.len, f.wait);
       else router.del(req, i, reader.buf, reader.off, reader.len, f.wait);
     }
     reader.pos = save;
@@ -168,7 +176,7 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     reader.pos = save;
   };
 
-  app.ws<{ s: WsSession }>('/v1/ws', {
+  app.ws<{ c: WsConn }>('/v1/ws', {
     maxPayloadLength: config.ws.maxPayloadBytes,
     idleTimeout: config.ws.idleTimeoutSeconds,
     // Above anything the session lets pile up (it disconnects at hardCap), so uWS never drops a frame.
@@ -185,20 +193,23 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
         });
         return;
       }
-      const s = new WsSession(ctx.pool, ctx.budget, router, limits.maxBufferedBytesPerConnection, hardCap);
-      res.upgrade({ s }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'),
+      const s = new WsSession(ctx.pool, ctx.budget, hardCap);
+      const w = new GetWindow(router, ctx.budget, s, limits.maxBufferedBytesPerConnection);
+      res.upgrade({ c: new WsConn(s, w) }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'),
         req.getHeader('sec-websocket-extensions'), context);
     },
-    open: (ws: WebSocket<{ s: WsSession }>) => {
-      const s = ws.getUserData().s;
-      s.ws = ws as WebSocket<unknown>;
-      s.onGone = forget;
-      sessions.add(s);
+    open: (ws: WebSocket<{ c: WsConn }>) => {
+      const c = ws.getUserData().c;
+      c.s.ws = ws as WebSocket<unknown>;
+      c.s.onDrained = () => c.w.pump();
+      c.s.onGone = () => { c.w.cancel(); sessions.delete(c); };
+      sessions.add(c);
       counters.connections++;
       ctx.gate.ws++;
     },
-    message: (ws: WebSocket<{ s: WsSession }>, message: ArrayBuffer, isBinary: boolean) => {
-      const s = ws.getUserData().s;
+    message: (ws: WebSocket<{ c: WsConn }>, message: ArrayBuffer, isBinary: boolean) => {
+      const c = ws.getUserData().c;
+      const s = c.s;
       counters.messages++;
       if (!isBinary) {
         counters.badFrames++;
@@ -214,7 +225,7 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
             s.error(0, -1, fields.error ?? 'BAD_REQUEST', fields.error ? fields.errorMessage : 'id missing');
             continue;
           }
-          dispatch(s, fields);
+          dispatch(c, fields);
         }
       } catch (e) {
         if (e instanceof MsgpackError) {
@@ -227,9 +238,9 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
         }
       }
     },
-    drain: (ws: WebSocket<{ s: WsSession }>) => ws.getUserData().s.drain(),
-    close: (ws: WebSocket<{ s: WsSession }>) => {
-      ws.getUserData().s.closed();
+    drain: (ws: WebSocket<{ c: WsConn }>) => ws.getUserData().c.s.drain(),
+    close: (ws: WebSocket<{ c: WsConn }>) => {
+      ws.getUserData().c.s.closed();
       counters.connections--;
       ctx.gate.ws--;
     },

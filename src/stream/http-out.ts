@@ -15,11 +15,11 @@
  * counts itself in the connection gate from creation to end or abort.
  */
 import { errorBody, ErrorCode, ErrorTable } from '../errors';
-import type { ConnectionGate } from '../flow/connection-gate';
 import type { HttpResponse } from '../uws';
 import { BUFFER_SIZE, BufferPool } from './buffer-pool';
+import type { OutputMeter, ResponseTally } from './output-meter';
 
-export class HttpOut {
+export class HttpOut implements OutputMeter {
   aborted = false;
   ended = false;
   private headersSent = false;
@@ -44,7 +44,7 @@ export class HttpOut {
   private writablesSeen = 0;
   private stalledLooks = 0;
 
-  constructor(readonly res: HttpResponse, private readonly pool: BufferPool, private readonly gate: ConnectionGate) {
+  constructor(readonly res: HttpResponse, private readonly pool: BufferPool, private readonly gate: ResponseTally) {
     gate.http++;
     res.onAborted(() => {
       this.aborted = true;

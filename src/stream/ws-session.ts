@@ -1,19 +1,18 @@
 /**
  * Output side of one WebSocket connection. Frames go to uWS while its own buffer stays under HIGH_WATER;
- * past that they wait here, in pool buffers, until `drain`. What is held here is bounded by the get
- * window (src/flow/get-window.ts), which stops asking the shards for this client while it does not read;
+ * past that they wait here, in pool buffers, until `drain`. What is held here is bounded by the client's
+ * get window (src/flow/get-window.ts, told through `onDrained`), which stops asking the shards for this
+ * client while it does not read;
  * only output no window governs (errors, acks of writes, ENDs) can pile past it, and a client that lets
  * that pass `hardCap` is disconnected (1008 SLOW_CONSUMER).
  *
  * The bytes uWS holds are read after each send and drain and counted in the global budget, so the
  * budget sees all the memory held for clients, not only ours.
  */
-import type { MemoryBudget } from '../flow/budget';
-import { GetWindow, OutputMeter } from '../flow/get-window';
-import type { Router } from '../route/router';
 import type { WebSocket } from '../uws';
 import { BufferPool, viewOf } from './buffer-pool';
 import { EntryWriter } from './entry-writer';
+import type { OutputMeter, TransportTally } from './output-meter';
 
 /** Bytes uWS may hold before frames wait here instead (keeps uWS's own copy of the output small). */
 const HIGH_WATER = 64 * 1024;
@@ -24,7 +23,6 @@ export class WsSession extends EntryWriter implements OutputMeter {
   ws: WebSocket<unknown> | null = null;
   /** Requests in flight. */
   inflight = 0;
-  readonly window: GetWindow;
   private readonly queue: Buffer[] = [];
   private readonly queueLens: number[] = [];
   private queuedBytes = 0;
@@ -39,13 +37,13 @@ export class WsSession extends EntryWriter implements OutputMeter {
   private stalledLooks = 0;
   /** Set when the gateway drains: the connection is closed with 1001 once its answers are out. */
   closeWhenIdle = false;
-  /** Called once when the socket is gone (for the gateway's connection set). */
-  onGone: ((s: WsSession) => void) | null = null;
+  /** The client took some output: its window may ask for more. */
+  onDrained: (() => void) | null = null;
+  /** Called once when the socket is gone: its window fetches nothing more. */
+  onGone: (() => void) | null = null;
 
-  constructor(pool: BufferPool, private readonly budget: MemoryBudget, router: Router, windowBytes: number,
-    private readonly hardCap: number) {
+  constructor(pool: BufferPool, private readonly budget: TransportTally, private readonly hardCap: number) {
     super(pool);
-    this.window = new GetWindow(router, budget, this, windowBytes);
   }
 
   isClosed(): boolean {
@@ -120,7 +118,7 @@ export class WsSession extends EntryWriter implements OutputMeter {
     }
     if (this.ws === null) return;
     if (this.queue.length === 0) this.refreshTransport(ws);
-    this.window.pump();
+    this.onDrained?.();
     if (this.closeWhenIdle) this.closeIfIdle();
   }
 
@@ -153,8 +151,9 @@ export class WsSession extends EntryWriter implements OutputMeter {
     this.budget.transport -= this.transportSeen;
     this.transportSeen = 0;
     this.discard();
-    this.window.cancel();
-    this.onGone?.(this);
+    const gone = this.onGone;
     this.onGone = null;
+    this.onDrained = null;
+    gone?.();
   }
 }
