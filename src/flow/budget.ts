@@ -25,6 +25,8 @@ export class MemoryBudget {
   transport = 0;
   /** Times a window had to wait for the global budget. */
   waits = 0;
+  /** Answers dropped on arrival because they did not fit their client's window (fetched again later). */
+  refetches = 0;
   private readonly waiters: BudgetWaiter[] = [];
   private timer: NodeJS.Timeout | null = null;
   private readonly runWake = (): void => { this.timer = null; this.wake(); };
@@ -94,11 +96,11 @@ export class MemoryBudget {
     this.timer = null;
   }
 
-  stats(): { limit: number; used: number; held: number; pressure: number; poolBytes: number; reserved: number; parked: number; transport: number; waiting: number; waits: number } {
+  stats(): { limit: number; used: number; held: number; pressure: number; poolBytes: number; reserved: number; parked: number; transport: number; waiting: number; waits: number; refetches: number } {
     return {
       limit: this.limit, used: this.used, held: this.heldBytes, pressure: Math.round(this.pressure * 1000) / 1000,
       poolBytes: this.pool.inUse * BUFFER_SIZE, reserved: this.reserved, parked: this.parked,
-      transport: this.transport, waiting: this.waiters.length, waits: this.waits,
+      transport: this.transport, waiting: this.waiters.length, waits: this.waits, refetches: this.refetches,
     };
   }
 }

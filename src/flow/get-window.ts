@@ -127,6 +127,7 @@ export class GetWindow implements BudgetWaiter {
   /** An arriving value did not fit: park its key again (the caller then settles the old submission). */
   requeue(req: Request, i: number, key: Uint8Array, off: number, len: number): void {
     this.refetches++;
+    this.budget.refetches++;
     this.park(req, i, key, off, len, 0);
   }
 
