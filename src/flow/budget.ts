@@ -25,6 +25,8 @@ export class MemoryBudget {
   transport = 0;
   /** Times a window had to wait for the global budget. */
   waits = 0;
+  /** What an answer has cost lately, gateway-wide (0: none seen yet): new windows start from it. */
+  sizeHint = 0;
   /** Answers dropped on arrival because they did not fit their client's window (fetched again later). */
   refetches = 0;
   private readonly waiters: BudgetWaiter[] = [];

@@ -33,7 +33,7 @@ export class GetWindow implements BudgetWaiter {
   /** Gets issued whose answer has not settled. */
   inflight = 0;
   private reservedBytes = 0;
-  private est = FIRST_EST;
+  private est: number;
   private readonly backlog = new KeyBacklog();
   /** Values accepted that are still arriving in parts (at most about one per shard). */
   private arriving = 0;
@@ -54,7 +54,11 @@ export class GetWindow implements BudgetWaiter {
     readonly limit: number,
     /** Output bytes per value byte: 1 for msgpack; 4/3 for NDJSON, whose binary values go as base64. */
     private readonly expansion = 1,
-  ) {}
+  ) {
+    // A new client starts from what answers have cost lately, gateway-wide: a first bulk read of large
+    // values then asks for about what fits, and one of small values for all it can, in one round.
+    this.est = budget.sizeHint > 0 ? budget.sizeHint : FIRST_EST;
+  }
 
   get parked(): number {
     return this.backlog.size;
@@ -197,11 +201,14 @@ export class GetWindow implements BudgetWaiter {
   }
 
   private learn(size: number): void {
-    const e = this.est;
-    if (size >= e) this.est = size;
-    else {
-      const next = e - ((e - size) >> 3);
-      this.est = next < MIN_EST ? MIN_EST : next;
-    }
+    this.est = decayedMax(this.est, size);
+    this.budget.sizeHint = decayedMax(this.budget.sizeHint, size);
   }
+}
+
+/** Up at once to a larger size, down by an eighth of the gap towards a smaller one. */
+function decayedMax(e: number, size: number): number {
+  if (size >= e) return size;
+  const next = e - ((e - size) >> 3);
+  return next < MIN_EST ? MIN_EST : next;
 }
