@@ -3,14 +3,18 @@
  * runs every scenario against every peer, writes bench/results/<stamp>-<scenario>.json and bench/RESULTS.md
  * with SVG charts, and stops everything it started.
  *
- *   npm run bench                      full run (about 25 minutes)
+ *   npm run bench                      full run (about 28 minutes)
  *   npm run bench -- --quick           quick run (under 2 minutes)
  *   npm run bench -- --only 'ws-get'   scenarios whose name matches a regular expression
+ *   npm run bench -- --only flow       the flow-control scenarios (bench/suite/flow.ts), about 2.5 minutes
  *   options: --runs N --seconds S --warmup S --keys N --workers N --noise-limit PCT --retries N --retry-budget N
  *            --pin-gateway CPUS --pin-loadgen CPUS --pin-memcached CPUS --no-pin --no-profile --no-micro
+ *            --tag NAME (result files <stamp>-<scenario>-NAME.json) --report PATH
+ * A run with --only writes its report to bench/results/<stamp>-report.md, so that a partial run never
+ * replaces the full run's bench/RESULTS.md.
  */
 import { mkdirSync, writeFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { killAll } from './lib/proc';
@@ -18,6 +22,7 @@ import { machine, versions, ROOT } from './suite/env';
 import { Peers, PEER_LABEL } from './suite/peers';
 import { Runner } from './suite/runner';
 import { runC10k } from './suite/c10k';
+import { runFlow } from './suite/flow';
 import { profileGateway, allocProfile, type ProfileResult } from './suite/profile';
 import { fullScenarios, quickScenarios } from './suite/scenarios';
 import { writeReport, type MicroResult } from './report/report';
@@ -69,7 +74,10 @@ async function main(): Promise<void> {
   let scenarios = quick ? quickScenarios() : fullScenarios();
   if (only) scenarios = scenarios.filter((s) => new RegExp(only).test(s.name));
   const stamp = stampNow();
+  const tag = opt('tag');
+  if (tag !== undefined && !/^[a-z0-9][a-z0-9-]*$/.test(tag)) throw new Error(`--tag ${tag}: lower-case letters, digits and dashes only`);
   const resultsDir = join(ROOT, 'bench', 'results');
+  const reportPath = opt('report') ?? (only ? join(resultsDir, `${stamp}-report.md`) : join(ROOT, 'bench', 'RESULTS.md'));
   const tmpDir = join(resultsDir, 'tmp');
   mkdirSync(tmpDir, { recursive: true });
   const env: Env = { machine: machine(), versions: versions(), settings };
@@ -109,6 +117,8 @@ async function main(): Promise<void> {
           const r = await runC10k(runner, sc, log);
           peerResults = r.peers;
           extra = r.extra as unknown as Record<string, unknown>;
+        } else if (sc.kind === 'flow') {
+          extra = await runFlow(runner, sc, log) as unknown as Record<string, unknown>;
         }
       } catch (e) {
         log(`  ${sc.name} failed: ${(e as Error).message}`);
@@ -116,10 +126,10 @@ async function main(): Promise<void> {
       }
       const res: ScenarioResult = {
         suite: 'kvgate-bench', stamp, scenario: sc, env, startedAt: started.toISOString(),
-        wallSeconds: (performance.now() - st) / 1000, peers: peerResults, extra,
+        wallSeconds: (performance.now() - st) / 1000, peers: peerResults, extra, ...(tag ? { tag } : {}),
       };
       results.push(res);
-      writeFileSync(join(resultsDir, `${stamp}-${sc.name}.json`), JSON.stringify(res, null, 1) + '\n');
+      writeFileSync(join(resultsDir, `${stamp}-${sc.name}${tag ? `-${tag}` : ''}.json`), JSON.stringify(res, null, 1) + '\n');
     }
 
     if (!flag('no-profile') && !only) {
@@ -150,8 +160,8 @@ async function main(): Promise<void> {
   }
 
   const wall = (performance.now() - t0) / 1000;
-  const report = writeReport({ stamp, env, results, profile, micro, wallSeconds: wall, resultsDir, reportPath: join(ROOT, 'bench', 'RESULTS.md') });
-  log(`wrote ${report.files.length} chart(s), ${results.length} result file(s) and bench/RESULTS.md in ${wall.toFixed(0)} s`);
+  const report = writeReport({ stamp, env, results, profile, micro, wallSeconds: wall, resultsDir, reportPath });
+  log(`wrote ${report.files.length} chart(s), ${results.length} result file(s) and ${relative(ROOT, reportPath)} in ${wall.toFixed(0)} s`);
   for (const t of report.targets) log(`  target: ${t.met === true ? 'MET    ' : t.met === false ? 'NOT MET' : 'n/a    '} ${t.name}: ${t.figure}`);
 }
 

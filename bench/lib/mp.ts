@@ -119,6 +119,7 @@ export const F = {
   set: Buffer.from('set'),
   mget: Buffer.from('mget'),
   mset: Buffer.from('mset'),
+  wait: Buffer.from('wait'),
 };
 
 /** Thrown by Reader when the entry is cut short: wait for more bytes. */

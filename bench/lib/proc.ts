@@ -185,3 +185,71 @@ export function machineCpu(a: MachineSnap, b: MachineSnap, cores: number): { pro
 export function killAll(): void {
   killAllNow();
 }
+
+/** VmRSS of a process from /proc/<pid>/status, in bytes; NaN when the process is gone. */
+export function vmRssBytes(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Memory the kernel holds in TCP socket buffers, machine-wide, from /proc/net/sockstat (bytes). */
+export function tcpBufferBytes(): number {
+  try {
+    const m = /^TCP:.* mem (\d+)/m.exec(readFileSync('/proc/net/sockstat', 'utf8'));
+    return m ? Number(m[1]) * PAGE : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Reads one process's VmRSS (and the kernel's TCP buffer memory) every `ms` (100 by default) until
+ * stopped: the peaks, and every sample as [ms since start, RSS MB, TCP buffers MB], so a result can show
+ * when memory rose, whether it came back down, and how much of what a client did not read sat in the kernel.
+ */
+export class RssTrace {
+  peakBytes = 0;
+  readonly samples: [number, number, number][] = [];
+  private readonly t0 = performance.now();
+  private readonly t: NodeJS.Timeout;
+  constructor(private readonly pid: number, ms = 100) {
+    this.t = setInterval(() => this.sample(), ms);
+    this.sample();
+  }
+
+  /** Samples now and returns the RSS in bytes (NaN if the process is gone). */
+  sample(): number {
+    const b = vmRssBytes(this.pid);
+    if (Number.isFinite(b)) {
+      if (b > this.peakBytes) this.peakBytes = b;
+      const r = (x: number): number => Math.round((x / 1048576) * 10) / 10;
+      this.samples.push([Math.round(performance.now() - this.t0), r(b), r(tcpBufferBytes())]);
+    }
+    return b;
+  }
+
+  /** The peak RSS (column 1) or TCP buffer memory (column 2) since `fromMs` (ms since start), in MB. */
+  peakSinceMb(fromMs: number, column: 1 | 2 = 1): number {
+    let p = NaN;
+    for (const s of this.samples) if (s[0] >= fromMs && !(s[column] <= p)) p = s[column];
+    return p;
+  }
+
+  /** The latest TCP buffer memory sampled, MB. */
+  get lastTcpMb(): number {
+    return this.samples.length ? this.samples[this.samples.length - 1][2] : NaN;
+  }
+
+  get elapsedMs(): number {
+    return performance.now() - this.t0;
+  }
+
+  stop(): void {
+    clearInterval(this.t);
+    this.sample();
+  }
+}

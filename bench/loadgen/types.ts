@@ -35,6 +35,8 @@ export interface WorkerConfig {
   seed: number;
   /** HTTP path for single-key gets / bulk gets. */
   wsPath: string;
+  /** ws only: the batching hint `wait` (ms) sent with every request; 0 or absent: none. */
+  waitMs?: number;
 }
 
 export type ToWorker =

@@ -58,7 +58,7 @@ class Engine implements Sink {
     let a = cfg.index;
     const local = (): string | undefined => (addrs.length ? addrs[a++ % addrs.length] : undefined);
     for (let i = 0; i < cfg.conns; i++) {
-      if (cfg.proto === 'ws') specs.push(() => new WsConn(this, cfg.target, cfg.wsPath, local()));
+      if (cfg.proto === 'ws') specs.push(() => new WsConn(this, cfg.target, cfg.wsPath, local(), cfg.waitMs ?? 0));
       else if (cfg.proto === 'http') specs.push(() => new HttpConn(this, cfg.target, local()));
       else if (cfg.proto === 'memjs') specs.push(() => new MemjsConn(this, cfg.servers));
       else if (cfg.ceiling) cfg.servers.forEach((s, si) => specs.push(() => new McConn(this, s, si, local())));
@@ -206,7 +206,8 @@ class Engine implements Sink {
   private preloadNext(c: Conn, t: number): boolean {
     const q = this.preloadQueues[c.server];
     if (!q || q.length === 0) return false;
-    const batch = Math.min(q.length, this.cfg.proto === 'memjs' ? 10 : 50);
+    // at most about 1 MiB of values per mset, so 100 KB values still fit kvgate's 2 MiB frames
+    const batch = Math.min(q.length, this.cfg.proto === 'memjs' ? 10 : 50, Math.max(1, Math.floor(1048576 / this.ks.valueSize)));
     const idxs = q.splice(q.length - batch, batch);
     c.send(ReqOp.Mset, 0, idxs, t);
     return true;

@@ -35,7 +35,8 @@ export class WsConn extends StreamConn {
   private nextId = 1;
   private fragments: Buffer[] | null = null;
 
-  constructor(sink: Sink, target: Endpoint, private readonly path: string, localAddress: string | undefined) {
+  /** `waitMs` > 0 adds the batching hint `wait` to every request (docs/PROTOCOL.md). */
+  constructor(sink: Sink, target: Endpoint, private readonly path: string, localAddress: string | undefined, private readonly waitMs = 0) {
     super(sink, target, localAddress);
   }
 
@@ -75,25 +76,26 @@ export class WsConn extends StreamConn {
     const p = this.payload;
     p.pos = 0;
     let n = 1;
+    const extra = this.waitMs > 0 ? 1 : 0;
     switch (op) {
       case ReqOp.Get:
-        mapHeader(p, 3); str(p, F.id); uint(p, id); str(p, F.op); str(p, F.get); str(p, F.key); str(p, ks.keys[idx]);
+        mapHeader(p, 3 + extra); str(p, F.id); uint(p, id); str(p, F.op); str(p, F.get); str(p, F.key); str(p, ks.keys[idx]);
         break;
       case ReqOp.Set:
-        mapHeader(p, 4); str(p, F.id); uint(p, id); str(p, F.op); str(p, F.set); str(p, F.key); str(p, ks.keys[idx]);
+        mapHeader(p, 4 + extra); str(p, F.id); uint(p, id); str(p, F.op); str(p, F.set); str(p, F.key); str(p, ks.keys[idx]);
         str(p, F.value); binHeader(p, ks.valueSize); p.ensure(ks.valueSize); p.pos = ks.writeValue(idx, p.buf, p.pos);
         break;
       case ReqOp.Mget: {
         const list = idxs as number[];
         n = list.length;
-        mapHeader(p, 3); str(p, F.id); uint(p, id); str(p, F.op); str(p, F.mget); str(p, F.keys); arrayHeader(p, n);
+        mapHeader(p, 3 + extra); str(p, F.id); uint(p, id); str(p, F.op); str(p, F.mget); str(p, F.keys); arrayHeader(p, n);
         for (let i = 0; i < n; i++) str(p, ks.keys[list[i]]);
         break;
       }
       case ReqOp.Mset: {
         const list = idxs as number[];
         n = list.length;
-        mapHeader(p, 3); str(p, F.id); uint(p, id); str(p, F.op); str(p, F.mset); str(p, F.items); arrayHeader(p, n);
+        mapHeader(p, 3 + extra); str(p, F.id); uint(p, id); str(p, F.op); str(p, F.mset); str(p, F.items); arrayHeader(p, n);
         for (let i = 0; i < n; i++) {
           mapHeader(p, 2); str(p, F.key); str(p, ks.keys[list[i]]);
           str(p, F.value); binHeader(p, ks.valueSize); p.ensure(ks.valueSize); p.pos = ks.writeValue(list[i], p.buf, p.pos);
@@ -101,6 +103,7 @@ export class WsConn extends StreamConn {
         break;
       }
     }
+    if (extra) { str(p, F.wait); uint(p, this.waitMs); }
     this.frame(p.buf, p.pos);
     const rec = this.free.pop();
     if (rec) {

@@ -135,14 +135,17 @@ export class Peers {
     }
   }
 
-  /** Writes every key of the scenario's value size through the peer (once per placement and size). */
-  async preloadPlan(peer: PeerName, front: Front | null, valueSize: number): Promise<LoadOptions | null> {
+  /**
+   * Writes every key of the scenario's value size through the peer (once per placement and size);
+   * `keyCount` other than the suite's writes a smaller key space (the flow scenarios' 100 KB values).
+   */
+  async preloadPlan(peer: PeerName, front: Front | null, valueSize: number, keyCount = this.s.keyCount): Promise<LoadOptions | null> {
     const placement = peer === 'naive' || peer === 'memjs' ? 'memjs' : peer;
     if (peer === 'plain-http') return null;
-    const key = `${placement}:${valueSize}`;
+    const key = `${placement}:${valueSize}${keyCount === this.s.keyCount ? '' : `:${keyCount}`}`;
     if (this.preloaded.has(key)) return null;
     this.preloaded.add(key);
-    const b = this.base({ valueSize });
+    const b = { ...this.base({ valueSize }), keyCount };
     const common = { ...b, workers: 1, op: 'mset' as const, bulk: 50, ceiling: false, conns: 8, depth: 2, target: front?.endpoint ?? { host: '127.0.0.1', port: 0 } };
     switch (peer) {
       case 'kvgate':

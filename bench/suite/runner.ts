@@ -56,8 +56,8 @@ export class Runner {
 
   constructor(readonly peers: Peers, readonly s: SuiteSettings, private readonly log: Log) {}
 
-  async preload(peer: PeerName, front: Front | null, valueSize: number): Promise<void> {
-    const plan = await this.peers.preloadPlan(peer, front, valueSize);
+  async preload(peer: PeerName, front: Front | null, valueSize: number, keyCount?: number): Promise<void> {
+    const plan = await this.peers.preloadPlan(peer, front, valueSize, keyCount);
     if (!plan) return;
     const gen = await LoadGen.start(plan);
     try {

@@ -37,6 +37,7 @@ export function fullScenarios(): Scenario[] {
   out.push(...httpScenarios([50, 1000]));
   out.push(...curves([0, 1, 2, 5, 10, 50], [1, 10, 50, 100, 1000]));
   out.push(c10k());
+  out.push(...flowScenarios());
   return out;
 }
 
@@ -72,6 +73,19 @@ function curves(windows: number[], caps: number[]): Scenario[] {
     });
   }
   return out;
+}
+
+/** Flow control (issue 6): a bystander next to one misbehaving client; bench/suite/flow.ts. */
+export function flowScenarios(): Scenario[] {
+  const flow = (name: string, title: string, kind: NonNullable<Scenario['flow']>['kind']): Scenario => ({
+    ...ws(name, title, { op: 'get', conns: 4, depth: 1, peers: ['kvgate'] }), kind: 'flow', flow: { kind },
+  });
+  return [
+    flow('flow-slow-reader', 'Flow control: bystander gets next to a POST /v1/mget of 2,000 x 100 KB read at 64 KiB/s or never', 'slow-reader'),
+    flow('flow-large-mget', 'Flow control: WebSocket mget of 500 x 100 KB (49 MiB) by a client reading as fast as it can', 'large-mget'),
+    flow('flow-hint', 'Flow control: single gets next to a client sending `wait: 50` gets every ~1 ms on the same keys', 'hint'),
+    flow('flow-nonreaders', 'Flow control: 2,000 WebSocket clients asking for 3 x 100 KB each and never reading', 'nonreaders'),
+  ];
 }
 
 function c10k(): Scenario {

@@ -32,7 +32,7 @@ export interface Env {
   settings: SuiteSettings;
 }
 
-export type ScenarioKind = 'load' | 'wrk' | 'curve' | 'c10k';
+export type ScenarioKind = 'load' | 'wrk' | 'curve' | 'c10k' | 'flow';
 
 export interface Scenario {
   name: string;
@@ -48,6 +48,8 @@ export interface Scenario {
   peers: PeerName[];
   /** curve: which gateway flag varies, and its values (0 window = end of turn). */
   curve?: { flag: 'window-ms' | 'max-ops'; values: number[] };
+  /** flow: which flow-control scenario (bench/suite/flow.ts). */
+  flow?: { kind: 'slow-reader' | 'large-mget' | 'hint' | 'nonreaders' };
   note?: string;
 }
 
@@ -112,4 +114,6 @@ export interface ScenarioResult {
   wallSeconds: number;
   peers: PeerResult[];
   extra?: Record<string, unknown>;
+  /** `--tag NAME` (e.g. `before`): the result file is <stamp>-<scenario>-NAME.json. */
+  tag?: string;
 }
