@@ -8,7 +8,7 @@
 import { Packr, Unpackr } from 'msgpackr';
 import { measure, print, type MicroRow } from './harness';
 import { EntryWriter, Kind } from '../../src/stream/entry-writer';
-import { pool } from '../../src/stream/buffer-pool';
+import { BufferPool } from '../../src/stream/buffer-pool';
 import { MsgpackReader } from '../../src/decode/msgpack-reader';
 import { RequestFields } from '../../src/decode/request-fields';
 
@@ -18,7 +18,7 @@ class CountingWriter extends EntryWriter {
   protected ship(buf: Buffer, len: number): void {
     this.frames++;
     this.bytes += len;
-    pool.release(buf);
+    this.pool.release(buf);
   }
   isClosed(): boolean {
     return false;
@@ -27,7 +27,7 @@ class CountingWriter extends EntryWriter {
 
 function main(): void {
   const rows: MicroRow[] = [];
-  const w = new CountingWriter();
+  const w = new CountingWriter(new BufferPool(64));
   const packr = new Packr({ useRecords: false });
   for (const size of [100, 4096, 20480]) {
     const value = Buffer.alloc(size, 0x61);
