@@ -54,12 +54,14 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
   const { router, pool } = ctx;
   const maxWaitMs = ctx.config.batch.maxWaitMs;
   const keyOf = (req: HttpRequest): Buffer | null => percentDecode(req.getUrl().slice(PREFIX.length));
-  /** A response counted in the gate, or null after refusing the client (too many, or draining). */
+  /**
+   * A response counted in the gate, or null after refusing the client: draining first (SHUTTING_DOWN: go
+   * elsewhere, even when the gate is full too), then too many (BUSY: retry here shortly).
+   */
   const open = (res: HttpResponse): HttpOut | null => {
+    if (ctx.draining) { new HttpOut(res, pool, ctx.gate, ctx).error('SHUTTING_DOWN'); return null; }
     if (ctx.gate.refuse()) { refuseBusy(res); return null; }
-    const out = new HttpOut(res, pool, ctx.gate);
-    if (ctx.draining) { out.closeAfter = true; out.error('SHUTTING_DOWN'); return null; }
-    return out;
+    return new HttpOut(res, pool, ctx.gate, ctx);
   };
 
   const read = (isGet: boolean) => (res: HttpResponse, req: HttpRequest): void => {

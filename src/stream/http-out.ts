@@ -13,6 +13,12 @@
  *
  * Every write happens inside cork, since it usually runs in a shard's socket callback. The response
  * counts itself in the connection gate from creation to end or abort.
+ *
+ * While the gateway drains, the connection closes after this response (`Connection: close`), also for a
+ * response that began before the drain, as long as its headers are not out yet; so the response asks
+ * `drain` when it writes them, not when it was made. Once a chunked body has begun, uWS would write its
+ * own `Connection: close` into the body, so `end` never asks it to close then: the header, written with
+ * the others, tells the client.
  */
 import { errorBody, ErrorCode, ErrorTable } from '../errors';
 import type { HttpResponse } from '../uws';
@@ -37,14 +43,15 @@ export class HttpOut implements OutputMeter {
   onWritableAgain: (() => void) | null = null;
   /** The client went away before the response ended. */
   onAbort: (() => void) | null = null;
-  /** Set while draining: the connection closes after this response. */
+  /** The connection closes after this response (also whenever `drain` says the gateway is draining). */
   closeAfter = false;
   private counted = true;
   private writables = 0;
   private writablesSeen = 0;
   private stalledLooks = 0;
 
-  constructor(readonly res: HttpResponse, private readonly pool: BufferPool, private readonly gate: ResponseTally) {
+  constructor(readonly res: HttpResponse, private readonly pool: BufferPool, private readonly gate: ResponseTally,
+    private readonly drain: { readonly draining: boolean } | null = null) {
     gate.http++;
     res.onAborted(() => {
       this.aborted = true;
@@ -69,6 +76,11 @@ export class HttpOut implements OutputMeter {
     if (this.counted) { this.counted = false; this.gate.http--; }
   }
 
+  /** Whether the connection must close after this response, asked as the headers are written. */
+  private get closing(): boolean {
+    return this.closeAfter || (this.drain !== null && this.drain.draining);
+  }
+
   private markEnded(): void {
     this.ended = true;
     this.uncount();
@@ -89,7 +101,7 @@ export class HttpOut implements OutputMeter {
       this.res.writeStatus(status);
       if (body !== undefined) this.res.writeHeader('content-type', contentType);
       if (headers) for (const [k, v] of headers) this.res.writeHeader(k, v);
-      this.res.end(body, this.closeAfter);
+      this.res.end(body, this.closing);
     });
   }
 
@@ -109,7 +121,7 @@ export class HttpOut implements OutputMeter {
         this.res.writeStatus('200 OK');
         this.res.writeHeader('content-type', 'application/octet-stream');
         this.res.writeHeader('x-kv-flags', String(flags));
-        if (this.closeAfter) this.res.writeHeader('connection', 'close');
+        if (this.closing) this.res.writeHeader('connection', 'close');
       }
       if (this.pending.length > 0) return this.hold(buf, off, len);
       const before = this.res.getWriteOffset();
@@ -183,7 +195,7 @@ export class HttpOut implements OutputMeter {
       this.headersSent = true;
       this.res.writeStatus(this.status);
       this.res.writeHeader('content-type', this.contentType);
-      if (this.closeAfter) this.res.writeHeader('connection', 'close');
+      if (this.closing) this.res.writeHeader('connection', 'close');
     }
     const ok = this.res.write(new Uint8Array(buf.buffer, buf.byteOffset, len));
     this.pool.release(buf);
@@ -235,9 +247,11 @@ export class HttpOut implements OutputMeter {
         this.pendingBytes -= len;
         this.writeChunk(this.pending.shift()!, len);
       }
+      // Headers not out yet: uWS writes Connection: close with them. Out (a chunked body): see above.
+      const close = !this.headersSent && this.closing;
       if (!this.headersSent) { this.headersSent = true; this.res.writeStatus(this.status).writeHeader('content-type', this.contentType); }
       this.markEnded();
-      this.res.end(undefined, this.closeAfter);
+      this.res.end(undefined, close);
     });
   }
 
