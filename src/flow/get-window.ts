@@ -27,11 +27,21 @@ import { KeyBacklog } from './key-backlog';
 const ENTRY_OVERHEAD = 32;
 const MIN_EST = 64;
 const FIRST_EST = 32 * 1024;
+/**
+ * Gets in flight are also capped by count, the way TCP's congestion window is: it starts at FIRST_CAP,
+ * grows by one per answer taken and halves per answer dropped. Sizes can change without warning (a
+ * client that read small values asks for large ones); the byte estimate alone would then ask for
+ * thousands of values that cannot be taken. The cap bounds what a wrong estimate costs the shards.
+ */
+const FIRST_CAP = 128;
+const MIN_CAP = 8;
+const MAX_CAP = 1 << 16;
 
 export class GetWindow implements BudgetWaiter {
   waitingForBudget = false;
   /** Gets issued whose answer has not settled. */
   inflight = 0;
+  private cap = FIRST_CAP;
   private reservedBytes = 0;
   private est: number;
   private readonly backlog = new KeyBacklog();
@@ -85,8 +95,9 @@ export class GetWindow implements BudgetWaiter {
     if (this.cancelled) return true; // the output side drops it anyway
     const held = this.out.heldBytes() + this.arriving;
     const mine = this.inflight > 0 ? this.reservedBytes / this.inflight : 0;
-    if (!this.budget.room(size - mine, held === 0 && this.inflight <= 1)) return false;
-    if (held !== 0 && held + size > this.limit) return false;
+    if (!this.budget.room(size - mine, held === 0 && this.inflight <= 1)) { this.cap = Math.max(MIN_CAP, this.cap >> 1); return false; }
+    if (held !== 0 && held + size > this.limit) { this.cap = Math.max(MIN_CAP, this.cap >> 1); return false; }
+    if (this.cap < MAX_CAP) this.cap++;
     if (!whole) {
       // It comes in several reads, and other shards' values may start meanwhile: count all of it now.
       this.arriving += size;
@@ -181,7 +192,7 @@ export class GetWindow implements BudgetWaiter {
     const est = this.est;
     const held = this.out.heldBytes() + this.arriving;
     const idle = this.inflight === 0 && held === 0;
-    if (!idle && held + this.reservedBytes + est > this.limit) return false;
+    if (!idle && (this.inflight >= this.cap || held + this.reservedBytes + est > this.limit)) return false;
     if (!this.budget.room(est, idle)) { this.budget.wait(this); return false; }
     return true;
   }
@@ -201,14 +212,16 @@ export class GetWindow implements BudgetWaiter {
   }
 
   private learn(size: number): void {
-    this.est = decayedMax(this.est, size);
-    this.budget.sizeHint = decayedMax(this.budget.sizeHint, size);
+    this.est = decayedMax(this.est, size, 3);
+    // The gateway-wide hint forgets more slowly (1/64 of the gap per answer), so a stretch of small
+    // answers does not make the next client's first bulk read of large values over-ask.
+    this.budget.sizeHint = decayedMax(this.budget.sizeHint, size, 6);
   }
 }
 
-/** Up at once to a larger size, down by an eighth of the gap towards a smaller one. */
-function decayedMax(e: number, size: number): number {
+/** Up at once to a larger size, down by 2^-shift of the gap towards a smaller one. */
+function decayedMax(e: number, size: number, shift: number): number {
   if (size >= e) return size;
-  const next = e - ((e - size) >> 3);
+  const next = e - ((e - size) >> shift);
   return next < MIN_EST ? MIN_EST : next;
 }
