@@ -10,6 +10,7 @@ import type { Config } from './config/schema';
 import type { GatewayContext } from './context';
 import { MemoryBudget } from './flow/budget';
 import { ConnectionGate } from './flow/connection-gate';
+import { FdReserve } from './flow/fd-reserve';
 import { mountBulk } from './ingress/http-bulk';
 import { mountKv } from './ingress/http-kv';
 import { mountWebSocket, WsFront } from './ingress/ws';
@@ -54,7 +55,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 export async function startGateway(config: Config): Promise<Gateway> {
-  const shards = config.servers.map((s) => new ShardConnection(s.host, s.port, config.shard));
+  const fds = new FdReserve(config.limits.reservedDescriptors);
+  const shards = config.servers.map((s) => new ShardConnection(s.host, s.port, config.shard, fds));
   await Promise.all(shards.map((s) => s.connect()));
   const ring = new KetamaRing(config.servers, config.hash);
   const coalescer = new Coalescer(shards, config.batch);
@@ -65,7 +67,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
     pool,
     budget: new MemoryBudget(config.limits.maxBufferedBytesTotal, pool),
     router,
-    gate: new ConnectionGate(config.limits.maxConnections, config.limits.reservedDescriptors, shards.length),
+    gate: new ConnectionGate(config.limits.maxConnections, shards.length),
     bulk: new Set(),
     draining: false,
   };
@@ -82,6 +84,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
     uptimeMs: Date.now() - started,
     ws: { ...ws.counters },
     connections: { ws: ctx.gate.ws, http: ctx.gate.http, max: ctx.gate.max, refused: ctx.gate.refused },
+    descriptors: { reserved: fds.held, lentToShards: fds.lent, listenPauses: fdPauses, paused: pausedForFds },
     budget: ctx.budget.stats(),
     shards: coalescer.stats(),
     ring: ring.spread(),
@@ -116,7 +119,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
       .end(errorBody('BAD_REQUEST', 'no such route; see docs/PROTOCOL.md')));
   });
 
-  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
+  let listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
     app.listen(config.host, config.port, (ls) => {
       if (ls) resolve(ls);
       else reject(new Error(`kvgate: cannot listen on ${config.host}:${config.port} (in use?)`));
@@ -127,6 +130,31 @@ export async function startGateway(config: Config): Promise<Gateway> {
   const stopListening = (): void => {
     if (listening) { listening = false; uws.us_listen_socket_close(listenSocket); }
   };
+
+  // Out of descriptors (clients holding connections that never send a request, which nothing else
+  // counts): stop listening, since uSockets retries a failing accept in a busy loop; listen again once
+  // descriptors are free and the shard reserve is whole. Two syscalls per look.
+  let pausedForFds = false;
+  let fdPauses = 0;
+  const fdWatch = setInterval(() => {
+    if (ctx.draining) return;
+    if (!pausedForFds && listening && fds.atLimit()) {
+      pausedForFds = true;
+      fdPauses++;
+      stopListening();
+      console.warn(`kvgate: out of file descriptors: not accepting connections until some close (limits.maxConnections, ulimit -n)`);
+    } else if (pausedForFds) {
+      fds.restock();
+      if (fds.held < config.limits.reservedDescriptors || fds.atLimit()) return;
+      app.listen(config.host, port, (ls) => {
+        if (!ls) return; // try again at the next look
+        listenSocket = ls;
+        listening = true;
+        pausedForFds = false;
+      });
+    }
+  }, 250);
+  fdWatch.unref();
 
   // Watchdog: clients whose held output has not moved for limits.stallTimeoutMs are cut off, so that
   // clients that stopped reading cannot keep the global budget from those that read.
@@ -142,6 +170,8 @@ export async function startGateway(config: Config): Promise<Gateway> {
     if (closed) return;
     closed = true;
     if (watchdog !== null) clearInterval(watchdog);
+    clearInterval(fdWatch);
+    fds.close();
     (app as unknown as { close?: () => void }).close?.();
     for (const s of shards) s.close();
     ctx.budget.stop();
@@ -166,6 +196,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
       ctx.draining = true;
       stopListening();
       for (const { s } of ws.sessions) { s.closeWhenIdle = true; s.closeIfIdle(); }
+      for (const b of ctx.bulk) b.out.closeAfter = true; // a response that starts now says Connection: close
       coalescer.flushAll();
       // Everything received is answered while time allows; the last 10% of it is kept for the rest.
       const answerBy = deadline - Math.min(1000, config.shutdown.drainMs / 10);

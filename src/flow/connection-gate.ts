@@ -1,13 +1,13 @@
 /**
- * `limits.maxConnections`: WebSocket connections and HTTP requests in progress, counted together, with
- * `limits.reservedDescriptors` kept free below the process's open-file limit so that shard connections
- * can always be (re)opened however many clients come. Past the limit new clients are refused at once
+ * `limits.maxConnections`: WebSocket connections and HTTP requests in progress, counted together, and
+ * never more than the process's open-file limit leaves after what it has open at start (the shard
+ * reserve of src/flow/fd-reserve.ts among it). Past the limit new clients are refused at once
  * (HTTP 503 BUSY, upgrade refused with 503) and counted.
  *
  * uWS (v20.30) tells us nothing about an HTTP connection between its requests, so an idle keep-alive
  * connection is not counted; uWS closes those after 10 s without a request.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export class ConnectionGate {
   ws = 0;
@@ -17,11 +17,13 @@ export class ConnectionGate {
   /** Why `max` is lower than configured, if it is. */
   readonly clampedBy: string | null;
 
-  constructor(configured: number, reserved: number, shardCount: number) {
+  /** `inUse`: descriptors the process has open already (the shard reserve among them). */
+  constructor(configured: number, shardCount: number, inUse = openDescriptors()) {
     const fdLimit = openFileLimit();
-    // Every client and shard socket is a descriptor; keep the reserve plus two per shard (a connection
-    // and its replacement while reconnecting) out of the clients' reach.
-    const usable = fdLimit === Infinity ? Infinity : fdLimit - reserved - 2 * shardCount;
+    // Every client and shard socket is a descriptor; keep what is open now (the reserve among it), two
+    // per shard (a connection and its replacement while reconnecting) and a margin out of the clients'
+    // reach.
+    const usable = fdLimit === Infinity ? Infinity : fdLimit - inUse - 2 * shardCount - 16;
     if (usable < configured) {
       this.max = Math.max(1, usable);
       this.clampedBy = `the open-file limit is ${fdLimit} (ulimit -n); limits.maxConnections lowered from ${configured} to ${this.max}`;
@@ -40,6 +42,15 @@ export class ConnectionGate {
     if (this.ws + this.http < this.max) return false;
     this.refused++;
     return true;
+  }
+}
+
+/** Descriptors open in this process now (0 where /proc cannot tell). */
+export function openDescriptors(): number {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return 0;
   }
 }
 

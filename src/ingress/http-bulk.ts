@@ -179,9 +179,9 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
   const { router, config } = ctx;
   const limits = config.limits;
   const maxInflightItems = limits.maxInflightPerConnection;
+  if (ctx.draining) return refuseDraining(res);
   if (ctx.gate.refuse()) return refuseBusy(res);
   const out = new HttpOut(res, ctx.pool, ctx.gate);
-  if (ctx.draining) { out.closeAfter = true; return out.error('SHUTTING_DOWN'); }
   const inFmt = formatOf(req.getHeader('content-type'));
   const outFmt = formatOf(req.getHeader('accept')) ?? inFmt;
   const q = readQuery(req, config.batch.maxWaitMs);
@@ -303,6 +303,14 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
       paused = true;
       res.pause();
     }
+  });
+}
+
+/** During the drain: refused at once, before anything is read, and the connection closed after. */
+export function refuseDraining(res: HttpResponse): void {
+  res.cork(() => {
+    res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json').writeHeader('retry-after', '1')
+      .end(errorBody('SHUTTING_DOWN'), true);
   });
 }
 

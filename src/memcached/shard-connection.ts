@@ -65,7 +65,12 @@ export class ShardConnection {
   onBatchDone: (b: Batch) => void = () => {};
   onUp: () => void = () => {};
 
-  constructor(readonly host: string, readonly port: number, private readonly opts: ShardOptions) {
+  /**
+   * `fds`: descriptors held in reserve for shard connections; one is given up just before connecting
+   * (so a process whose descriptors clients used up can still reach its shards) and taken back after.
+   */
+  constructor(readonly host: string, readonly port: number, private readonly opts: ShardOptions,
+    private readonly fds: { lend(): void; restock(): void } | null = null) {
     this.backoff = opts.reconnectMinMs;
     this.parser = new ReplyParser({
       head: () => (this.head < this.inflight.length ? this.inflight[this.head] : null),
@@ -91,6 +96,7 @@ export class ShardConnection {
     // Replies are read into one buffer owned by this connection (onread), not a fresh Buffer per read:
     // everything parsed out of it is copied (into output frames, pool buffers, `partial`) before the
     // callback returns, so the bytes may be overwritten by the next read.
+    this.fds?.lend();
     const s: Socket = createConnection({
       host: this.host,
       port: this.port,
@@ -121,6 +127,7 @@ export class ShardConnection {
       this.connecting = false;
       this.socket = s;
       this.up = true;
+      this.fds?.restock();
       this.backoff = this.opts.reconnectMinMs;
       this.resendRetries();
       this.onUp();
@@ -129,6 +136,7 @@ export class ShardConnection {
     s.on('error', () => { /* 'close' follows and handles it */ });
     s.once('close', () => {
       clearTimeout(timer);
+      this.fds?.restock(); // this socket's descriptor is free again
       if (!connected) {
         // A connect attempt failed: the shard is down; whatever waited for it fails now.
         this.connecting = false;
