@@ -118,4 +118,17 @@ describe('HTTP bulk', () => {
     assert.ok(lines.some((l) => l.i === -1 && l.error?.code === 'BAD_REQUEST'));
     assert.deepEqual((await h.http.get('bulk:nd:ok')), { hit: true, value: Buffer.from('fine'), flags: 0 });
   });
+
+  it('NDJSON carries binary values of every size around its frame boundaries as exact base64, with UTF-8 keys', async () => {
+    const sizes = [0, 1, 2, 3, 12287, 12288, 12289, 16380, 16383, 16384, 16385, 32768, 49151, 65536, 100_000];
+    const items = sizes.map((n, k) => {
+      const value = Buffer.alloc(n);
+      for (let j = 0; j < n; j++) value[j] = (j * 131 + k) & 0xff | 0x80; // never valid UTF-8 throughout
+      return { key: `ключ:${k}:${'ü'.repeat(k)}`, value };
+    });
+    const set = await h.http.mset(items, { format: 'msgpack' });
+    assert.ok(set.every((r) => 'ok' in r && r.ok));
+    const got = await h.http.mget(items.map((x) => x.key), { format: 'ndjson' });
+    items.forEach((x, k) => assert.deepEqual(got[k], { hit: true, value: x.value, flags: 0 }, `size ${sizes[k]}`));
+  });
 });

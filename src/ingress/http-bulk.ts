@@ -27,6 +27,8 @@ const PARK_ITEMS = 1024;
 const PARK_BYTES = 64 * 1024;
 /** NDJSON carries a binary value as base64 (4/3), plus a little for the line around it. */
 const NDJSON_EXPANSION = 1.34;
+/** Value bytes encoded per base64 piece: a multiple of 3, so pieces join without padding. */
+const BASE64_PIECE = 12 * 1024;
 
 class MsgpackOut extends EntryWriter {
   constructor(private readonly out: HttpOut, pool: BufferPool) { super(pool); }
@@ -62,6 +64,39 @@ class NdjsonOut implements Flushable {
       this.len += k;
       off += k;
       if (this.len === BUFFER_SIZE) this.flush();
+    }
+  }
+
+  /**
+   * `head` + `"base64":"` + the value as base64 + `tail`, encoded piece by piece straight into the
+   * frames: no string or buffer the size of the value, whatever its size.
+   */
+  base64Line(head: string, v: Buffer, tail: string): void {
+    if (this.out.done) return;
+    const h = head + '"base64":"';
+    const n = Buffer.byteLength(h);
+    // The head may hold UTF-8 (the key): written whole, in a frame with room for it.
+    if (this.buf !== null && this.len + n > BUFFER_SIZE - 1) this.flush();
+    if (this.buf === null) this.take();
+    this.len += this.buf!.write(h, this.len, 'utf8');
+    for (let off = 0; off < v.length; off += BASE64_PIECE) {
+      this.ascii(v.toString('base64', off, Math.min(v.length, off + BASE64_PIECE)));
+    }
+    this.ascii(tail);
+    if (this.len === BUFFER_SIZE) this.flush();
+    if (this.buf === null) this.take();
+    this.buf![this.len++] = 0x0a;
+  }
+
+  /** ASCII text (one byte per character) appended across frames, filling each to the byte. */
+  private ascii(s: string): void {
+    for (let at = 0; at < s.length;) {
+      if (this.buf === null) this.take();
+      const room = BUFFER_SIZE - this.len;
+      if (room === 0) { this.flush(); continue; }
+      const k = Math.min(room, s.length - at);
+      this.len += this.buf!.write(at === 0 && k === s.length ? s : s.slice(at, at + k), this.len, 'latin1');
+      at += k;
     }
   }
 
@@ -130,8 +165,9 @@ class BulkRequest extends Request implements OutputMeter {
         this.partial.delete(i);
         v = acc;
       }
-      const body = isUtf8(v) ? `"value":${JSON.stringify(v.toString('utf8'))}` : `"base64":"${v.toString('base64')}"`;
-      this.nd!.line(`{"i":${i},"key":${JSON.stringify(this.keys[i])},${body},"flags":${flags}}`);
+      const head = `{"i":${i},"key":${JSON.stringify(this.keys[i])},`;
+      if (isUtf8(v)) this.nd!.line(`${head}"value":${JSON.stringify(v.toString('utf8'))},"flags":${flags}}`);
+      else this.nd!.base64Line(head, v, `","flags":${flags}}`);
     }
     if (offset + len === total) this.resume();
   }
