@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError, defaultConfig, mergeConfig, parseServerList, validateConfig, Config } from './config/schema';
 import { LocalFleet } from './fleet/local-fleet';
+import type { Gateway } from './gateway';
 
 const USAGE = `usage: kvgate [--config FILE] [--host H] [--port P] [--servers host:port[:weight],...]
               [--hash md5|fnv1a_64] [--window-ms N] [--max-wait-ms N] [--max-ops N] [--max-bytes N]
@@ -60,21 +61,13 @@ async function main(): Promise<void> {
     if (e instanceof ConfigError) { console.error(`kvgate: ${e.message}`); process.exit(2); }
     throw e;
   }
-  // Loaded only after the config is known to be good, so a bad flag reports itself first.
-  const { startGateway } = await import('./gateway');
+  // Signals are handled from here on. Until the gateway listens there is nothing to drain, so a signal
+  // exits at once, through process.exit, whose hook kills the memcached a local fleet has started (the
+  // default action would leave them running). Once it listens, the first SIGTERM/SIGINT drains (answer
+  // what was received, refuse the rest, close) within shutdown.drainMs, then exits 0; a second signal
+  // exits at once.
+  let gw: Gateway | null = null;
   let fleet: LocalFleet | null = null;
-  if (config.servers.length === 0) {
-    const itemSizeMb = Math.max(2, Math.ceil(config.limits.maxValueBytes / (1024 * 1024)) + 1);
-    fleet = await LocalFleet.start({ count: config.localFleet.count, memoryMb: config.localFleet.memoryMb, threads: config.localFleet.threads, itemSizeMb });
-    config.servers = fleet.servers();
-    console.log(`kvgate: started a local fleet of ${fleet.members.length} memcached on ${config.servers.map((s) => `127.0.0.1:${s.port}`).join(', ')}`);
-  }
-  const gw = await startGateway(config);
-  const down = gw.shards.filter((s) => !s.up).map((s) => s.label);
-  console.log(`kvgate: listening on http://${config.host}:${gw.port} (WebSocket ws://${config.host}:${gw.port}/v1/ws), ${gw.shards.length} shards, hash ${config.hash}` +
-    (down.length ? `; not reachable yet: ${down.join(', ')}` : ''));
-  // First SIGTERM/SIGINT: drain (answer what was received, refuse the rest, close) within
-  // shutdown.drainMs, then exit 0. A second signal exits at once.
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) {
@@ -82,13 +75,36 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
+    if (gw === null) {
+      console.log(`kvgate: ${signal} while starting: exiting`);
+      process.exit(0);
+    }
     console.log(`kvgate: ${signal}: draining (up to ${config.shutdown.drainMs} ms)`);
-    await gw.drain();
-    await fleet?.stop();
+    try {
+      await gw.drain();
+      await fleet?.stop();
+    } catch (e) {
+      console.error('kvgate: the drain failed:', e);
+      process.exit(1);
+    }
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+
+  // Loaded only after the config is known to be good, so a bad flag reports itself first.
+  const { startGateway } = await import('./gateway');
+  if (config.servers.length === 0) {
+    const itemSizeMb = Math.max(2, Math.ceil(config.limits.maxValueBytes / (1024 * 1024)) + 1);
+    fleet = await LocalFleet.start({ count: config.localFleet.count, memoryMb: config.localFleet.memoryMb, threads: config.localFleet.threads, itemSizeMb });
+    config.servers = fleet.servers();
+    console.log(`kvgate: started a local fleet of ${fleet.members.length} memcached on ${config.servers.map((s) => `127.0.0.1:${s.port}`).join(', ')}`);
+  }
+  const started = await startGateway(config);
+  gw = started;
+  const down = started.shards.filter((s) => !s.up).map((s) => s.label);
+  console.log(`kvgate: listening on http://${config.host}:${started.port} (WebSocket ws://${config.host}:${started.port}/v1/ws), ${started.shards.length} shards, hash ${config.hash}` +
+    (down.length ? `; not reachable yet: ${down.join(', ')}` : ''));
 }
 
 if (require.main === module) {

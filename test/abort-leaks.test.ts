@@ -90,6 +90,34 @@ describe('no leaks on abort', () => {
     await stillServes();
   });
 
+  it('an upload over the limit is refused and cut off, not read to its end', async () => {
+    const max = h.config.limits.maxValueBytes;
+    // Declared too large: refused before a byte of the body is read.
+    const declared = await RawHttp.connect(h.gw.port);
+    await declared.send(putHead('abort:toolarge:declared', 64 * max));
+    const r1 = await declared.response();
+    assert.equal(r1.status, 413);
+    assert.equal((JSON.parse(r1.body.toString()) as { error: { code: string } }).error.code, 'TOO_LARGE');
+    assert.equal(r1.headers.connection, 'close');
+    // The client sends its body anyway: the gateway has closed, it reads none of it.
+    void declared.send(Buffer.alloc(4 * MB, 0x61)).catch(() => undefined);
+    await declared.closedByPeer(3000);
+    // Chunked, so the size shows only as it arrives: refused once it passes the limit, then cut off.
+    const chunked = await RawHttp.connect(h.gw.port);
+    await chunked.send(head('PUT', '/v1/kv/abort:toolarge:chunked', { 'transfer-encoding': 'chunked' }));
+    const piece = Buffer.alloc(256 * KB, 0x62);
+    const pieceFrame = Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n')]);
+    for (let k = 0; k < 5; k++) await chunked.send(pieceFrame);
+    const r2 = await chunked.response();
+    assert.equal(r2.status, 413);
+    assert.equal(r2.headers.connection, 'close');
+    void (async () => { for (let k = 0; k < 16 && !chunked.closed; k++) await chunked.send(pieceFrame); })().catch(() => undefined);
+    await chunked.closedByPeer(3000);
+    assert.equal((await h.http.get('abort:toolarge:chunked')).hit, false, 'nothing was stored');
+    await idle('after refused uploads');
+    await stillServes();
+  });
+
   /** A bulk request whose socket is destroyed part way; the body is `body`, its first `cut` bytes are sent. */
   interface BulkCase { path: '/v1/mget' | '/v1/mset'; type: string; body: Buffer }
 

@@ -9,8 +9,9 @@
  * A frozen memcached (SIGSTOP) keeps requests in flight across the signal, so the drain has something to
  * wait for; the load runs on the other shards.
  */
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { pack } from 'msgpackr';
 import { performance } from 'node:perf_hooks';
@@ -51,6 +52,17 @@ describe('graceful drain (gateway process)', () => {
   after(async () => {
     thawAll();
     await fleet.stop();
+  });
+  // Every gateway process a test started is gone after it, whatever failed where.
+  const spawned: GatewayProcess[] = [];
+  const start = async (config: Record<string, unknown>, opts?: { listening?: boolean }): Promise<GatewayProcess> => {
+    const gw = await spawnGateway(config, opts);
+    spawned.push(gw);
+    return gw;
+  };
+  afterEach(async () => {
+    for (const gw of spawned.splice(0)) await gw.kill();
+    thawAll();
   });
 
   const freezeShard = async (s: number): Promise<number> => {
@@ -102,7 +114,7 @@ describe('graceful drain (gateway process)', () => {
 
   it('under mixed load: answers what it received, refuses what comes, closes, exits 0 in time, keeps every acknowledged write', async () => {
     const drainMs = 2000;
-    const gw = await spawnGateway({ servers: fleet.servers(), shutdown: { drainMs }, shard: { timeoutMs: 10_000 } });
+    const gw = await start({ servers: fleet.servers(), shutdown: { drainMs }, shard: { timeoutMs: 10_000 } });
     try {
       const wsUrl = `ws://127.0.0.1:${gw.port}/v1/ws`;
       // The last keys of each live shard are kept out of the load, for the bulk read below.
@@ -258,7 +270,7 @@ describe('graceful drain (gateway process)', () => {
 
   it('waits for a slow shard that answers before the deadline: results, not SHUTTING_DOWN, then exits early', async () => {
     const drainMs = 5000;
-    const gw = await spawnGateway({ servers: fleet.servers(), shutdown: { drainMs }, shard: { timeoutMs: 10_000 } });
+    const gw = await start({ servers: fleet.servers(), shutdown: { drainMs }, shard: { timeoutMs: 10_000 } });
     try {
       const [k0, k1, k2] = byShard[0].slice(10);
       const ws = await KvWsClient.connect(`ws://127.0.0.1:${gw.port}/v1/ws`);
@@ -271,9 +283,17 @@ describe('graceful drain (gateway process)', () => {
       const set = ws.set(k1, 'during').then(() => 'ok', codeOf).finally(() => settled++);
       const put = await RawHttp.connect(gw.port);
       await put.send(head('PUT', `/v1/kv/${k2}`, { 'content-length': 4 }) + 'http');
-      await until(async () => (await stats(gw)).shards[0].inflightBatches >= 1 && (await stats(gw)).connections.http >= 1, 5000, 'the requests in flight');
+      // An upload begun before the signal and finished during the drain is a request already received.
+      const [k3] = byShard[1].slice(-1);
+      const upload = await RawHttp.connect(gw.port);
+      await upload.send(head('PUT', `/v1/kv/${k3}`, { 'content-length': 8 }) + 'half');
+      await until(async () => (await stats(gw)).shards[0].inflightBatches >= 1 && (await stats(gw)).connections.http >= 2, 5000, 'the requests in flight');
       const t0 = gw.signal('SIGTERM');
       await awaitDraining(probe);
+      await upload.send('full');
+      const uploaded = await upload.response(2000);
+      assert.equal(uploaded.status, 204, `the upload finished during the drain: ${uploaded.body.toString()}`);
+      assert.equal(uploaded.headers.connection, 'close');
       // Draining, and still waiting for the shard (stats on a connection opened before the signal).
       await statsConn.send(head('GET', '/debug/stats'));
       const during = JSON.parse((await statsConn.response()).body.toString()) as { draining: boolean; shards: { inflightBatches: number }[] };
@@ -292,6 +312,7 @@ describe('graceful drain (gateway process)', () => {
       assert.ok(exit.at - t0 < drainMs - 1000, `exited ${(exit.at - t0).toFixed(0)} ms after the signal, once nothing was left`);
       assert.equal(await stored(k1), 'during');
       assert.equal(await stored(k2), 'http');
+      assert.equal(await stored(k3), 'halffull');
     } finally {
       await gw.kill();
       thawAll();
@@ -300,7 +321,7 @@ describe('graceful drain (gateway process)', () => {
 
   /** A child with a gate of 3 filled by two WebSockets and a bulk read, all waiting on a frozen shard. */
   async function fullGateDuringDrain(): Promise<{ gw: GatewayProcess; keepAlive: RawHttp[]; bulk: RawHttp; bulkKeys: string[]; t0: number }> {
-    const gw = await spawnGateway({ servers: fleet.servers(), limits: { maxConnections: 3 }, shutdown: { drainMs: 1500 }, shard: { timeoutMs: 10_000 } });
+    const gw = await start({ servers: fleet.servers(), limits: { maxConnections: 3 }, shutdown: { drainMs: 1500 }, shard: { timeoutMs: 10_000 } });
     const wsUrl = `ws://127.0.0.1:${gw.port}/v1/ws`;
     const probe = await RawHttp.connect(gw.port);
     const keepAlive = await Promise.all([0, 1].map(() => RawHttp.connect(gw.port)));
@@ -344,9 +365,7 @@ describe('graceful drain (gateway process)', () => {
     assert.equal(await stored('drain:full:put'), null);
   });
 
-  it('bulk requests during the drain: SHUTTING_DOWN with the gate full, Connection: close on a response that starts during it', {
-    todo: 'src/ingress/http-bulk.ts checks the gate before draining (BUSY, not SHUTTING_DOWN) and does not pass ctx to HttpOut (no Connection: close)',
-  }, async () => {
+  it('bulk requests during the drain: SHUTTING_DOWN with the gate full, Connection: close on a response that starts during it', async () => {
     const { gw, keepAlive, bulk, bulkKeys } = await fullGateDuringDrain();
     try {
       const late = Buffer.from(JSON.stringify(byShard[1][0]) + '\n');
@@ -363,9 +382,42 @@ describe('graceful drain (gateway process)', () => {
     }
   });
 
+  it('a signal while the gateway starts its local fleet exits 0 and leaves no memcached behind', async () => {
+    /** Processes whose parent is `pid`. */
+    const childrenOf = (pid: number): { pid: number; comm: string }[] => readdirSync('/proc').filter((n) => /^\d+$/.test(n)).flatMap((n) => {
+      try {
+        const stat = readFileSync(`/proc/${n}/stat`, 'utf8');
+        const close = stat.lastIndexOf(')');
+        return Number(stat.slice(close + 2).split(' ')[1]) === pid ? [{ pid: Number(n), comm: stat.slice(stat.indexOf('(') + 1, close) }] : [];
+      } catch {
+        return []; // gone meanwhile
+      }
+    });
+    const gone = (pid: number): boolean => {
+      try { return /^\S+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return true; }
+    };
+    // The window between the first memcached and "listening" is short: try a few times to land in it.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const gw = await start({ servers: [], localFleet: { count: 8, memoryMb: 8 } }, { listening: false });
+      let kids: { pid: number; comm: string }[] = [];
+      await until(() => (kids = childrenOf(gw.proc.pid!)).length > 0 || gw.proc.exitCode !== null, 10_000, 'the local fleet to be spawned');
+      if (/listening on/.test(gw.output()) || gw.proc.exitCode !== null) { await gw.kill(); continue; }
+      gw.signal('SIGTERM');
+      const exit = await gw.exited;
+      try {
+        assert.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, `exit while starting: ${gw.output()}`);
+        await until(() => kids.every((k) => gone(k.pid)), 3000, 'the memcached it started to be gone');
+      } finally {
+        for (const k of kids) if (!gone(k.pid)) process.kill(k.pid, 'SIGKILL');
+      }
+      return;
+    }
+    assert.fail('never caught the gateway while it started its fleet');
+  });
+
   it('a second signal during a long drain exits at once', async () => {
     const drainMs = 30_000;
-    const gw = await spawnGateway({ servers: fleet.servers(), shutdown: { drainMs }, shard: { timeoutMs: 60_000 } });
+    const gw = await start({ servers: fleet.servers(), shutdown: { drainMs }, shard: { timeoutMs: 60_000 } });
     try {
       const ws = await KvWsClient.connect(`ws://127.0.0.1:${gw.port}/v1/ws`);
       const probe = await RawHttp.connect(gw.port);

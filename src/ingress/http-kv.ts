@@ -91,6 +91,7 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
     const declared = Number(req.getHeader('content-length') || '0');
     if (declared > max) {
       // Refuse before reading; closing is the only way to not read an upload we will not take.
+      out.closeAfter = true;
       return out.simple(`${ErrorTable.TOO_LARGE.status}`, errorJson('TOO_LARGE', `value of ${declared} bytes is over the ${max}-byte limit`));
     }
     // The body is gathered in pool buffers, which the gateway-wide budget counts: when it cannot hold
@@ -110,8 +111,10 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
       const src = new Uint8Array(chunk);
       total += src.length;
       if (total > max) {
+        // A chunked upload that outgrew the limit: refused, and cut off rather than read to its end.
         refused = true;
         release(pool, parts);
+        out.closeAfter = true;
         return out.error('TOO_LARGE', `value is over the ${max}-byte limit`);
       }
       for (let off = 0; off < src.length;) {

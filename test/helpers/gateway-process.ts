@@ -27,7 +27,11 @@ export interface GatewayProcess {
 
 const MAIN = join(__dirname, '..', '..', 'src', 'main.js');
 
-export async function spawnGateway(config: Record<string, unknown>, opts: { openFiles?: number } = {}): Promise<GatewayProcess> {
+/**
+ * `openFiles`: the child's open-file limit. `listening: false` returns as soon as it is spawned, without
+ * waiting for its "listening on" line (to catch it while it starts).
+ */
+export async function spawnGateway(config: Record<string, unknown>, opts: { openFiles?: number; listening?: boolean } = {}): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'kvgate-proc-'));
   const file = join(dir, 'config.json');
   const port = await freePort();
@@ -45,18 +49,14 @@ export async function spawnGateway(config: Record<string, unknown>, opts: { open
       resolve({ code, signal, at });
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gateway did not start within 15 s: ${out}`)), 15_000);
-    const look = (): void => {
-      if (!/kvgate: listening on/.test(out)) return;
-      clearTimeout(timer);
-      proc.stdout!.off('data', look);
-      resolve();
-    };
-    proc.stdout!.on('data', look);
-    void exited.then((e) => { clearTimeout(timer); reject(new Error(`gateway exited (${e.code ?? e.signal}) before listening: ${out}`)); });
-  });
-  if (!out.includes(`:${port} `)) throw new Error(`gateway is not listening on the port it was given (${port}): ${out}`);
+  if (opts.listening !== false) {
+    try {
+      await listening();
+    } catch (e) {
+      proc.kill('SIGKILL');
+      throw e;
+    }
+  }
   return {
     proc, port, exited,
     output: () => out,
@@ -70,4 +70,19 @@ export async function spawnGateway(config: Record<string, unknown>, opts: { open
       return exited;
     },
   };
+
+  async function listening(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`gateway did not start within 15 s: ${out}`)), 15_000);
+      const look = (): void => {
+        if (!/kvgate: listening on/.test(out)) return;
+        clearTimeout(timer);
+        proc.stdout!.off('data', look);
+        resolve();
+      };
+      proc.stdout!.on('data', look);
+      void exited.then((e) => { clearTimeout(timer); reject(new Error(`gateway exited (${e.code ?? e.signal}) before listening: ${out}`)); });
+    });
+    if (!out.includes(`:${port} `)) throw new Error(`gateway is not listening on the port it was given (${port}): ${out}`);
+  }
 }
