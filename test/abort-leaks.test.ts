@@ -260,6 +260,18 @@ describe('no leaks on abort', () => {
         const r = await new KvHttpClient(`http://127.0.0.1:${gw.port}`).get('abort:huge:0');
         assert.ok(r.hit && r.value.equals(big), 'a whole 6 MiB value is still served');
       });
+
+      it('a client that stops reading a 6 MiB value, without closing, is cut off and gives back what was held', async () => {
+        const conns = await Promise.all(Array.from({ length: 3 }, () => RawHttp.connect(gw.port)));
+        for (const c of conns) c.readAtMost(1000);
+        await Promise.all(conns.map((c) => c.send(head('GET', '/v1/kv/abort:huge:1'))));
+        await until(() => gw.ctx.pool.inUse > 64 && gw.ctx.gate.http === 3, 5000, 'value bytes held for the stopped readers');
+        // Nothing moves for them: uWS's HTTP timeout (10 s without progress) closes them.
+        await until(() => gw.ctx.gate.http === 0, 15_000, 'the stopped readers to be cut off');
+        await until(() => gw.ctx.pool.inUse === 0 && gw.ctx.budget.used === 0, 3000, 'what was held for them to come back');
+        assert.ok(conns.every((c) => c.received < big.length));
+        for (const c of conns) c.destroy();
+      });
     });
   });
 
