@@ -5,13 +5,14 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { createConnection, Socket } from 'node:net';
 import { pack } from 'msgpackr';
 import { defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { memoryBound } from '../src/flow/memory-bound';
 import { KvWsClient } from '../src/client';
-import { startChildGateway, ChildGateway } from './helpers/child-gateway';
+import { spawnGateway, type GatewayProcess } from './helpers/gateway-process';
 import { memcachedStats, until } from './helpers/harness';
 import { frame, nonReadingWs } from './helpers/raw-ws';
 
@@ -20,12 +21,13 @@ const valueOf = (i: number): Buffer => { const b = Buffer.alloc(100 * 1024, i & 
 
 describe('memory bound', () => {
   let fleet: LocalFleet;
-  let gw: ChildGateway;
+  let gw: GatewayProcess;
+  const rss = (): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${gw.proc.pid}/status`, 'utf8'))![1]) * 1024;
   const over = { limits: { maxBufferedBytesTotal: 64 * MiB } };
   const keys = Array.from({ length: 300 }, (_, i) => `mb:${i}`);
   before(async () => {
     fleet = await LocalFleet.start({ count: 3, memoryMb: 64, itemSizeMb: 2 });
-    gw = await startChildGateway({ ...over, servers: fleet.servers() });
+    gw = await spawnGateway({ ...over, servers: fleet.servers() });
     const c = await KvWsClient.connect(`ws://127.0.0.1:${gw.port}/v1/ws`);
     for (let k = 0; k < keys.length; k += 10) await c.mset(keys.slice(k, k + 10).map((key, j) => ({ key, value: valueOf(k + j) })));
     c.terminate();
@@ -60,9 +62,9 @@ describe('memory bound', () => {
     let peak = 0;
     await until(async () => {
       const a = await gets();
-      peak = Math.max(peak, gw.rss());
+      peak = Math.max(peak, rss());
       await new Promise((r) => setTimeout(r, 300));
-      peak = Math.max(peak, gw.rss());
+      peak = Math.max(peak, rss());
       return (await gets()) === a;
     }, 30_000, 'fetches to stop');
     const bound = memoryBound(config, 2021);
