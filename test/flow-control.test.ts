@@ -127,7 +127,9 @@ describe('flow control', () => {
     const held = h.gw.ctx.budget.heldBytes;
     const window = h.config.limits.maxBufferedBytesPerConnection;
     // The window, one value over it (as base64 in NDJSON), a part-filled frame and uWS's chunk, parked keys.
-    assert.ok(held <= window + Math.ceil(KB100 * 1.34) + 128 * 1024, `held ${held} bytes for one non-reader (window ${window})`);
+    // (A value already encoded when its frames are counted may add a few part-filled 16 KiB buffers.)
+    if (held > window + 2 * Math.ceil(KB100 * 1.34) + 256 * 1024) s.destroy();
+    assert.ok(held <= window + 2 * Math.ceil(KB100 * 1.34) + 256 * 1024, `held ${held} bytes for one non-reader (window ${window})`);
     // The gateway runs in this process: its growth is bounded by what it holds, not by 800 MB asked for.
     const grown = process.memoryUsage().rss - rss0;
     assert.ok(grown < 96 * 1024 * 1024, `RSS grew by ${(grown / 1048576).toFixed(1)} MiB`);
