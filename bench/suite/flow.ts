@@ -35,21 +35,10 @@ export const FLOW = {
 };
 
 /** One window of the bystander's (or the hammer's) requests. */
-export interface FlowWindow {
+export interface FlowWindow extends Pick<LoadSample, 'requests' | 'reqPerSec' | 'p50Ms' | 'p99Ms' | 'p999Ms' | 'maxMs' |
+  'errors' | 'errorCount' | 'misses' | 'badValues' | 'conns'> {
   seconds: number;
   offeredPerSec: number;
-  requests: number;
-  reqPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  p999Ms: number;
-  maxMs: number;
-  errors: Record<string, number>;
-  errorCount: number;
-  misses: number;
-  badValues: number;
-  /** Connections still open at the end of the window. */
-  conns: number;
   gatewayCpuPct: number;
   memcachedCpuPct: number;
   loadgenCpuPct: number;

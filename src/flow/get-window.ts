@@ -52,8 +52,6 @@ export class GetWindow implements BudgetWaiter {
   private readonly arrSize: number[] = [];
   private cancelled = false;
   private pumping = false;
-  /** Answers dropped because they did not fit when they arrived (fetched again later). */
-  refetches = 0;
   /** Called after the backlog shrank (an HTTP body paused for it may read on). */
   onBacklogShrunk: (() => void) | null = null;
 
@@ -141,7 +139,6 @@ export class GetWindow implements BudgetWaiter {
 
   /** An arriving value did not fit: park its key again (the caller then settles the old submission). */
   requeue(req: Request, i: number, key: Uint8Array, off: number, len: number): void {
-    this.refetches++;
     this.budget.refetches++;
     this.park(req, i, key, off, len, 0);
   }
