@@ -3,63 +3,179 @@
  * local memcached fleet when no servers are configured, and runs the gateway until SIGINT/SIGTERM.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError, defaultConfig, mergeConfig, parseServerList, validateConfig, Config } from './config/schema';
+import {
+  ConfigError,
+  ConfigProblem,
+  defaultConfig,
+  mergeConfig,
+  splitServerList,
+  validateConfig,
+  Config,
+} from './config/schema';
 import { LocalFleet } from './fleet/local-fleet';
 import type { Gateway } from './gateway';
 
 const USAGE = `usage: kvgate [--config FILE] [--host H] [--port P] [--servers host:port[:weight],...]
               [--hash md5|fnv1a_64] [--window-ms N] [--max-wait-ms N] [--max-ops N] [--max-bytes N]
-With no servers configured, kvgate starts its own local fleet of memcached processes on loopback.
-Settings and defaults: config/default.json, documented in README.md.`;
+A flag takes its value as the next argument or after "=" (--port=8080); flags override the --config file,
+which overrides config/default.json. Every setting is described in README.md ("Configuration").
+With no servers configured, kvgate starts its own local fleet of memcached processes on loopback.`;
 
-function parseArgs(argv: string[]): { file?: string; over: Record<string, unknown> } {
-  const over: Record<string, unknown> = {};
-  const batch: Record<string, unknown> = {};
-  let file: string | undefined;
+type FlagKind = 'file' | 'string' | 'int' | 'servers';
+
+/** Each flag and the setting it sets (`path`, as validateConfig names it). */
+const FLAGS: Record<string, { path: string; kind: FlagKind }> = {
+  '--config': { path: '', kind: 'file' },
+  '--host': { path: 'host', kind: 'string' },
+  '--port': { path: 'port', kind: 'int' },
+  '--servers': { path: 'servers', kind: 'servers' },
+  '--hash': { path: 'hash', kind: 'string' },
+  '--window-ms': { path: 'batch.windowMs', kind: 'int' },
+  '--max-wait-ms': { path: 'batch.maxWaitMs', kind: 'int' },
+  '--max-ops': { path: 'batch.maxOps', kind: 'int' },
+  '--max-bytes': { path: 'batch.maxBytes', kind: 'int' },
+};
+
+interface Args {
+  file?: string;
+  /** The settings the flags give, shaped like the config (`{ batch: { maxOps } }`). */
+  over: Record<string, unknown>;
+  /** Setting path -> the flag and value that set it, to name the flag in a problem with that setting. */
+  given: Map<string, string>;
+  problems: ConfigProblem[];
+}
+
+function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.');
+  let at = obj;
+  for (const k of keys.slice(0, -1)) at = (at[k] ??= {}) as Record<string, unknown>;
+  at[keys[keys.length - 1]] = value;
+}
+
+/** Reads every argument, collecting every problem rather than stopping at the first. */
+function parseArgs(argv: string[]): Args {
+  const args: Args = { over: {}, given: new Map(), problems: [] };
+  const problem = (path: string, text: string): void => {
+    args.problems.push({ path, text });
+  };
   for (let k = 0; k < argv.length; k++) {
-    const flag = argv[k];
-    if (flag === '--help' || flag === '-h') { console.log(USAGE); process.exit(0); }
-    const v = argv[++k];
-    if (v === undefined) throw new ConfigError(`${flag} needs a value\n${USAGE}`);
-    const num = (): number => {
-      if (!/^\d+$/.test(v)) throw new ConfigError(`${flag} must be a whole number (got "${v}")`);
-      return Number(v);
-    };
-    switch (flag) {
-      case '--config': file = v; break;
-      case '--host': over.host = v; break;
-      case '--port': over.port = num(); break;
-      case '--servers': over.servers = parseServerList(v); break;
-      case '--hash': over.hash = v; break;
-      case '--window-ms': batch.windowMs = num(); break;
-      case '--max-wait-ms': batch.maxWaitMs = num(); break;
-      case '--max-ops': batch.maxOps = num(); break;
-      case '--max-bytes': batch.maxBytes = num(); break;
-      default: throw new ConfigError(`unknown flag ${flag}\n${USAGE}`);
+    let flag = argv[k];
+    let value: string | undefined;
+    const eq = flag.indexOf('=');
+    if (flag.startsWith('--') && eq > 2) {
+      value = flag.slice(eq + 1);
+      flag = flag.slice(0, eq);
+    }
+    if (!flag.startsWith('-')) {
+      problem(flag, `unexpected argument "${flag}" (settings are given as --flag value)`);
+      continue;
+    }
+    // A value may start with one dash (`--window-ms -5` is a bad number, not a missing one), never two.
+    if (value === undefined && k + 1 < argv.length && !argv[k + 1].startsWith('--')) value = argv[++k];
+    const spec = Object.hasOwn(FLAGS, flag) ? FLAGS[flag] : undefined;
+    if (spec === undefined) {
+      problem(flag, `unknown flag ${flag}`);
+      continue;
+    }
+    if (value === undefined) {
+      problem(flag, `${flag} needs a value`);
+      continue;
+    }
+    const shown = `${flag} ${JSON.stringify(value)}`;
+    switch (spec.kind) {
+      case 'file':
+        args.file = value;
+        continue;
+      case 'int':
+        if (!/^\d+$/.test(value)) {
+          problem(spec.path, `${shown}: ${spec.path} must be a whole number`);
+          continue;
+        }
+        setPath(args.over, spec.path, Number(value));
+        break;
+      case 'servers':
+        // Kept as strings: validateConfig parses them and names each bad one (`servers[1]`).
+        setPath(args.over, spec.path, splitServerList(value));
+        break;
+      case 'string':
+        setPath(args.over, spec.path, value);
+        break;
+    }
+    args.given.set(spec.path, shown);
+  }
+  return args;
+}
+
+/** Whether a setting path (`batch.maxOps`, `servers[1].port`) is present in a parsed config file. */
+function inFile(file: unknown, path: string): boolean {
+  let at = file;
+  for (const k of path.split(/\.|\[(\d+)\]/).filter(Boolean)) {
+    if (at === null || typeof at !== 'object' || !Object.hasOwn(at, k)) return false;
+    at = (at as Record<string, unknown>)[k];
+  }
+  return true;
+}
+
+/**
+ * Defaults, then the --config file, then the flags; all of it parsed and validated together. Throws one
+ * ConfigError naming every bad flag and every bad setting, each with the flag or the file that gave it.
+ */
+export function loadConfig(argv: string[]): Config {
+  const args = parseArgs(argv);
+  const problems = args.problems;
+  let cfg = defaultConfig();
+  let file: unknown;
+  if (args.file !== undefined) {
+    const name = args.file;
+    let text: string | undefined;
+    try {
+      text = readFileSync(name, 'utf8');
+    } catch (e) {
+      problems.push({ path: '--config', text: `--config ${name}: cannot read it: ${(e as Error).message}` });
+    }
+    if (text !== undefined) {
+      try {
+        file = JSON.parse(text);
+      } catch (e) {
+        problems.push({ path: '--config', text: `--config ${name}: not valid JSON: ${(e as Error).message}` });
+      }
+      if (file !== undefined && (file === null || typeof file !== 'object' || Array.isArray(file))) {
+        problems.push({ path: '--config', text: `--config ${name}: must hold a JSON object of settings` });
+        file = undefined;
+      }
+      if (file !== undefined) cfg = mergeConfig(cfg, file);
     }
   }
-  if (Object.keys(batch).length) over.batch = batch;
-  return { file, over };
-}
-
-export function loadConfig(argv: string[]): Config {
-  const { file, over } = parseArgs(argv);
-  let cfg = defaultConfig();
-  if (file) {
-    let text: string;
-    try { text = readFileSync(file, 'utf8'); } catch (e) { throw new ConfigError(`cannot read --config ${file}: ${(e as Error).message}`); }
-    try { cfg = mergeConfig(cfg, JSON.parse(text)); } catch (e) { throw new ConfigError(`--config ${file} is not valid JSON: ${(e as Error).message}`); }
+  const origin = (p: ConfigProblem): ConfigProblem => {
+    for (const [path, flag] of args.given) {
+      if (p.path === path || p.path.startsWith(`${path}.`) || p.path.startsWith(`${path}[`))
+        return { path: p.path, text: `${flag}: ${p.text}` };
+    }
+    return file !== undefined && inFile(file, p.path) ? { path: p.path, text: `${args.file}: ${p.text}` } : p;
+  };
+  try {
+    const config = validateConfig(mergeConfig(cfg, args.over));
+    if (problems.length === 0) return config;
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    problems.push(...e.problems.map(origin));
   }
-  return validateConfig(mergeConfig(cfg, over));
+  throw new ConfigError(problems);
 }
 
-async function main(): Promise<void> {
+async function main(argv: string[]): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(USAGE);
+    process.exit(0);
+  }
   let config: Config;
   try {
-    config = loadConfig(process.argv.slice(2));
+    config = loadConfig(argv);
   } catch (e) {
-    if (e instanceof ConfigError) { console.error(`kvgate: ${e.message}`); process.exit(2); }
-    throw e;
+    if (!(e instanceof ConfigError)) throw e;
+    // Exit 2 (a usage error) before anything starts: no fleet, no listening socket.
+    console.error(`kvgate: ${e.message}\nkvgate --help lists the flags; README.md ("Configuration") every setting.`);
+    process.exit(2);
   }
   // Signals are handled from here on. Until the gateway listens there is nothing to drain, so a signal
   // exits at once, through process.exit, whose hook kills the memcached a local fleet has started (the
@@ -96,20 +212,32 @@ async function main(): Promise<void> {
   const { startGateway } = await import('./gateway');
   if (config.servers.length === 0) {
     const itemSizeMb = Math.max(2, Math.ceil(config.limits.maxValueBytes / (1024 * 1024)) + 1);
-    fleet = await LocalFleet.start({ count: config.localFleet.count, memoryMb: config.localFleet.memoryMb, threads: config.localFleet.threads, itemSizeMb });
+    fleet = await LocalFleet.start({
+      count: config.localFleet.count,
+      memoryMb: config.localFleet.memoryMb,
+      threads: config.localFleet.threads,
+      itemSizeMb,
+    });
     config.servers = fleet.servers();
-    console.log(`kvgate: started a local fleet of ${fleet.members.length} memcached on ${config.servers.map((s) => `127.0.0.1:${s.port}`).join(', ')}`);
+    console.log(
+      `kvgate: started a local fleet of ${fleet.members.length} memcached on ${config.servers.map((s) => `127.0.0.1:${s.port}`).join(', ')}`,
+    );
   }
   const started = await startGateway(config);
   gw = started;
   const down = started.shards.filter((s) => !s.up).map((s) => s.label);
-  console.log(`kvgate: listening on http://${config.host}:${started.port} (WebSocket ws://${config.host}:${started.port}/v1/ws), ${started.shards.length} shards, hash ${config.hash}` +
-    (down.length ? `; not reachable yet: ${down.join(', ')}` : ''));
+  console.log(
+    `kvgate: listening on http://${config.host}:${started.port} (WebSocket ws://${config.host}:${started.port}/v1/ws), ${started.shards.length} shards, hash ${config.hash}` +
+      (down.length ? `; not reachable yet: ${down.join(', ')}` : ''),
+  );
 }
 
-if (require.main === module) {
-  main().catch((e) => {
+/** Runs the gateway as the command line does; bin/kvgate calls this. */
+export function run(argv: string[] = process.argv.slice(2)): void {
+  main(argv).catch((e) => {
     console.error(e instanceof Error ? e.message : e);
     process.exit(1);
   });
 }
+
+if (require.main === module) run();

@@ -45,7 +45,21 @@ export interface Config {
   debugStats: boolean;
 }
 
-export class ConfigError extends Error {}
+/** One bad setting: `path` is where it is (`batch.maxOps`, `servers[1].port`), `text` the whole sentence. */
+export interface ConfigProblem {
+  path: string;
+  text: string;
+}
+
+/** Carries every problem found, so that the caller can name each one (and say which flag or file set it). */
+export class ConfigError extends Error {
+  readonly problems: ConfigProblem[];
+  constructor(problems: ConfigProblem[] | string) {
+    const list = typeof problems === 'string' ? [{ path: '', text: problems }] : problems;
+    super('invalid configuration:\n  - ' + list.map((p) => p.text).join('\n  - '));
+    this.problems = list;
+  }
+}
 
 const ROOT = join(__dirname, '..', '..', '..');
 
@@ -54,26 +68,54 @@ export function defaultConfig(): Config {
 }
 
 /** "host:port[:weight][ name]" list, comma separated, as `--servers` takes it. */
-export function parseServerList(text: string): ServerSpec[] {
-  return text.split(',').map((s) => s.trim()).filter(Boolean).map(parseServer);
+export function splitServerList(text: string): string[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
+
+/** Parsed `--servers`; throws on the first bad one (validateConfig names each). */
+export function parseServerList(text: string): ServerSpec[] {
+  return splitServerList(text).map(parseServer);
+}
+
+const SERVER_FIELDS = new Set(['host', 'port', 'weight', 'name']);
 
 export function parseServer(spec: string | Partial<ServerSpec>): ServerSpec {
   if (typeof spec !== 'string') {
-    return { host: String(spec.host ?? ''), port: Number(spec.port), weight: Number(spec.weight ?? 1), name: spec.name };
+    return {
+      host: String(spec.host ?? ''),
+      port: Number(spec.port),
+      weight: Number(spec.weight ?? 1),
+      name: spec.name,
+    };
   }
-  const [addr, name] = spec.split(/\s+/, 2);
+  const [addr, name] = spec.trim().split(/\s+/, 2);
   const parts = addr.split(':');
   if (parts.length < 2 || parts.length > 3) throw new ConfigError(`server "${spec}": expected host:port[:weight]`);
-  return { host: parts[0], port: Number(parts[1]), weight: parts[2] === undefined ? 1 : Number(parts[2]), name };
+  const whole = (what: string, v: string): number => {
+    if (!/^\d+$/.test(v)) throw new ConfigError(`server "${spec}": ${what} must be a whole number (got "${v}")`);
+    return Number(v);
+  };
+  return {
+    host: parts[0],
+    port: whole('port', parts[1]),
+    weight: parts[2] === undefined ? 1 : whole('weight', parts[2]),
+    name,
+  };
 }
 
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
 function deepMerge<T>(base: T, over: unknown): T {
-  if (over === null || typeof over !== 'object' || Array.isArray(over)) return over as T;
+  if (!isObject(over)) return over as T;
   const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
-  for (const [k, v] of Object.entries(over as Record<string, unknown>)) {
+  for (const [k, v] of Object.entries(over)) {
     const b = (base as Record<string, unknown>)[k];
-    out[k] = b !== null && typeof b === 'object' && !Array.isArray(b) ? deepMerge(b, v) : v;
+    // defineProperty, not `out[k] =`: a JSON "__proto__" stays an own key, so it is named as unknown.
+    const value = isObject(b) && Object.hasOwn(base as object, k) ? deepMerge(b, v) : v;
+    Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
   }
   return out as T;
 }
@@ -85,37 +127,91 @@ export function mergeConfig(base: Config, over: unknown): Config {
 const isInt = (v: unknown, min: number, max: number): boolean =>
   typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 
+/** JSON.stringify, except that NaN and the infinities, which it writes as null, keep their names. */
+const shown = (v: unknown): string => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : JSON.stringify(v));
+
+/**
+ * Names every key the defaults do not have, at any depth, and every section (`batch`, ...) that is not an
+ * object; such a section's fields are not checked one by one (`bad` collects it).
+ */
+function unknownSettings(
+  raw: Record<string, unknown>,
+  known: Record<string, unknown>,
+  prefix: string,
+  errs: ConfigProblem[],
+  bad: Set<string>,
+): void {
+  for (const [k, v] of Object.entries(raw)) {
+    const path = prefix + k;
+    if (!Object.hasOwn(known, k)) {
+      errs.push({ path, text: `unknown setting "${path}"` });
+    } else if (isObject(known[k])) {
+      if (isObject(v)) unknownSettings(v, known[k] as Record<string, unknown>, `${path}.`, errs, bad);
+      else {
+        errs.push({ path, text: `${path} must be an object of settings (got ${shown(v)})` });
+        bad.add(path);
+      }
+    }
+  }
+}
+
 /** Returns the config with servers normalised, or throws a ConfigError listing every problem. */
 export function validateConfig(raw: Config): Config {
-  const errs: string[] = [];
-  const known = defaultConfig();
-  for (const k of Object.keys(raw)) if (!(k in known)) errs.push(`unknown setting "${k}"`);
-  const int = (path: string, v: unknown, min: number, max: number): void => {
-    if (!isInt(v, min, max)) errs.push(`${path} must be an integer from ${min} to ${max} (got ${JSON.stringify(v)})`);
+  const errs: ConfigProblem[] = [];
+  const bad = new Set<string>();
+  unknownSettings(
+    raw as unknown as Record<string, unknown>,
+    defaultConfig() as unknown as Record<string, unknown>,
+    '',
+    errs,
+    bad,
+  );
+  const err = (path: string, text: string): void => {
+    errs.push({ path, text });
   };
-  if (typeof raw.host !== 'string' || raw.host === '') errs.push('host must be a non-empty string');
+  const int = (path: string, v: unknown, min: number, max: number): void => {
+    if (bad.has(path.split('.')[0])) return;
+    if (!isInt(v, min, max)) err(path, `${path} must be an integer from ${min} to ${max} (got ${shown(v)})`);
+  };
+  if (typeof raw.host !== 'string' || raw.host === '')
+    err('host', `host must be a non-empty string (got ${shown(raw.host)})`);
   int('port', raw.port, 0, 65535);
-  if (raw.hash !== 'md5' && raw.hash !== 'fnv1a_64') errs.push(`hash must be "md5" or "fnv1a_64" (got ${JSON.stringify(raw.hash)})`);
-  let servers: ServerSpec[] = [];
-  if (!Array.isArray(raw.servers)) errs.push('servers must be a list');
+  const hashOk = raw.hash === 'md5' || raw.hash === 'fnv1a_64';
+  if (!hashOk) err('hash', `hash must be "md5" or "fnv1a_64" (got ${shown(raw.hash)})`);
+  const servers: ServerSpec[] = [];
+  if (!Array.isArray(raw.servers)) err('servers', `servers must be a list (got ${shown(raw.servers)})`);
   else {
-    try {
-      servers = raw.servers.map((s) => parseServer(s as never));
-    } catch (e) {
-      errs.push((e as Error).message);
-    }
-    servers.forEach((s, i) => {
-      if (!s.host || /\s/.test(s.host)) errs.push(`servers[${i}].host must be a host name or address`);
-      int(`servers[${i}].port`, s.port, 1, 65535);
-      int(`servers[${i}].weight`, s.weight, 1, 1_000_000);
-      if (s.name !== undefined && (typeof s.name !== 'string' || s.name === '')) errs.push(`servers[${i}].name must be a non-empty string`);
+    const before = errs.length;
+    (raw.servers as unknown[]).forEach((item, i) => {
+      const at = `servers[${i}]`;
+      let s: ServerSpec;
+      if (typeof item === 'string') {
+        try {
+          s = parseServer(item);
+        } catch (e) {
+          const why = e instanceof ConfigError ? e.problems.map((q) => q.text).join('; ') : (e as Error).message;
+          return err(at, `${at}: ${why}`);
+        }
+      } else if (isObject(item)) {
+        for (const k of Object.keys(item)) if (!SERVER_FIELDS.has(k)) err(`${at}.${k}`, `unknown setting "${at}.${k}"`);
+        s = parseServer(item as Partial<ServerSpec>);
+      } else {
+        return err(at, `${at} must be "host:port[:weight] [name]" or {host, port, weight, name} (got ${shown(item)})`);
+      }
+      if (!s.host || /\s/.test(s.host))
+        err(`${at}.host`, `${at}.host must be a host name or address (got ${shown(s.host)})`);
+      int(`${at}.port`, s.port, 1, 65535);
+      int(`${at}.weight`, s.weight, 1, 1_000_000);
+      if (s.name !== undefined && (typeof s.name !== 'string' || s.name === ''))
+        err(`${at}.name`, `${at}.name must be a non-empty string`);
+      servers.push(s);
     });
-    if (errs.length === 0 && servers.length > 0) {
+    if (errs.length === before && hashOk && servers.length > 0) {
       // The ring refuses what twemproxy cannot hash (duplicate ring names, over-long names): say so now.
       try {
         new KetamaRing(servers, raw.hash);
       } catch (e) {
-        errs.push(`servers: ${(e as Error).message}`);
+        err('servers', `servers: ${(e as Error).message}`);
       }
     }
   }
@@ -126,32 +222,60 @@ export function validateConfig(raw: Config): Config {
   int('batch.maxWaitMs', raw.batch?.maxWaitMs, 0, 10_000);
   int('batch.maxOps', raw.batch?.maxOps, 1, 1_000_000);
   int('batch.maxBytes', raw.batch?.maxBytes, 1024, 64 * 1024 * 1024);
-  if (isInt(raw.batch?.windowMs, 0, 1e9) && isInt(raw.batch?.maxWaitMs, 0, 1e9) && raw.batch.windowMs > raw.batch.maxWaitMs)
-    errs.push('batch.windowMs must not exceed batch.maxWaitMs');
-  int('limits.maxValueBytes', raw.limits?.maxValueBytes, 0, 128 * 1024 * 1024);
-  int('limits.maxTtlSeconds', raw.limits?.maxTtlSeconds, 0, 2592000);
-  int('limits.maxInflightPerConnection', raw.limits?.maxInflightPerConnection, 1, 1_000_000);
-  int('limits.maxItemsPerRequest', raw.limits?.maxItemsPerRequest, 1, 10_000_000);
-  int('limits.maxBufferedBytesPerConnection', raw.limits?.maxBufferedBytesPerConnection, 65536, 1 << 30);
-  int('limits.maxBufferedBytesTotal', raw.limits?.maxBufferedBytesTotal, 1 << 20, 2 ** 40);
-  int('limits.maxConnections', raw.limits?.maxConnections, 1, 10_000_000);
-  int('limits.reservedDescriptors', raw.limits?.reservedDescriptors, 8, 1_000_000);
-  if (isInt(raw.limits?.maxBufferedBytesTotal, 0, 2 ** 40) && isInt(raw.limits?.maxBufferedBytesPerConnection, 0, 1 << 30) &&
-    raw.limits.maxBufferedBytesTotal < raw.limits.maxBufferedBytesPerConnection)
-    errs.push('limits.maxBufferedBytesTotal must be at least limits.maxBufferedBytesPerConnection');
-  int('limits.stallTimeoutMs', raw.limits?.stallTimeoutMs, 0, 3_600_000);
+  const { batch, limits, shard, ws } = raw;
+  if (isInt(batch?.windowMs, 0, 1e9) && isInt(batch?.maxWaitMs, 0, 1e9) && batch.windowMs > batch.maxWaitMs)
+    err('batch.windowMs', `batch.windowMs (${batch.windowMs}) must not exceed batch.maxWaitMs (${batch.maxWaitMs})`);
+  int('limits.maxValueBytes', limits?.maxValueBytes, 0, 128 * 1024 * 1024);
+  int('limits.maxTtlSeconds', limits?.maxTtlSeconds, 0, 2592000);
+  int('limits.maxInflightPerConnection', limits?.maxInflightPerConnection, 1, 1_000_000);
+  int('limits.maxItemsPerRequest', limits?.maxItemsPerRequest, 1, 10_000_000);
+  int('limits.maxBufferedBytesPerConnection', limits?.maxBufferedBytesPerConnection, 65536, 1 << 30);
+  int('limits.maxBufferedBytesTotal', limits?.maxBufferedBytesTotal, 1 << 20, 2 ** 40);
+  int('limits.maxConnections', limits?.maxConnections, 1, 10_000_000);
+  int('limits.reservedDescriptors', limits?.reservedDescriptors, 8, 1_000_000);
+  if (
+    isInt(limits?.maxBufferedBytesTotal, 0, 2 ** 40) &&
+    isInt(limits?.maxBufferedBytesPerConnection, 0, 1 << 30) &&
+    limits.maxBufferedBytesTotal < limits.maxBufferedBytesPerConnection
+  )
+    err(
+      'limits.maxBufferedBytesTotal',
+      'limits.maxBufferedBytesTotal must be at least limits.maxBufferedBytesPerConnection',
+    );
+  int('limits.stallTimeoutMs', limits?.stallTimeoutMs, 0, 3_600_000);
   int('shutdown.drainMs', raw.shutdown?.drainMs, 0, 600_000);
-  int('shard.timeoutMs', raw.shard?.timeoutMs, 1, 600_000);
-  int('shard.connectTimeoutMs', raw.shard?.connectTimeoutMs, 1, 600_000);
-  int('shard.reconnectMinMs', raw.shard?.reconnectMinMs, 1, 600_000);
-  int('shard.reconnectMaxMs', raw.shard?.reconnectMaxMs, 1, 600_000);
-  const idle = raw.ws?.idleTimeoutSeconds;
-  if (!(idle === 0 || (isInt(idle, 8, 960) && idle % 4 === 0))) errs.push('ws.idleTimeoutSeconds must be 0 or a multiple of 4 from 8 to 960 (a uWebSockets.js rule)');
-  int('ws.maxPayloadBytes', raw.ws?.maxPayloadBytes, 1024, 1 << 30);
+  int('shard.timeoutMs', shard?.timeoutMs, 1, 600_000);
+  int('shard.connectTimeoutMs', shard?.connectTimeoutMs, 1, 600_000);
+  int('shard.reconnectMinMs', shard?.reconnectMinMs, 1, 600_000);
+  int('shard.reconnectMaxMs', shard?.reconnectMaxMs, 1, 600_000);
+  if (
+    isInt(shard?.reconnectMinMs, 1, 600_000) &&
+    isInt(shard?.reconnectMaxMs, 1, 600_000) &&
+    shard.reconnectMinMs > shard.reconnectMaxMs
+  )
+    err(
+      'shard.reconnectMinMs',
+      `shard.reconnectMinMs (${shard.reconnectMinMs}) must not exceed shard.reconnectMaxMs (${shard.reconnectMaxMs})`,
+    );
+  const idle = ws?.idleTimeoutSeconds;
+  if (!bad.has('ws') && !(idle === 0 || (isInt(idle, 8, 960) && idle % 4 === 0)))
+    err(
+      'ws.idleTimeoutSeconds',
+      `ws.idleTimeoutSeconds must be 0 or a multiple of 4 from 8 to 960 (a uWebSockets.js rule; got ${shown(idle)})`,
+    );
+  int('ws.maxPayloadBytes', ws?.maxPayloadBytes, 1024, 1 << 30);
   int('pool.maxFreeBuffers', raw.pool?.maxFreeBuffers, 0, 1 << 20);
-  if (typeof raw.debugStats !== 'boolean') errs.push('debugStats must be true or false');
-  if (isInt(raw.ws?.maxPayloadBytes, 0, 1 << 30) && isInt(raw.limits?.maxValueBytes, 0, 1 << 30) && raw.ws.maxPayloadBytes < raw.limits.maxValueBytes + 1024)
-    errs.push('ws.maxPayloadBytes must be at least limits.maxValueBytes + 1024 so that a maximal set fits in one frame');
-  if (errs.length) throw new ConfigError('invalid configuration:\n  - ' + errs.join('\n  - '));
+  if (typeof raw.debugStats !== 'boolean')
+    err('debugStats', `debugStats must be true or false (got ${shown(raw.debugStats)})`);
+  if (
+    isInt(ws?.maxPayloadBytes, 0, 1 << 30) &&
+    isInt(limits?.maxValueBytes, 0, 1 << 30) &&
+    ws.maxPayloadBytes < limits.maxValueBytes + 1024
+  )
+    err(
+      'ws.maxPayloadBytes',
+      'ws.maxPayloadBytes must be at least limits.maxValueBytes + 1024 so that a maximal set fits in one frame',
+    );
+  if (errs.length) throw new ConfigError(errs);
   return { ...raw, servers };
 }

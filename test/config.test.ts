@@ -1,0 +1,208 @@
+/**
+ * Configuration from the outside: every bad flag and every bad config-file setting is named in one run, with
+ * the flag or the file that gave it, and the process exits 2 without starting anything. Also the `kvgate`
+ * launcher (bin/kvgate) and how defaults, file and flags combine.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
+import { loadConfig } from '../src/main';
+
+const ROOT = join(__dirname, '..', '..');
+const MAIN = join(ROOT, 'dist', 'src', 'main.js');
+const BIN = join(ROOT, 'bin', 'kvgate');
+
+/**
+ * Runs the CLI to its exit. A run that wrongly started would listen until killed: the timeout turns that into
+ * a failure (SIGTERM drains and stops any local fleet it started) instead of a hang.
+ */
+function cli(args: string[], entry = MAIN): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [entry, ...args], { encoding: 'utf8', timeout: 20_000, killSignal: 'SIGTERM' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The "  - " lines of a ConfigError message (one per problem). */
+const problemLines = (stderr: string): string[] => stderr.split('\n').filter((l) => l.startsWith('  - '));
+
+function withFile<T>(content: unknown, fn: (file: string) => T): T {
+  const dir = mkdtempSync(join(tmpdir(), 'kvgate-config-'));
+  const file = join(dir, 'config.json');
+  writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content));
+  try {
+    return fn(file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `a ConfigError, not ${String(e)}`);
+    return e.problems.map((p) => p.text);
+  }
+  assert.fail('expected a ConfigError');
+}
+
+describe('configuration: every bad setting named at once', () => {
+  it('the CLI names each bad flag in one run and exits 2 without starting', () => {
+    const r = cli(['--max-ops', 'abc', '--window-ms', '-5', '--hash', 'sha1', '--bogus', '1', '--port']);
+    assert.equal(r.status, 2, `exit code; stderr: ${r.stderr}`);
+    const lines = problemLines(r.stderr);
+    for (const flag of [
+      '--max-ops "abc"',
+      '--window-ms "-5"',
+      '--hash "sha1"',
+      'unknown flag --bogus',
+      '--port needs a value',
+    ]) {
+      assert.equal(lines.filter((l) => l.includes(flag)).length, 1, `${flag} named once in: ${r.stderr}`);
+    }
+    assert.equal(lines.length, 5, `one line per problem: ${r.stderr}`);
+    assert.doesNotMatch(r.stdout, /listening|local fleet/, 'nothing was started');
+  });
+
+  it('names the flag and the setting it sets when a flag value is out of range', () => {
+    const r = cli(['--max-ops=0', '--max-bytes', '10', '--port', '70000']);
+    assert.equal(r.status, 2, r.stderr);
+    const lines = problemLines(r.stderr);
+    assert.ok(
+      lines.some((l) => l.includes('--max-ops "0"') && l.includes('batch.maxOps')),
+      r.stderr,
+    );
+    assert.ok(
+      lines.some((l) => l.includes('--max-bytes "10"') && l.includes('batch.maxBytes')),
+      r.stderr,
+    );
+    assert.ok(
+      lines.some((l) => l.includes('--port "70000"') && l.includes('port must be')),
+      r.stderr,
+    );
+    assert.equal(lines.length, 3, r.stderr);
+  });
+
+  it('names every bad server of --servers, not only the first', () => {
+    const r = cli(['--servers', 'a:1,nohost,c:x:2,d:1:0,e:2']);
+    assert.equal(r.status, 2, r.stderr);
+    const lines = problemLines(r.stderr);
+    for (const at of ['servers[1]', 'servers[2]', 'servers[3].weight']) {
+      assert.ok(
+        lines.some((l) => l.includes('--servers') && l.includes(at)),
+        `${at} in: ${r.stderr}`,
+      );
+    }
+    assert.equal(lines.length, 3, r.stderr);
+  });
+
+  it('names bad and unknown config-file fields (at any depth) together with bad flags, each with its source', () => {
+    const content = {
+      port: 'eighty',
+      batch: { maxOps: 0, windwMs: 3 },
+      ws: 5,
+      servers: [{ host: 'h', port: 1, wieght: 2 }, null],
+      typo: true,
+    };
+    withFile(content, (file) => {
+      const r = cli(['--config', file, '--hash', 'sha1', '--nope=1']);
+      assert.equal(r.status, 2, r.stderr);
+      const lines = problemLines(r.stderr);
+      const expect = [
+        [file, 'port must be'],
+        [file, 'batch.maxOps'],
+        [file, 'unknown setting "batch.windwMs"'],
+        [file, 'ws must be an object'],
+        [file, 'unknown setting "servers[0].wieght"'],
+        [file, 'servers[1] must be'],
+        [file, 'unknown setting "typo"'],
+        ['--hash "sha1"', 'hash must be'],
+        ['unknown flag --nope', ''],
+      ];
+      for (const [source, what] of expect) {
+        assert.ok(
+          lines.some((l) => l.includes(source) && l.includes(what)),
+          `"${source}" "${what}" in: ${r.stderr}`,
+        );
+      }
+      // `ws: 5` is one problem, not one per ws field.
+      assert.equal(lines.length, expect.length, r.stderr);
+    });
+  });
+
+  it('an unreadable or non-JSON --config file is named along with the bad flags', () => {
+    withFile('{ "port": 1,', (file) => {
+      const r = cli(['--config', file, '--max-ops', 'x']);
+      assert.equal(r.status, 2, r.stderr);
+      const lines = problemLines(r.stderr);
+      assert.ok(
+        lines.some((l) => l.includes(`--config ${file}: not valid JSON`)),
+        r.stderr,
+      );
+      assert.ok(
+        lines.some((l) => l.includes('--max-ops "x"')),
+        r.stderr,
+      );
+    });
+    const missing = join(tmpdir(), 'kvgate-no-such-dir', 'config.json');
+    const r = cli(['--config', missing, 'stray']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.ok(
+      problemLines(r.stderr).some((l) => l.includes(`--config ${missing}: cannot read it`)),
+      r.stderr,
+    );
+    assert.ok(
+      problemLines(r.stderr).some((l) => l.includes('unexpected argument "stray"')),
+      r.stderr,
+    );
+  });
+
+  it('validateConfig names unknown nested keys and __proto__, and a non-object section once', () => {
+    const over = JSON.parse('{"limits": {"maxConections": 5}, "shard": [1], "__proto__": {"x": 1}}');
+    const problems = problemsOf(() => validateConfig(mergeConfig(defaultConfig(), over)));
+    assert.deepEqual(problems.sort(), [
+      'shard must be an object of settings (got [1])',
+      'unknown setting "__proto__"',
+      'unknown setting "limits.maxConections"',
+    ]);
+  });
+
+  it('defaults, then the file, then the flags: a good setup loads', () => {
+    withFile({ batch: { maxOps: 7, maxWaitMs: 80 }, servers: [{ host: '10.0.0.9', port: 11211 }] }, (file) => {
+      const c = loadConfig([
+        '--config',
+        file,
+        '--max-ops=9',
+        '--window-ms',
+        '20',
+        '--servers',
+        '10.0.0.1:11211:2,10.0.0.2:11212',
+      ]);
+      assert.equal(c.batch.maxOps, 9, 'the flag overrides the file');
+      assert.equal(c.batch.maxWaitMs, 80, 'the file overrides the default');
+      assert.equal(c.batch.windowMs, 20);
+      assert.equal(c.batch.maxBytes, defaultConfig().batch.maxBytes);
+      assert.deepEqual(
+        c.servers.map((s) => [s.host, s.port, s.weight]),
+        [
+          ['10.0.0.1', 11211, 2],
+          ['10.0.0.2', 11212, 1],
+        ],
+      );
+    });
+  });
+});
+
+describe('kvgate launcher (bin/kvgate)', () => {
+  it('runs the CLI: --help exits 0 with the usage, a bad flag exits 2 naming it', () => {
+    const help = cli(['--help'], BIN);
+    assert.equal(help.status, 0, help.stderr);
+    assert.match(help.stdout, /^usage: kvgate /);
+    const bad = cli(['--max-ops', 'abc', '--hash', 'sha1'], BIN);
+    assert.equal(bad.status, 2, bad.stderr);
+    assert.equal(problemLines(bad.stderr).length, 2, bad.stderr);
+  });
+});
