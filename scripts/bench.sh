@@ -8,6 +8,9 @@ if [ ! -d node_modules/@trufflesuite/uws-js-unofficial ] || [ package-lock.json 
   bash scripts/ensure-npm.sh
 fi
 # The suite has its own tsconfig (bench/), so that nothing in it can break the tests' build.
+# dist/ is cleaned first, as for every build, so that nothing a removed file left there can run.
+# CI type-checks the suite strictly (`npm run typecheck:bench` in .ci/run).
+rm -rf dist
 if ! node_modules/.bin/tsc -p bench; then
   # the suite still runs on what tsc emitted, but say so loudly
   echo "kvgate bench: WARNING: tsc reported errors (above); running on the emitted JavaScript" >&2

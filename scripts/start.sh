@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-system.sh memcached
 bash scripts/ensure-npm.sh >&2
-exec node dist/src/main.js "$@"
+exec node bin/kvgate "$@"

@@ -11,10 +11,13 @@ function loadNative(): typeof UWS {
   try {
     return require(`@trufflesuite/uws-js-unofficial/binaries/${file}`) as typeof UWS;
   } catch (e) {
+    // The package ships binaries for ABI 93, 108 and 115 (Node 16, 18, 20); kvgate is built and tested on 20.
     throw new Error(
       `kvgate: the native uWebSockets.js binding (${file}) did not load: ${(e as Error).message}\n` +
-        `kvgate refuses to run on the slow JavaScript fallback. Use Node.js 20 on linux x64/arm64, ` +
-        `darwin or win32 x64 with @trufflesuite/uws-js-unofficial installed (npm ci).`,
+        `kvgate needs Node.js 20 (ABI 115; package.json "engines"); this is Node ${process.version} ` +
+        `(ABI ${process.versions.modules}) on ${process.platform} ${process.arch}. The binding ships for linux ` +
+        `x64/arm64/arm, darwin x64/arm64 and win32 x64, in @trufflesuite/uws-js-unofficial (npm ci). ` +
+        `kvgate refuses to run on the slow JavaScript fallback.`,
     );
   }
 }
