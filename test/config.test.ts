@@ -6,7 +6,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
@@ -204,5 +205,42 @@ describe('kvgate launcher (bin/kvgate)', () => {
     const bad = cli(['--max-ops', 'abc', '--hash', 'sha1'], BIN);
     assert.equal(bad.status, 2, bad.stderr);
     assert.equal(problemLines(bad.stderr).length, 2, bad.stderr);
+  });
+});
+
+describe('package.json', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+
+  it('main and exports resolve to built files that export the public API', () => {
+    // Self-reference by name goes through "exports", as a dependent's require('kvgate') would.
+    const load = createRequire(__filename);
+    assert.equal(load.resolve('kvgate'), join(ROOT, pkg.main));
+    const api = load('kvgate');
+    for (const name of [
+      'startGateway',
+      'validateConfig',
+      'defaultConfig',
+      'loadConfig',
+      'ConfigError',
+      'GatewayError',
+    ]) {
+      assert.equal(typeof api[name], 'function', `kvgate exports ${name}`);
+    }
+    assert.equal(typeof api.ErrorTable.BAD_KEY.status, 'number');
+    assert.equal(typeof load('kvgate/client').KvHttpClient, 'function');
+    assert.ok(existsSync(join(ROOT, pkg.types)), `${pkg.types} is built`);
+  });
+
+  it('bin kvgate is a node script, and engines allow only Node majors the uWS binding ships a binary for', () => {
+    const bin = readFileSync(join(ROOT, pkg.bin.kvgate), 'utf8');
+    assert.ok(bin.startsWith('#!/usr/bin/env node\n'), 'shebang');
+    const majors = /^\^(\d+)$/.exec(pkg.engines.node);
+    assert.ok(majors, `engines.node is one major (^N): ${pkg.engines.node}`);
+    // Node's module ABI (process.versions.modules) per major, as the binary names carry it.
+    const abiOf: Record<string, string> = { '16': '93', '18': '108', '20': '115', '22': '127' };
+    const abi = abiOf[majors[1]];
+    const binaries = readdirSync(join(ROOT, 'node_modules', '@trufflesuite', 'uws-js-unofficial', 'binaries'));
+    assert.ok(binaries.includes(`uws_${process.platform}_${process.arch}_${abi}.node`), `a binary for ABI ${abi}`);
+    assert.equal(process.version.split('.')[0], `v${majors[1]}`, 'this test runs on the Node that engines names');
   });
 });
