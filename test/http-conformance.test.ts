@@ -325,6 +325,33 @@ describe('HTTP conformance', () => {
     c.destroy();
   });
 
+  it('an empty body (Content-Length: 0) whose head arrives in two reads is answered', async () => {
+    // uWS never ends such a body by itself (docs: "HTTP conformance").
+    const reqs = [
+      head('PUT', '/v1/kv/conf:split:empty', { 'content-length': 0 }),
+      head('POST', '/v1/mget', { 'content-type': 'application/x-ndjson', 'content-length': 0 }),
+      head('POST', '/v1/mset', { 'content-type': 'application/msgpack', 'content-length': '00' }),
+    ];
+    for (const req of reqs) {
+      const c = await RawHttp.connect(port());
+      await c.send(req.slice(0, 12));
+      await c.waitFor(() => false, 30, 'nothing').catch(() => undefined); // a separate read
+      await c.send(req.slice(12));
+      const r = await c.response(3000);
+      assert.ok(r.status === 204 || r.status === 200, `${req.split('\r\n')[0]}: ${r.status}`);
+      c.destroy();
+    }
+    const got = await h.http.get('conf:split:empty');
+    assert.ok(got.hit && got.value.length === 0);
+  });
+
+  it('methods uWS does not route are closed unanswered (documented)', async () => {
+    const c = await RawHttp.connect(port());
+    await c.send(head('PROPFIND', '/healthz'));
+    await c.closedByPeer();
+    assert.equal(c.received, 0);
+  });
+
   it('pipelining: a PUT answered later, with another request in the same write, is not applied', async () => {
     const c = await RawHttp.connect(port());
     await c.send(head('PUT', '/v1/kv/conf:pipe:put', { 'content-length': 5 }) + 'hello' + head('GET', '/healthz'));

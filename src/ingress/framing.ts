@@ -44,3 +44,16 @@ export function refuseFraming(res: HttpResponse, req: HttpRequest): boolean {
   setImmediate(() => { if (!gone) res.close(); });
   return true;
 }
+
+/**
+ * uWS 20.30 never ends the body of a request with `Content-Length: 0` whose head came in more than one
+ * read (it emits the empty last chunk only when the head was parsed in one go): such a request would wait
+ * forever. Handlers that read a body treat one declared empty as complete at once (and ignore the empty
+ * last chunk uWS may still deliver).
+ */
+export function declaredEmpty(req: HttpRequest): boolean {
+  const cl = req.getHeader('content-length');
+  return cl !== '' && /^0+$/.test(cl) && req.getHeader('transfer-encoding') === '';
+}
+
+export const NO_BYTES = new ArrayBuffer(0);

@@ -19,7 +19,7 @@ import { errorHeaders, HttpOut, statusLine } from '../stream/http-out';
 import type { OutputMeter } from '../stream/output-meter';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws';
 import { validTtl } from '../route/router';
-import { refuseFraming } from './framing';
+import { declaredEmpty, NO_BYTES, refuseFraming } from './framing';
 import { discardLimit, readQuery } from './http-kv';
 import { matchContentType, negotiate } from './media-type';
 
@@ -240,6 +240,7 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
   if (ctx.draining) return refuseDraining(res);
   if (ctx.gate.refuse()) return refuseBusy(res);
   const out = new HttpOut(res, ctx.pool, ctx.gate);
+  const empty = declaredEmpty(req);
   const inType = matchContentType(req.getHeader('content-type'), TYPES);
   if (inType === null) return out.error('BAD_CONTENT_TYPE', `content-type must be one of ${TYPES.join(', ')}`);
   const inFmt = inType === NDJSON ? 'ndjson' : 'msgpack';
@@ -346,7 +347,7 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
     router.set(r, i, kb, 0, kb.length, ttl, flags, value, 0, value.length, wait);
   };
 
-  res.onData((chunk, isLast) => {
+  const onBody = (chunk: ArrayBuffer, isLast: boolean): void => {
     if (out.bodyChunk(chunk.byteLength, isLast) || failed) return;
     try {
       if (mp !== null) {
@@ -370,7 +371,14 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
       paused = true;
       res.pause();
     }
+  };
+  let ended = false;
+  res.onData((chunk, isLast) => {
+    if (ended) return;
+    ended = isLast;
+    onBody(chunk, isLast);
   });
+  if (empty) { ended = true; onBody(NO_BYTES, true); }
 }
 
 /** During the drain: refused at once, before anything is read, and the connection closed after. */

@@ -10,7 +10,7 @@ import { Request } from '../request';
 import { BUFFER_SIZE, BufferPool } from '../stream/buffer-pool';
 import { HttpOut } from '../stream/http-out';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws';
-import { refuseFraming } from './framing';
+import { declaredEmpty, NO_BYTES, refuseFraming } from './framing';
 import { refuseBusy } from './http-bulk';
 
 const PREFIX = '/v1/kv/';
@@ -124,7 +124,9 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
     out.onAbort = () => { release(pool, parts); r?.abandon(); };
     // Refusals before the whole body is in are answered at once; the rest of the body is read and dropped.
     out.expectBody(discardLimit(max));
-    res.onData((chunk, isLast) => {
+    const empty = declaredEmpty(req);
+    let ended = false;
+    const onBody = (chunk: ArrayBuffer, isLast: boolean): void => {
       if (out.bodyChunk(chunk.byteLength, isLast)) return;
       const src = new Uint8Array(chunk);
       total += src.length;
@@ -148,7 +150,13 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
       router.setParts(r, 0, key, 0, key.length, q.ttl, q.flags, parts, lens, total, q.wait);
       release(pool, parts); // copied into the shard's batch
       r.seal();
+    };
+    res.onData((chunk, isLast) => {
+      if (ended) return;
+      ended = isLast;
+      onBody(chunk, isLast);
     });
+    if (empty) { ended = true; return onBody(NO_BYTES, true); }
     if (declared > max) {
       // Longer than what will be read and dropped: the connection is cut off after it, and says so.
       if (declared > discardLimit(max)) out.closeAfter = true;
