@@ -18,8 +18,10 @@ import { ShardConnection } from './memcached/shard-connection';
 import { KetamaRing } from './route/ketama';
 import { Router } from './route/router';
 import { BufferPool } from './stream/buffer-pool';
-import { errorBody } from './errors';
-import { uws, us_listen_socket } from './uws';
+import { ErrorCode, ErrorTable, errorBody } from './errors';
+import { refuseFraming } from './ingress/framing';
+import { errorHeaders, statusLine } from './stream/http-out';
+import { uws, us_listen_socket, HttpRequest, HttpResponse } from './uws';
 
 export interface Gateway {
   port: number;
@@ -49,6 +51,18 @@ function gcCounters(): { counts: { young: number; major: number; other: number; 
   });
   obs.observe({ entryTypes: ['gc'] });
   return { counts, stop: () => obs.disconnect() };
+}
+
+/** An error answered inside the handler, for requests that never reach a front (no gate count, no body read). */
+function answerNow(res: HttpResponse, req: HttpRequest, code: ErrorCode, message?: string, headers: [string, string][] = []): void {
+  if (refuseFraming(res, req)) return;
+  // A HEAD answer has no body (one would be read as the next response).
+  const body = req.getMethod() === 'head' ? undefined : errorBody(code, message);
+  res.cork(() => {
+    res.writeStatus(statusLine(ErrorTable[code].status)).writeHeader('content-type', 'application/json');
+    for (const [k, v] of [...headers, ...(errorHeaders(code) ?? [])]) res.writeHeader(k, v);
+    res.end(body);
+  });
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -95,13 +109,14 @@ export async function startGateway(config: Config): Promise<Gateway> {
     draining: ctx.draining,
   });
 
-  app.get('/healthz', (res) => {
+  app.get('/healthz', (res, req) => {
+    if (refuseFraming(res, req)) return;
     const list = shards.map((s) => ({ server: s.label, up: s.up }));
     const up = list.filter((s) => s.up).length;
     const status = ctx.draining ? 'draining' : up === list.length ? 'ok' : up === 0 ? 'down' : 'degraded';
     const b = ctx.budget;
     res.cork(() => {
-      res.writeStatus(ctx.draining || up === 0 ? '503 Service Unavailable' : '200 OK').writeHeader('content-type', 'application/json')
+      res.writeStatus(statusLine(ctx.draining || up === 0 ? 503 : 200)).writeHeader('content-type', 'application/json')
         .end(JSON.stringify({
           status, shards: list,
           memory: { bufferedBytes: b.used, limitBytes: b.limit, pressure: Math.round(b.pressure * 1000) / 1000, waiting: b.waiting },
@@ -110,14 +125,21 @@ export async function startGateway(config: Config): Promise<Gateway> {
     });
   });
   if (config.debugStats) {
-    app.get('/debug/stats', (res) => {
+    app.get('/debug/stats', (res, req) => {
+      if (refuseFraming(res, req)) return;
       res.cork(() => res.writeHeader('content-type', 'application/json').end(JSON.stringify(stats())));
     });
   }
-  app.any('/*', (res) => {
-    res.cork(() => res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json')
-      .end(errorBody('BAD_REQUEST', 'no such route; see docs/PROTOCOL.md')));
-  });
+  // A known path asked with another method: 405 with the methods it has (uWS tries `any` handlers after
+  // the method's own). Then everything else: 404. Both answered at once, the connection kept.
+  const routes: [string, string][] = [
+    ['/v1/kv/*', 'GET, PUT, DELETE'], ['/v1/mget', 'POST'], ['/v1/mset', 'POST'], ['/v1/ws', 'GET'], ['/healthz', 'GET'],
+  ];
+  if (config.debugStats) routes.push(['/debug/stats', 'GET']);
+  for (const [path, allow] of routes) {
+    app.any(path, (res, req) => answerNow(res, req, 'METHOD_NOT_ALLOWED', `${req.getMethod().toUpperCase()} is not allowed on ${path}; allowed: ${allow}`, [['allow', allow]]));
+  }
+  app.any('/*', (res, req) => answerNow(res, req, 'NO_ROUTE'));
 
   let listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
     app.listen(config.host, config.port, (ls) => {

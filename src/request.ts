@@ -13,6 +13,7 @@ export abstract class Request {
   private pending = 0;
   private sealed = false;
   finished = false;
+  abandoned = false;
 
   /** A chunk of a hit; `offset + len === total` on the last one (a 0-byte value is one call with len 0). */
   protected abstract onValue(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): void;
@@ -89,6 +90,11 @@ export abstract class Request {
     this.pending = 0;
     this.sealed = false;
     this.finished = false;
+  }
+
+  /** Stub (the backend helper owns the real one): ops of an abandoned request not yet sent are not sent. */
+  abandon(): void {
+    this.abandoned = true;
   }
 
   /** No more items will be added. */

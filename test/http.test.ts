@@ -66,7 +66,7 @@ describe('HTTP single key', () => {
       ['PUT', '/v1/kv/http:t?flags=-1', 'x', 400, 'BAD_FLAGS'],
       ['GET', '/v1/kv/http:t?wait=99999', undefined, 400, 'BAD_WAIT'],
       ['PUT', '/v1/kv/http:big', 'x'.repeat(1024 * 1024 + 1), 413, 'TOO_LARGE'],
-      ['GET', '/v1/nothing', undefined, 404, 'BAD_REQUEST'],
+      ['GET', '/v1/nothing', undefined, 404, 'NO_ROUTE'],
     ];
     for (const [m, p, body, status, code] of cases) {
       const r = await raw(h.base, m, p, body);

@@ -6,7 +6,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type { GatewayContext } from '../context';
-import { ErrorCode, ErrorTable, errorBody } from '../errors';
+import { ErrorCode, ErrorTable, errorBody, errorObject } from '../errors';
 import { BodyTooLarge, MsgpackItems, NdjsonLines } from '../decode/body-stream';
 import { ItemFields } from '../decode/request-fields';
 import { MsgpackError } from '../decode/msgpack-reader';
@@ -15,13 +15,23 @@ import { Request } from '../request';
 import { BUFFER_SIZE, BufferPool } from '../stream/buffer-pool';
 import { EntryWriter, Kind } from '../stream/entry-writer';
 import { Flushable, markForFlush } from '../stream/flush-list';
-import { HttpOut } from '../stream/http-out';
+import { errorHeaders, HttpOut, statusLine } from '../stream/http-out';
 import type { OutputMeter } from '../stream/output-meter';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws';
-import { readQuery } from './http-kv';
+import { validTtl } from '../route/router';
+import { declaredEmpty, NO_BYTES, refuseFraming } from './framing';
+import { discardLimit, readQuery } from './http-kv';
+import { matchContentType, negotiate } from './media-type';
 
 const MSGPACK = 'application/msgpack';
 const NDJSON = 'application/x-ndjson';
+/** The bulk routes' media types (docs/PROTOCOL.md, "Bulk bodies"), for the body and for Accept alike. */
+const TYPES = [MSGPACK, 'application/x-msgpack', NDJSON] as const;
+/** The two formats by their names, in the order `negotiate` answers (0 msgpack, 1 NDJSON). */
+const FORMATS = [[MSGPACK, 'application/x-msgpack'], [NDJSON]] as const;
+/** Strict base64 (RFC 4648 section 4): the standard alphabet, padded to a multiple of 4. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 /** The body is not read on while this many gets (or key bytes) wait for the client's window. */
 const PARK_ITEMS = 1024;
 const PARK_BYTES = 64 * 1024;
@@ -127,6 +137,8 @@ class BulkRequest extends Request implements OutputMeter {
   count = 0;
   resume: () => void = () => {};
   onDone: (() => void) | null = null;
+  /** The body broke off part way: written as the `i` -1 error once the items before it are answered. */
+  broken: { code: ErrorCode; message: string } | null = null;
 
   constructor(readonly out: HttpOut, ndjsonOut: boolean, pool: BufferPool, ctx: GatewayContext, isGet: boolean) {
     super();
@@ -183,16 +195,20 @@ class BulkRequest extends Request implements OutputMeter {
     this.resume();
   }
   protected onError(i: number, code: ErrorCode, message?: string): void {
-    const msg = message ?? ErrorTable[code].message;
     this.partial.delete(i);
-    if (this.mp !== null) this.mp.error(0, i, code, msg);
-    else {
-      const key = i >= 0 && this.keys[i] !== undefined ? `"key":${JSON.stringify(this.keys[i])},` : '';
-      this.nd!.line(`{"i":${i},${key}"error":${JSON.stringify({ code, message: msg })}}`);
-    }
+    this.writeError(i, code, message);
     this.resume();
   }
+  private writeError(i: number, code: ErrorCode, message?: string): void {
+    if (this.mp !== null) this.mp.error(0, i, code, message ?? ErrorTable[code].message);
+    else {
+      const key = i >= 0 && this.keys[i] !== undefined ? `"key":${JSON.stringify(this.keys[i])},` : '';
+      this.nd!.line(`{"i":${i},${key}"error":${JSON.stringify(errorObject(code, message))}}`);
+    }
+  }
   protected onFinish(): void {
+    // A body that broke off: its error comes after the results of every item before it.
+    if (this.broken !== null) this.writeError(-1, this.broken.code, this.broken.message);
     if (this.mp !== null) { this.mp.simple(0, -1, Kind.End); this.mp.flush(); }
     else { this.nd!.line(`{"done":true,"count":${this.count}}`); this.nd!.flush(); }
     this.out.endChunked();
@@ -205,25 +221,35 @@ export function mountBulk(app: TemplatedApp, ctx: GatewayContext): void {
   app.post('/v1/mset', (res, req) => handle(res, req, ctx, false));
 }
 
-function formatOf(header: string): 'msgpack' | 'ndjson' | null {
-  if (header.includes('msgpack')) return 'msgpack';
-  if (header.includes('ndjson') || header.includes('json')) return 'ndjson';
-  return null;
+/** Strict base64 (see BASE64), also refusing unused bits that are not zero; null if not. */
+function base64Value(s: string): Buffer | null {
+  if (!BASE64.test(s)) return null;
+  const pad = s.endsWith('==') ? 2 : s.endsWith('=') ? 1 : 0;
+  if (pad > 0) {
+    const last = B64.indexOf(s[s.length - pad - 1]);
+    if ((last & (pad === 2 ? 0x0f : 0x03)) !== 0) return null;
+  }
+  return Buffer.from(s, 'base64');
 }
 
 function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet: boolean): void {
   const { router, config } = ctx;
   const limits = config.limits;
   const maxInflightItems = limits.maxInflightPerConnection;
+  if (refuseFraming(res, req)) return;
   if (ctx.draining) return refuseDraining(res);
   if (ctx.gate.refuse()) return refuseBusy(res);
   const out = new HttpOut(res, ctx.pool, ctx.gate);
-  const inFmt = formatOf(req.getHeader('content-type'));
-  const outFmt = formatOf(req.getHeader('accept')) ?? inFmt;
-  const q = readQuery(req, config.batch.maxWaitMs);
-  if (inFmt === null) return out.error('BAD_CONTENT_TYPE', `content-type must be ${MSGPACK} or ${NDJSON}`);
-  if (q.bad) return out.error(q.bad);
-  const r = new BulkRequest(out, outFmt === 'ndjson', ctx.pool, ctx, isGet);
+  const empty = declaredEmpty(req);
+  const inType = matchContentType(req.getHeader('content-type'), TYPES);
+  if (inType === null) return out.error('BAD_CONTENT_TYPE', `content-type must be one of ${TYPES.join(', ')}`);
+  const inFmt = inType === NDJSON ? 'ndjson' : 'msgpack';
+  const outFmt = negotiate(req.getHeader('accept'), FORMATS, inFmt === 'ndjson' ? 1 : 0);
+  if (outFmt < 0) return out.error('NOT_ACCEPTABLE', `Accept allows none of ${TYPES.join(', ')}`);
+  const q = readQuery(req, config.batch.maxWaitMs, limits.maxTtlSeconds);
+  if (q.bad) return out.error(q.bad, q.why);
+  const ttlMessage = `ttl must be an integer number of seconds from 0 to ${limits.maxTtlSeconds}`;
+  const r = new BulkRequest(out, outFmt === 1, ctx.pool, ctx, isGet);
   const w = r.window;
   const maxItem = router.limits.maxValueBytes * (inFmt === 'ndjson' ? 6 : 1) + 4096;
   const mp = inFmt === 'msgpack' ? new MsgpackItems(maxItem) : null;
@@ -249,15 +275,18 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
   };
   if (w !== null) w.onBacklogShrunk = r.resume;
   out.onWritableAgain = () => { if (w !== null) w.pump(); r.resume(); };
-  // Gone: nothing parked is ever fetched; what is in a shard's batch settles and is dropped.
-  out.onAbort = () => { w?.cancel(); ctx.bulk.delete(r); };
+  // Gone: nothing parked is ever fetched; what is in a shard's batch settles and is dropped, and what is
+  // batched but not sent yet is not sent (uWS closes a connection on a pipelined request).
+  out.onAbort = () => { w?.cancel(); r.abandon(); ctx.bulk.delete(r); };
+  // A body that breaks off is answered at once; the rest of it is read and dropped.
+  out.expectBody(discardLimit(limits.maxValueBytes));
   ctx.bulk.add(r);
   r.onDone = () => ctx.bulk.delete(r);
 
   const fail = (code: ErrorCode, message: string): void => {
     failed = true;
     if (!out.started && r.count === 0) out.error(code, message);
-    else r.reject(-1, code, message);
+    else r.broken = { code, message };
     r.seal();
   };
 
@@ -305,18 +334,21 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
     if (key === null) return r.reject(i, 'BAD_KEY', 'each line must be an object with a string "key"');
     let value: Buffer;
     if (typeof o.value === 'string') value = Buffer.from(o.value, 'utf8');
-    else if (typeof o.base64 === 'string') value = Buffer.from(o.base64, 'base64');
-    else return r.reject(i, 'BAD_VALUE', 'each line needs a string "value" or "base64"');
+    else if (typeof o.base64 === 'string') {
+      const b = base64Value(o.base64);
+      if (b === null) return r.reject(i, 'BAD_VALUE', '"base64" must be padded standard base64 (RFC 4648 section 4)');
+      value = b;
+    } else return r.reject(i, 'BAD_VALUE', 'each line needs a string "value" or "base64"');
     const ttl = o.ttl === undefined ? 0 : o.ttl;
     const flags = o.flags === undefined ? 0 : o.flags;
-    if (typeof ttl !== 'number') return r.reject(i, 'BAD_TTL');
+    if (typeof ttl !== 'number' || !validTtl(ttl, limits.maxTtlSeconds)) return r.reject(i, 'BAD_TTL', ttlMessage);
     if (typeof flags !== 'number') return r.reject(i, 'BAD_FLAGS');
     const kb = Buffer.from(key, 'utf8');
     router.set(r, i, kb, 0, kb.length, ttl, flags, value, 0, value.length, wait);
   };
 
-  res.onData((chunk, isLast) => {
-    if (failed || out.done) return;
+  const onBody = (chunk: ArrayBuffer, isLast: boolean): void => {
+    if (out.bodyChunk(chunk.byteLength, isLast) || failed) return;
     try {
       if (mp !== null) {
         mp.append(new Uint8Array(chunk));
@@ -339,22 +371,32 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
       paused = true;
       res.pause();
     }
+  };
+  let ended = false;
+  res.onData((chunk, isLast) => {
+    if (ended) return;
+    ended = isLast;
+    onBody(chunk, isLast);
   });
+  if (empty) { ended = true; onBody(NO_BYTES, true); }
 }
 
 /** During the drain: refused at once, before anything is read, and the connection closed after. */
 export function refuseDraining(res: HttpResponse): void {
-  res.cork(() => {
-    res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json').writeHeader('retry-after', '1')
-      .end(errorBody('SHUTTING_DOWN'), true);
-  });
+  refuseNow(res, 'SHUTTING_DOWN');
 }
 
 /** Past limits.maxConnections: refused at once, before anything is read. */
 export function refuseBusy(res: HttpResponse): void {
+  refuseNow(res, 'BUSY', 'too many connections');
+}
+
+/** A whole answer outside the gate's count (HttpOut counts itself), closing the connection after it. */
+function refuseNow(res: HttpResponse, code: ErrorCode, message?: string): void {
   res.cork(() => {
-    res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json').writeHeader('retry-after', '1')
-      .end(errorBody('BUSY', 'too many connections'), true);
+    res.writeStatus(statusLine(ErrorTable[code].status)).writeHeader('content-type', 'application/json');
+    for (const [k, v] of errorHeaders(code) ?? []) res.writeHeader(k, v);
+    res.end(errorBody(code, message), true);
   });
 }
 

@@ -4,12 +4,13 @@
  * the item size while it arrives, so an oversized upload is refused without being held.
  */
 import type { GatewayContext } from '../context';
-import { ErrorCode, ErrorTable } from '../errors';
+import type { ErrorCode } from '../errors';
 import { percentDecode } from '../decode/key';
 import { Request } from '../request';
 import { BUFFER_SIZE, BufferPool } from '../stream/buffer-pool';
 import { HttpOut } from '../stream/http-out';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws';
+import { declaredEmpty, NO_BYTES, refuseFraming } from './framing';
 import { refuseBusy } from './http-bulk';
 
 const PREFIX = '/v1/kv/';
@@ -25,7 +26,7 @@ class HttpKvRequest extends Request {
     this.out.error('NOT_FOUND');
   }
   protected onOk(): void {
-    this.out.simple('204 No Content');
+    this.out.simple(204);
   }
   protected onError(_i: number, code: ErrorCode, message?: string): void {
     this.out.error(code, message);
@@ -33,48 +34,74 @@ class HttpKvRequest extends Request {
   protected onFinish(): void {}
 }
 
-export interface QueryNumbers { wait: number; ttl: number; flags: number; bad: ErrorCode | null }
+export interface QueryNumbers { wait: number; ttl: number; flags: number; bad: ErrorCode | null; why: string | undefined }
 
-/** Reads ?wait=&ttl=&flags= strictly: digits only. */
-export function readQuery(req: HttpRequest, maxWaitMs: number): QueryNumbers {
-  const q: QueryNumbers = { wait: 0, ttl: 0, flags: 0, bad: null };
-  const num = (name: string, code: ErrorCode, max: number): number => {
-    const v = req.getQuery(name);
-    if (v === undefined || v === '') return 0;
-    if (!/^\d{1,10}$/.test(v) || Number(v) > max) { q.bad ??= code; return 0; }
-    return Number(v);
-  };
-  q.wait = num('wait', 'BAD_WAIT', maxWaitMs);
-  q.ttl = num('ttl', 'BAD_TTL', 0xffffffff);
-  q.flags = num('flags', 'BAD_FLAGS', 0xffffffff);
+/** Read past limits.maxValueBytes after an early answer, an upload is cut off (see HttpOut.expectBody). */
+export function discardLimit(maxValueBytes: number): number {
+  return Math.max(8 * 1024 * 1024, 4 * maxValueBytes);
+}
+
+const enum Param { Wait, Ttl, Flags }
+const PARAMS: Record<string, Param> = { wait: Param.Wait, ttl: Param.Ttl, flags: Param.Flags };
+
+/**
+ * Reads ?wait=&ttl=&flags= strictly: 1 to 10 ASCII digits within the limit. An empty value (`?ttl=`,
+ * `?ttl`) or a name given twice is refused rather than read as the default; other names are ignored.
+ */
+export function readQuery(req: HttpRequest, maxWaitMs: number, maxTtlSeconds: number): QueryNumbers {
+  const q: QueryNumbers = { wait: 0, ttl: 0, flags: 0, bad: null, why: undefined };
+  const raw = req.getQuery();
+  if (raw === undefined || raw === '') return q;
+  let seen = 0;
+  for (const part of raw.split('&')) {
+    const eq = part.indexOf('=');
+    const p = PARAMS[eq < 0 ? part : part.slice(0, eq)];
+    if (p === undefined) continue;
+    const v = eq < 0 ? '' : part.slice(eq + 1);
+    const [code, name, max, unit] = p === Param.Wait ? ['BAD_WAIT', 'wait', maxWaitMs, ' number of milliseconds'] as const
+      : p === Param.Ttl ? ['BAD_TTL', 'ttl', maxTtlSeconds, ' number of seconds'] as const
+      : ['BAD_FLAGS', 'flags', 0xffffffff, ''] as const;
+    const fail = (why: string): void => { if (q.bad === null) { q.bad = code; q.why = why; } };
+    if (seen & (1 << p)) { fail(`${name} given more than once`); continue; }
+    seen |= 1 << p;
+    if (!/^\d{1,10}$/.test(v) || Number(v) > max) { fail(`${name} must be an integer${unit} from 0 to ${max}`); continue; }
+    if (p === Param.Wait) q.wait = Number(v);
+    else if (p === Param.Ttl) q.ttl = Number(v);
+    else q.flags = Number(v);
+  }
   return q;
 }
 
 export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
   const { router, pool } = ctx;
   const maxWaitMs = ctx.config.batch.maxWaitMs;
+  const maxTtl = ctx.config.limits.maxTtlSeconds;
   const keyOf = (req: HttpRequest): Buffer | null => percentDecode(req.getUrl().slice(PREFIX.length));
   /**
-   * A response counted in the gate, or null after refusing the client: draining first (SHUTTING_DOWN: go
-   * elsewhere, even when the gate is full too), then too many (BUSY: retry here shortly).
+   * A response counted in the gate, or null after refusing the client: ambiguous framing first (400 and
+   * close), then draining (SHUTTING_DOWN: go elsewhere, even when the gate is full too), then too many
+   * (BUSY: retry here shortly).
    */
-  const open = (res: HttpResponse): HttpOut | null => {
+  const open = (res: HttpResponse, req: HttpRequest): HttpOut | null => {
+    if (refuseFraming(res, req)) return null;
     if (ctx.draining) { new HttpOut(res, pool, ctx.gate, ctx).error('SHUTTING_DOWN'); return null; }
     if (ctx.gate.refuse()) { refuseBusy(res); return null; }
     return new HttpOut(res, pool, ctx.gate, ctx);
   };
 
   const read = (isGet: boolean) => (res: HttpResponse, req: HttpRequest): void => {
-    const out = open(res);
+    const out = open(res, req);
     if (out === null) return;
     const key = keyOf(req);
-    const q = readQuery(req, maxWaitMs);
+    const q = readQuery(req, maxWaitMs, maxTtl);
     if (key === null) return out.error('BAD_KEY', 'malformed percent-encoding in key');
-    if (q.bad) return out.error(q.bad);
+    if (q.bad) return out.error(q.bad, q.why);
     // A single value per connection at a time: bounded by limits.maxValueBytes, so not windowed; but
     // when the gateway-wide budget is spent, new reads are refused rather than queued.
     if (isGet && !ctx.budget.room(0, true)) return out.error('BUSY', 'the gateway holds its whole output budget for clients; retry shortly');
     const r = new HttpKvRequest(out);
+    // Aborted before its op went out (uWS closes a connection on a pipelined request): it is not sent.
+    out.onAbort = () => r.abandon();
     if (isGet) router.get(r, 0, key, 0, key.length, q.wait);
     else router.del(r, 0, key, 0, key.length, q.wait);
     r.seal();
@@ -83,38 +110,29 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
   app.del(`${PREFIX}*`, read(false));
 
   app.put(`${PREFIX}*`, (res, req) => {
-    const out = open(res);
+    const out = open(res, req);
     if (out === null) return;
     const key = keyOf(req);
-    const q = readQuery(req, maxWaitMs);
+    const q = readQuery(req, maxWaitMs, maxTtl);
     const max = router.limits.maxValueBytes;
     const declared = Number(req.getHeader('content-length') || '0');
-    if (declared > max) {
-      // Refuse before reading; closing is the only way to not read an upload we will not take.
-      out.closeAfter = true;
-      return out.simple(`${ErrorTable.TOO_LARGE.status}`, errorJson('TOO_LARGE', `value of ${declared} bytes is over the ${max}-byte limit`));
-    }
-    // The body is gathered in pool buffers, which the gateway-wide budget counts: when it cannot hold
-    // this upload, refuse it now rather than read it.
-    if (!ctx.budget.room(declared, true)) {
-      out.closeAfter = true;
-      return out.error('BUSY', 'the gateway holds its whole buffer budget; retry shortly');
-    }
     const parts: Buffer[] = [];
     const lens: number[] = [];
     let total = 0;
-    let refused = false;
-    // An upload cut off part way: its buffers go back to the pool (onData is never called again).
-    out.onAbort = () => release(pool, parts);
-    res.onData((chunk, isLast) => {
-      if (out.done || refused) { if (isLast || out.aborted) release(pool, parts); return; }
+    let r: HttpKvRequest | null = null;
+    // Cut off part way (or by a pipelined request): the buffers go back to the pool, the write is not sent.
+    out.onAbort = () => { release(pool, parts); r?.abandon(); };
+    // Refusals before the whole body is in are answered at once; the rest of the body is read and dropped.
+    out.expectBody(discardLimit(max));
+    const empty = declaredEmpty(req);
+    let ended = false;
+    const onBody = (chunk: ArrayBuffer, isLast: boolean): void => {
+      if (out.bodyChunk(chunk.byteLength, isLast)) return;
       const src = new Uint8Array(chunk);
       total += src.length;
       if (total > max) {
-        // A chunked upload that outgrew the limit: refused, and cut off rather than read to its end.
-        refused = true;
+        // A chunked upload that outgrew the limit.
         release(pool, parts);
-        out.closeAfter = true;
         return out.error('TOO_LARGE', `value is over the ${max}-byte limit`);
       }
       for (let off = 0; off < src.length;) {
@@ -127,20 +145,30 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
       }
       if (!isLast) return;
       if (key === null) { release(pool, parts); return out.error('BAD_KEY', 'malformed percent-encoding in key'); }
-      if (q.bad) { release(pool, parts); return out.error(q.bad); }
-      const r = new HttpKvRequest(out);
+      if (q.bad) { release(pool, parts); return out.error(q.bad, q.why); }
+      r = new HttpKvRequest(out);
       router.setParts(r, 0, key, 0, key.length, q.ttl, q.flags, parts, lens, total, q.wait);
       release(pool, parts); // copied into the shard's batch
       r.seal();
+    };
+    res.onData((chunk, isLast) => {
+      if (ended) return;
+      ended = isLast;
+      onBody(chunk, isLast);
     });
+    if (empty) { ended = true; return onBody(NO_BYTES, true); }
+    if (declared > max) {
+      // Longer than what will be read and dropped: the connection is cut off after it, and says so.
+      if (declared > discardLimit(max)) out.closeAfter = true;
+      return out.error('TOO_LARGE', `value of ${declared} bytes is over the ${max}-byte limit`);
+    }
+    // The body is gathered in pool buffers, which the gateway-wide budget counts: when it cannot hold
+    // this upload, refuse it now rather than gather it.
+    if (!ctx.budget.room(declared, true)) return out.error('BUSY', 'the gateway holds its whole buffer budget; retry shortly');
   });
 }
 
 function release(pool: BufferPool, parts: Buffer[]): void {
   for (const b of parts) pool.release(b);
   parts.length = 0;
-}
-
-function errorJson(code: ErrorCode, message: string): string {
-  return JSON.stringify({ error: { code, message } });
 }

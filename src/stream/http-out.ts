@@ -19,11 +19,38 @@
  * `drain` when it writes them, not when it was made. Once a chunked body has begun, uWS would write its
  * own `Connection: close` into the body, so `end` never asks it to close then: the header, written with
  * the others, tells the client.
+ *
+ * An answer given while the request body is still arriving (a refused upload, a bulk body that broke off)
+ * goes out at once, chunked, except its terminating chunk, which waits until the body has been read to
+ * its end: uWS resets the connection when it closes with unread bytes (the client would lose the answer),
+ * and once uWS holds a whole answer the response can no longer be closed from JS. So the rest of the body
+ * is read and dropped, up to `discardLimit` bytes; a client that sends more is cut off.
  */
-import { errorBody, ErrorCode, ErrorTable } from '../errors';
+import { errorBody, ErrorCode, errorRow } from '../errors';
 import type { HttpResponse } from '../uws';
 import { BUFFER_SIZE, BufferPool } from './buffer-pool';
 import type { OutputMeter, ResponseTally } from './output-meter';
+
+/** RFC 9110 reason phrases for every status the gateway sends; uWS writes the status line as given. */
+const REASONS: Record<number, string> = {
+  200: 'OK', 204: 'No Content', 400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed',
+  406: 'Not Acceptable', 413: 'Content Too Large', 415: 'Unsupported Media Type', 500: 'Internal Server Error',
+  502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+};
+const LINES = new Map<number, string>();
+
+/** `NNN Reason Phrase`, as RFC 9112 section 4 wants it (uWS prefixes `HTTP/1.1 `). */
+export function statusLine(status: number): string {
+  let l = LINES.get(status);
+  if (l === undefined) LINES.set(status, (l = `${status} ${REASONS[status] ?? 'Unknown'}`));
+  return l;
+}
+
+/** Headers an error answer carries besides its content type: `Retry-After` where the table says so. */
+export function errorHeaders(code: ErrorCode): [string, string][] | undefined {
+  const after = errorRow(code).retryAfter;
+  return after === undefined ? undefined : [['retry-after', String(after)]];
+}
 
 export class HttpOut implements OutputMeter {
   aborted = false;
@@ -38,6 +65,11 @@ export class HttpOut implements OutputMeter {
   backpressured = false;
   private writableHooked = false;
   private status = '200 OK';
+  // The request body has not been read to its end (see the header comment).
+  private bodyOpen = false;
+  private finishPending = false;
+  private discarded = 0;
+  private discardLimit = 0;
   private contentType = 'application/octet-stream';
   /** Chunked mode: the client took what was held; producers may go on. */
   onWritableAgain: (() => void) | null = null;
@@ -86,8 +118,35 @@ export class HttpOut implements OutputMeter {
     this.uncount();
   }
 
+  /**
+   * The request has a body the ingress reads (it calls `bodyChunk` for every piece): an answer completed
+   * before the body ends leaves its last bytes unsent until it does; past `discardLimit` more body bytes
+   * the connection is cut off.
+   */
+  expectBody(discardLimit: number): void {
+    this.bodyOpen = true;
+    this.discardLimit = discardLimit;
+  }
+
+  /** Every piece of the body, before it is used; true when it must be dropped (the answer is complete). */
+  bodyChunk(n: number, last: boolean): boolean {
+    if (last) this.bodyOpen = false;
+    if (this.finishPending) {
+      this.discarded += n;
+      if (last) {
+        this.finishPending = false;
+        // false: a chunked answer has begun, and uWS would write `Connection: close` into its body.
+        this.res.cork(() => this.res.end());
+      } else if (this.discarded > this.discardLimit) {
+        this.finishPending = false;
+        this.res.close(); // onAborted follows
+      }
+    }
+    return this.done;
+  }
+
   /** A complete answer that is not a stream (errors, 204s). */
-  simple(status: string, body?: string, contentType = 'application/json', headers?: [string, string][]): void {
+  simple(status: number, body?: string, contentType = 'application/json', headers?: [string, string][]): void {
     if (this.done) return;
     this.markEnded();
     if (this.headersSent) {
@@ -97,18 +156,21 @@ export class HttpOut implements OutputMeter {
       this.res.close();
       return;
     }
+    this.headersSent = true;
     this.res.cork(() => {
-      this.res.writeStatus(status);
+      this.res.writeStatus(statusLine(status));
       if (body !== undefined) this.res.writeHeader('content-type', contentType);
       if (headers) for (const [k, v] of headers) this.res.writeHeader(k, v);
-      this.res.end(body, this.closing);
+      if (this.bodyOpen) {
+        if (this.closing) this.res.writeHeader('connection', 'close');
+        this.res.write(body ?? '');
+        this.finishPending = true;
+      } else this.res.end(body, this.closing);
     });
   }
 
   error(code: ErrorCode, message?: string): void {
-    const t = ErrorTable[code];
-    const retry: [string, string][] | undefined = t.status === 503 ? [['retry-after', '1']] : undefined;
-    this.simple(`${t.status}`, errorBody(code, message), 'application/json', retry);
+    this.simple(errorRow(code).status, errorBody(code, message), 'application/json', errorHeaders(code));
   }
 
   /** Sized mode: the first call sends the status line and headers; chunks must add up to `total`. */
@@ -248,10 +310,14 @@ export class HttpOut implements OutputMeter {
         this.writeChunk(this.pending.shift()!, len);
       }
       // Headers not out yet: uWS writes Connection: close with them. Out (a chunked body): see above.
-      const close = !this.headersSent && this.closing;
-      if (!this.headersSent) { this.headersSent = true; this.res.writeStatus(this.status).writeHeader('content-type', this.contentType); }
+      const close = !this.headersSent && this.closing && !this.bodyOpen;
+      if (!this.headersSent) {
+        this.headersSent = true;
+        this.res.writeStatus(this.status).writeHeader('content-type', this.contentType);
+        if (this.bodyOpen && this.closing) this.res.writeHeader('connection', 'close');
+      }
       this.markEnded();
-      this.res.end(undefined, close);
+      if (this.bodyOpen) { this.res.write(''); this.finishPending = true; } else this.res.end(undefined, close);
     });
   }
 

@@ -7,6 +7,8 @@ import { createConnection, Socket } from 'node:net';
 
 export interface RawResponse {
   status: number;
+  /** The reason phrase of the status line (responseHead only). */
+  reason?: string;
   headers: Record<string, string>;
   body: Buffer;
 }
@@ -91,6 +93,23 @@ export class RawHttp {
     return r;
   }
 
+  /**
+   * Reads the next response's status line and headers, plus the body bytes that came with them (for an
+   * answer whose body is not finished yet, such as a refusal sent while the request body still flows).
+   */
+  async responseHead(ms = 5000): Promise<RawResponse> {
+    await this.waitFor(() => this.acc.indexOf('\r\n\r\n') >= 0 || this.closed, ms, 'a response head');
+    const end = this.acc.indexOf('\r\n\r\n');
+    if (end < 0) throw new Error(`connection closed before a response head (${this.acc.length} bytes)`);
+    const { status, reason, headers } = parseHead(this.acc.toString('latin1', 0, end));
+    return { status, reason, headers, body: Buffer.from(this.acc.subarray(end + 4)) };
+  }
+
+  /** Everything received so far that no `response()` took. */
+  get unread(): Buffer {
+    return this.acc;
+  }
+
   /** Resolves when the peer has closed the connection. */
   async closedByPeer(ms = 5000): Promise<void> {
     await this.waitFor(() => this.closed, ms, 'the server to close the connection');
@@ -104,17 +123,23 @@ export class RawHttp {
 }
 
 /** One whole response at the start of `buf`, or null while more bytes are needed. */
-export function parseResponse(buf: Buffer): { r: RawResponse; used: number } | null {
-  const end = buf.indexOf('\r\n\r\n');
-  if (end < 0) return null;
-  const lines = buf.toString('latin1', 0, end).split('\r\n');
-  const m = /^HTTP\/1\.1 (\d{3})/.exec(lines[0]);
+/** The status line and headers of a response head (without its final CRLF CRLF). */
+export function parseHead(text: string): { status: number; reason: string; headers: Record<string, string> } {
+  const lines = text.split('\r\n');
+  const m = /^HTTP\/1\.1 (\d{3})(?: (.*))?$/.exec(lines[0]);
   if (m === null) throw new Error(`not an HTTP response: ${JSON.stringify(lines[0])}`);
   const headers: Record<string, string> = {};
   for (const l of lines.slice(1)) {
     const c = l.indexOf(':');
     headers[l.slice(0, c).trim().toLowerCase()] = l.slice(c + 1).trim();
   }
+  return { status: Number(m[1]), reason: m[2] ?? '', headers };
+}
+
+export function parseResponse(buf: Buffer): { r: RawResponse; used: number } | null {
+  const end = buf.indexOf('\r\n\r\n');
+  if (end < 0) return null;
+  const { status, headers } = parseHead(buf.toString('latin1', 0, end));
   let p = end + 4;
   if (headers['transfer-encoding'] === 'chunked') {
     const parts: Buffer[] = [];
@@ -125,13 +150,13 @@ export function parseResponse(buf: Buffer): { r: RawResponse; used: number } | n
       if (nl + 2 + n + 2 > buf.length) return null;
       parts.push(buf.subarray(nl + 2, nl + 2 + n));
       p = nl + 2 + n + 2;
-      if (n === 0) return { r: { status: Number(m[1]), headers, body: Buffer.concat(parts) }, used: p };
+      if (n === 0) return { r: { status, headers, body: Buffer.concat(parts) }, used: p };
     }
     throw new Error('more than a million chunks');
   }
   const n = Number(headers['content-length'] ?? '0');
   if (buf.length < p + n) return null;
-  return { r: { status: Number(m[1]), headers, body: Buffer.from(buf.subarray(p, p + n)) }, used: p + n };
+  return { r: { status, headers, body: Buffer.from(buf.subarray(p, p + n)) }, used: p + n };
 }
 
 /** A request head; `length` sets Content-Length (the body is sent separately, in as many pieces as wanted). */
