@@ -17,7 +17,7 @@ import type { OutputMeter, TransportTally } from './output-meter';
 /** Bytes uWS may hold before frames wait here instead (keeps uWS's own copy of the output small). */
 const HIGH_WATER = 64 * 1024;
 
-export const enum CloseCode { GoingAway = 1001, PolicyViolation = 1008 }
+export const enum CloseCode { GoingAway = 1001, PolicyViolation = 1008, MessageTooBig = 1009 }
 
 export class WsSession extends EntryWriter implements OutputMeter {
   ws: WebSocket<unknown> | null = null;
