@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pack } from 'msgpackr';
 import { INCOMPLETE, MAX_DEPTH, MsgpackError, MsgpackReader, MpType, TOO_DEEP } from '../src/decode/msgpack-reader';
 import { isValidKey, percentDecode } from '../src/decode/key';
-import { MsgpackItems } from '../src/decode/body-stream';
+import { BodyTooLarge, MsgpackItems, NdjsonLines } from '../src/decode/body-stream';
 import { ItemFields, Op, RequestFields } from '../src/decode/request-fields';
 import { RateLimitedLog } from '../src/ingress/ws';
 import { defaultConfig, mergeConfig, validateConfig, ConfigError } from '../src/config/schema';
@@ -205,6 +205,59 @@ describe('rate-limited log', () => {
     assert.equal(lines.length, 2);
     assert.match(lines[1], /not an error \(and 1000 more in the last 10 s\)$/);
     for (const l of lines) assert.doesNotMatch(l, /\n/);
+  });
+});
+
+describe('drip-fed bulk bodies', () => {
+  /** Feeds `body` in `piece`-byte chunks, taking whole items as they come; returns how many. */
+  const dripMsgpack = (acc: MsgpackItems, body: Buffer, piece: number): number => {
+    let items = 0;
+    for (let p = 0; p < body.length; p += piece) {
+      acc.append(body.subarray(p, p + piece));
+      while (acc.next()) { acc.reader.skip(); acc.consumed(); items++; }
+    }
+    acc.finish();
+    return items;
+  };
+
+  it('msgpack: a 600 KB item in 128-byte pieces costs work linear in its size, not in size x pieces', () => {
+    // A big value (its header says how much is missing) and an item of 150,000 tiny values (nothing says
+    // how much is missing: only resuming the scan where it stopped keeps it linear).
+    const big = pack({ key: 'k', value: Buffer.alloc(600 * 1024, 7) });
+    const tiny = pack({ key: 'k', value: Buffer.from('v'), pad: Array.from({ length: 150_000 }, (_, k) => k & 0x7f) });
+    for (const [name, item, values] of [['one big value', big, 5], ['150,000 tiny values', tiny, 150_006]] as const) {
+      const body = Buffer.concat([item, pack('after')]);
+      const acc = new MsgpackItems(1 << 21);
+      assert.equal(dripMsgpack(acc, body, 128), 2, name);
+      const pieces = Math.ceil(body.length / 128);
+      // Each header is read once when whole, plus at most one retry per piece for the one cut by a piece's end.
+      const steps = acc.reader.steps;
+      assert.ok(steps <= 2 * values + 2 * pieces + 16, `${name}: ${steps} value headers read for ${values} values in ${pieces} pieces`);
+    }
+  });
+
+  it('NDJSON: a 600 KB line in 128-byte pieces is searched for its newline about once', () => {
+    const line = Buffer.from(JSON.stringify({ key: 'k', value: 'x'.repeat(600 * 1024) }) + '\n"next"\n');
+    const acc = new NdjsonLines(1 << 21);
+    const got: string[] = [];
+    for (let p = 0; p < line.length; p += 128) {
+      acc.append(line.subarray(p, p + 128));
+      for (let l = acc.nextLine(); l !== null; l = acc.nextLine()) got.push(l);
+    }
+    assert.equal(acc.finish(), null);
+    assert.equal(got.length, 2);
+    assert.equal(got[1], '"next"');
+    assert.equal((JSON.parse(got[0]) as { value: string }).value.length, 600 * 1024);
+    assert.ok(acc.scanned <= 2 * line.length, `${acc.scanned} bytes searched for a ${line.length}-byte body`);
+  });
+
+  it('refuses an item over maxItemBytes with BodyTooLarge, however it is cut', () => {
+    for (const piece of [1, 100, 5000]) {
+      const mp = new MsgpackItems(4096);
+      const nd = new NdjsonLines(4096);
+      assert.throws(() => dripMsgpack(mp, pack({ key: 'k', value: Buffer.alloc(5000) }), piece), BodyTooLarge);
+      assert.throws(() => { for (let p = 0; p < 5000; p += piece) { nd.append(Buffer.alloc(piece, 0x61)); nd.nextLine(); } }, BodyTooLarge);
+    }
   });
 });
 
