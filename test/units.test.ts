@@ -2,12 +2,14 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { pack } from 'msgpackr';
+import { pack, unpackMultiple } from 'msgpackr';
 import { INCOMPLETE, MAX_DEPTH, MsgpackError, MsgpackReader, MpType, TOO_DEEP } from '../src/decode/msgpack-reader';
 import { isValidKey, percentDecode } from '../src/decode/key';
 import { BodyTooLarge, MsgpackItems, NdjsonLines } from '../src/decode/body-stream';
 import { ItemFields, Op, RequestFields } from '../src/decode/request-fields';
 import { RateLimitedLog } from '../src/ingress/ws';
+import { EntryWriter, Kind } from '../src/stream/entry-writer';
+import { BUFFER_SIZE, BufferPool } from '../src/stream/buffer-pool';
 import { defaultConfig, mergeConfig, validateConfig, ConfigError } from '../src/config/schema';
 import { uws } from '../src/uws';
 
@@ -258,6 +260,51 @@ describe('drip-fed bulk bodies', () => {
       assert.throws(() => dripMsgpack(mp, pack({ key: 'k', value: Buffer.alloc(5000) }), piece), BodyTooLarge);
       assert.throws(() => { for (let p = 0; p < 5000; p += piece) { nd.append(Buffer.alloc(piece, 0x61)); nd.nextLine(); } }, BodyTooLarge);
     }
+  });
+});
+
+describe('entry writer error messages', () => {
+  class Frames extends EntryWriter {
+    frames: Buffer[] = [];
+    protected ship(buf: Buffer, len: number): void { this.frames.push(Buffer.from(buf.subarray(0, len))); this.pool.release(buf); }
+    isClosed(): boolean { return false; }
+  }
+  /** What a backend line holding these bytes becomes (the reply parser reads lines as latin1). */
+  const fromBackend = (bytes: number[]): string => Buffer.from(bytes).toString('latin1');
+  const messages = [
+    'héllo wörld ✓ 😀',
+    fromBackend([0x62, 0x61, 0x64, 0xff, 0xfe, 0xc3, 0x28, 0xe2, 0x82, 0x80, 0x9f, 0x00, 0x0d, 0x0a]),
+    'lone \ud800 surrogates \udfff here',
+    'é'.repeat(20_000),
+    '😀'.repeat(9_000),
+    'x'.repeat(300),
+    `${'a'.repeat(254)}é`,
+    '',
+  ];
+
+  it('writes a str header that matches the bytes, cuts at 255 bytes on a character boundary, and replaces control bytes', () => {
+    const w = new Frames(new BufferPool(8));
+    // Many in a row, so some land at a frame's end: every frame must still decode, entry by entry.
+    for (let k = 0; k < 200; k++) w.error(k, k % 3, 'SHARD_ERROR', messages[k % messages.length]);
+    w.simple(1, -1, Kind.End);
+    w.flush();
+    const entries: unknown[][] = [];
+    for (const f of w.frames) {
+      assert.ok(f.length <= BUFFER_SIZE);
+      entries.push(...(unpackMultiple(f) as unknown[][]));
+    }
+    assert.equal(entries.length, 201);
+    for (let k = 0; k < 200; k++) {
+      const [id, i, kind, code, msg] = entries[k] as [number, number, number, string, string];
+      assert.deepEqual([id, i, kind, code], [k, k % 3, Kind.Error, 'SHARD_ERROR']);
+      const want = messages[k % messages.length].replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd');
+      const wellFormed = Buffer.from(want, 'utf8').toString('utf8'); // lone surrogates become U+FFFD
+      assert.ok(Buffer.byteLength(msg) <= 255, `message ${k} is ${Buffer.byteLength(msg)} bytes`);
+      assert.ok(wellFormed.startsWith(msg), `message ${k % messages.length} is a prefix of the sanitized text`);
+      assert.ok(msg.length === wellFormed.length || Buffer.byteLength(wellFormed.slice(0, msg.length + 2)) > 255, `message ${k % messages.length} cut only at the cap`);
+      assert.doesNotMatch(msg, /[\u0000-\u001f\u007f-\u009f]/);
+    }
+    assert.deepEqual(entries[200], [1, -1, Kind.End]);
   });
 });
 
