@@ -74,6 +74,20 @@ export class MsgpackItems extends Accumulator {
     const live = this.end - this.start;
     if (live === 0) return false;
     const r = this.reader;
+    if (!this.sawAny) {
+      r.reset(this.buf, this.start, this.end);
+      try {
+        if (r.peekType() === MpType.Array) {
+          this.arrayLeft = r.readArrayHeader();
+          this.start = r.pos;
+          this.sawAny = true;
+          return this.next();
+        }
+      } catch (e) {
+        if (e === INCOMPLETE) return false;
+        throw e;
+      }
+    }
     try {
       if (this.scan >= 0) {
         // The skip's open containers are still in the reader (nobody reads with it before an item is whole).
@@ -82,16 +96,11 @@ export class MsgpackItems extends Accumulator {
         r.resumeSkip();
       } else {
         r.reset(this.buf, this.start, this.end);
-        if (!this.sawAny && r.peekType() === MpType.Array) {
-          this.arrayLeft = r.readArrayHeader();
-          this.start = r.pos;
-          this.sawAny = true;
-          return this.next();
-        }
         r.skip();
       }
     } catch (e) {
       if (e !== INCOMPLETE) throw e;
+      this.sawAny = true;
       this.scan = r.pos - this.start;
       this.wantLen = r.want - this.start;
       // Refused as soon as a header announces more than an item may hold, before buffering it.

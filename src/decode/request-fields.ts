@@ -28,7 +28,8 @@ function readUint(r: MsgpackReader, max: number): number {
   const t = r.peekType();
   if (t !== MpType.Int && t !== MpType.Float) { r.skip(); return -1; }
   const v = r.readNumber();
-  return Number.isInteger(v) && v >= 0 && v <= max ? v : -1;
+  if (!(Number.isInteger(v) && v >= 0 && v <= max)) return -1;
+  return v === 0 ? 0 : v; // a float -0 is 0, lest it be written to memcached as "-0"
 }
 
 export class RequestFields {
