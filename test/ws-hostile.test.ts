@@ -43,10 +43,26 @@ function nested(depth: number): Buffer {
 }
 
 /** A raw client frame with any opcode (the ws package will not send invalid UTF-8 as text). */
-function rawFrame(opcode: number, payload: Buffer): Buffer {
+function rawFrame(opcode: number, payload: Buffer, fin = true): Buffer {
   const n = payload.length;
-  const head = n < 126 ? Buffer.from([0x80 | opcode, 0x80 | n]) : Buffer.from([0x80 | opcode, 0x80 | 126, n >> 8, n & 0xff]);
+  const b0 = (fin ? 0x80 : 0) | opcode;
+  let head: Buffer;
+  if (n < 126) head = Buffer.from([b0, 0x80 | n]);
+  else if (n < 65536) head = Buffer.from([b0, 0x80 | 126, n >> 8, n & 0xff]);
+  else { head = Buffer.alloc(10); head[0] = b0; head[1] = 0x80 | 127; head.writeBigUInt64BE(BigInt(n), 2); }
   return Buffer.concat([head, Buffer.alloc(4), payload]); // mask 0: payload goes as is
+}
+
+/** Resolves with the close code of the first close frame the gateway sends, or -1 if the socket just ends. */
+function closeCodeOf(s: Socket): Promise<number> {
+  return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    s.on('data', (d) => {
+      got = Buffer.concat([got, d]);
+      if (got.length >= 4 && (got[0] & 0x0f) === 0x8) resolve(got.readUInt16BE(2));
+    });
+    s.once('close', () => resolve(-1));
+  });
 }
 
 /** Upgrades a raw socket; resolves once the 101 is in. */
@@ -149,7 +165,14 @@ describe('hostile WebSocket input', () => {
     const far = await h.ws();
     far.sendRaw(Buffer.alloc(limit * 3, 0xc0));
     assert.equal((await far.closed).code, 1006);
-    await until(() => h.gw.ctx.gate.ws === open, 3000, 'both closed connections gone');
+    // A message in fragments, each under the limit, all of them over it: the same 1009.
+    const raw = await rawWs(h.gw.port);
+    const code = closeCodeOf(raw);
+    raw.write(rawFrame(0x2, Buffer.alloc(limit / 2, 0xc0), false));
+    raw.write(rawFrame(0x0, Buffer.alloc(limit / 2 + 1, 0xc0), true));
+    assert.equal(await code, 1009);
+    raw.destroy();
+    await until(() => h.gw.ctx.gate.ws === open, 3000, 'the closed connections gone');
     await canaryAlive();
     assert.ok((await ok.get('hostile:canary')).hit);
   });
