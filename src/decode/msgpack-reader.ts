@@ -166,13 +166,20 @@ export class MsgpackReader {
    */
   resumeSkip(): void {
     const left = this.left;
+    const buf = this.buf;
     let depth = this.open;
     let at = this.pos;
+    let steps = 0;
     try {
       for (;;) {
         at = this.pos;
-        this.steps++;
-        const n = this.head();
+        steps++;
+        // Scalars and short strings, most of what requests hold, without a call.
+        const c = at < this.end ? buf[at] : -1;
+        let n = 0;
+        if (c >= 0 && (c <= 0x7f || c >= 0xe0 || c === 0xc0 || c === 0xc2 || c === 0xc3)) this.pos = at + 1;
+        else if (c >= 0xa0 && c <= 0xbf) { this.pos = at + 1; this.advance(c & 0x1f); }
+        else n = this.head();
         if (n > 0) {
           if (depth === MAX_DEPTH) throw TOO_DEEP;
           left[depth++] = n;
@@ -180,7 +187,7 @@ export class MsgpackReader {
         }
         // One value done (a scalar or an empty container): close every container it completes.
         for (;;) {
-          if (depth === 0) { this.open = 0; return; }
+          if (depth === 0) { this.open = 0; this.steps += steps; return; }
           if (--left[depth - 1] > 0) break;
           depth--;
         }
@@ -188,6 +195,7 @@ export class MsgpackReader {
     } catch (e) {
       this.pos = at;
       this.open = depth;
+      this.steps += steps;
       throw e;
     }
   }
