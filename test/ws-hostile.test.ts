@@ -128,7 +128,9 @@ describe('hostile WebSocket input', () => {
     try {
       lines = await logged(async () => {
         for (let k = 1; k <= 200; k++) c.sendRaw(pack({ id: k, op: 'del', key: `hostile:bug:${k}` }));
-        await until(() => entries.filter((e) => e.kind === 'end').length >= 200, 5000, '200 ENDs');
+        // A bug in the middle of a bulk request: the next request in the same frame is read from the right place.
+        c.sendRaw(Buffer.concat([pack({ id: 1000, op: 'mdel', keys: ['hostile:a', 'hostile:b'] }), pack({ id: 1001, op: 'get', key: 'hostile:canary' })]));
+        await until(() => entries.filter((e) => e.kind === 'end').length >= 202, 5000, '202 ENDs');
       });
     } finally {
       router.del = del;
@@ -137,10 +139,13 @@ describe('hostile WebSocket input', () => {
       const mine = entries.filter((e) => e.id === k);
       assert.deepEqual(mine.map((e) => [e.kind, e.code]), [['error', 'INTERNAL'], ['end', undefined]], `request ${k}`);
     }
+    assert.deepEqual(entries.filter((e) => e.id === 1000).map((e) => [e.kind, e.code]), [['error', 'INTERNAL'], ['end', undefined]]);
+    assert.deepEqual(entries.filter((e) => e.id === 1001).map((e) => e.kind), ['value', 'end']);
+    assert.equal(entries.length, 2 * 200 + 4, 'no entry beyond those: nothing was read from the middle of a request');
     assert.equal(lines.length, 1, `log lines: ${lines.join(' | ')}`);
     assert.match(lines[0], /injected bug/);
     assert.doesNotMatch(lines[0], /\n/, 'one line, not a stack trace');
-    assert.equal((h.gw.stats().ws as { internalErrors: number }).internalErrors - before, 200);
+    assert.equal((h.gw.stats().ws as { internalErrors: number }).internalErrors - before, 201);
     assert.equal(await c.del('hostile:bug:1'), false, 'the connection goes on once the bug is gone');
     assert.equal(h.gw.ws.sessions.size >= 2 && [...h.gw.ws.sessions].every((s) => s.s.inflight === 0), true, 'nothing left in flight');
     await canaryAlive();

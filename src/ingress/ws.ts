@@ -164,14 +164,16 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     if (read && c.w.parkedBytes > config.ws.maxPayloadBytes) {
       return requestError(s, id, 'BUSY', 'too many keys wait for this connection to read its answers');
     }
-    const buf = reader.buf;
     const req = (freeRequests.pop() ?? new WsRequest()).init(c, id, read, freeRequests);
     s.inflight++;
     counters.requests++;
+    const next = reader.pos;
     try {
       items(c, req, f);
     } catch (e) {
-      // A bug: this request fails as a whole (items already handed to shards still settle), the rest go on.
+      // A bug: this request fails as a whole (items already handed to shards still settle), the rest go on,
+      // read from where this request's map ended.
+      reader.pos = next;
       bug(e);
       req.reject(-1, 'INTERNAL', ErrorTable.INTERNAL.message);
     }
