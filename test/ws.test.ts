@@ -92,9 +92,11 @@ describe('WebSocket', () => {
     c.sendRaw(pack({ id: 900005, op: 'get', key: 'x'.repeat(251) }));
     c.sendRaw(pack({ id: 900006, op: 'get', key: 'ws:keep', wait: 1_000_000 }));
     c.sendRaw(pack({ op: 'get', key: 'ws:keep' }));
+    c.sendRaw(pack({ id: 900007, op: 'set', key: 'ws:x', value: Buffer.from('v'), ttl: -1 }));
+    c.sendRaw(pack({ id: 900008, op: 'mset', items: [{ key: 'ws:x', value: Buffer.from('v'), ttl: 2592001 }, { value: Buffer.from('v') }] }));
     const good = await c.get('ws:keep');
     assert.ok(good.hit && good.value.toString() === 'kept');
-    await until(() => entries.filter((e) => e.kind === 'error').length >= 9, 2000, 'nine error entries');
+    await until(() => entries.filter((e) => e.kind === 'error').length >= 12, 2000, 'twelve error entries');
     const codeOf = (id: number): string | undefined => entries.find((e) => e.id === id && e.kind === 'error')?.code;
     assert.equal(codeOf(900001), 'UNKNOWN_OP');
     assert.equal(codeOf(900002), 'BAD_KEY');
@@ -102,6 +104,16 @@ describe('WebSocket', () => {
     assert.equal(codeOf(900004), 'BAD_TTL');
     assert.equal(codeOf(900005), 'BAD_KEY');
     assert.equal(codeOf(900006), 'BAD_WAIT');
+    // Messages name the real limits (maxTtlSeconds, maxWaitMs), not the width of the wire field.
+    const messageOf = (id: number, i = -1): string | undefined =>
+      (entries.find((e) => e.id === id && e.i === i && e.kind === 'error') as { message?: string } | undefined)?.message;
+    assert.equal(codeOf(900007), 'BAD_TTL');
+    assert.match(messageOf(900007)!, /from 0 to 2592000$/);
+    assert.match(messageOf(900004)!, /from 0 to 2592000$/);
+    assert.match(messageOf(900006)!, /from 0 to 50$/);
+    assert.equal(codeOf(900008), 'BAD_TTL');
+    assert.match(messageOf(900008, 0)!, /from 0 to 2592000$/);
+    assert.equal(messageOf(900008, 1), 'key missing');
     const anon = entries.filter((e) => e.id === 0 && e.kind === 'error').map((e) => e.code);
     assert.deepEqual(anon.sort(), ['BAD_REQUEST', 'BAD_REQUEST', 'BAD_REQUEST']);
     c.onEntry = undefined as never;

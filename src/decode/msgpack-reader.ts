@@ -4,10 +4,18 @@
  * hashed and copied into a shard's command buffer without a JS string or a Buffer per key.
  *
  * Truncated input throws INCOMPLETE (streaming bodies wait for more bytes); malformed input throws a
- * MsgpackError with a message for the client.
+ * MsgpackError with a message for the client. Nothing here recurses: client bytes decide how deep values
+ * nest, so skip() walks with an explicit, bounded stack and refuses nesting past MAX_DEPTH.
  */
 export class MsgpackError extends Error {}
 export const INCOMPLETE = new MsgpackError('incomplete msgpack value');
+
+/**
+ * Containers one skip() may have open at once. A request is at most a map of arrays of maps of scalars
+ * (4 levels); the slack is for whatever a client puts in fields we ignore.
+ */
+export const MAX_DEPTH = 32;
+export const TOO_DEEP = new MsgpackError(`msgpack nested deeper than ${MAX_DEPTH} levels`);
 
 export const enum MpType { Nil, Bool, Int, Float, Str, Bin, Array, Map, Ext }
 
@@ -18,6 +26,14 @@ export class MsgpackReader {
   /** Set by readBytes(): where the last str/bin's bytes are. */
   off = 0;
   len = 0;
+  /** After INCOMPLETE: the value cannot be whole before buf[want] (a streaming caller waits for that). */
+  want = 0;
+  /** Containers a skip() that ran out of bytes left open; resumeSkip() carries on from there. */
+  open = 0;
+  /** Values left in each open container (maps count keys and values). */
+  private readonly left = new Float64Array(MAX_DEPTH);
+  /** Value headers read by skip(): a measure of work, for tests that check it stays linear. */
+  steps = 0;
 
   reset(buf: Uint8Array, pos: number, end: number): this {
     this.buf = buf;
@@ -31,7 +47,7 @@ export class MsgpackReader {
   }
 
   private need(n: number): void {
-    if (this.pos + n > this.end) throw INCOMPLETE;
+    if (this.pos + n > this.end) { this.want = this.pos + n; throw INCOMPLETE; }
   }
 
   private u8(): number {
@@ -138,10 +154,58 @@ export class MsgpackReader {
 
   /** Skips one whole value of any type. */
   skip(): void {
+    this.open = 0;
+    this.resumeSkip();
+  }
+
+  /**
+   * Skips values until every container open in this skip is closed. On INCOMPLETE, `pos` is left at the
+   * start of the value that did not fit and `open` / `left` say what is still open, so a streaming caller
+   * can move `pos` (by as much as it moves its bytes) and call this again once more bytes have arrived,
+   * instead of skipping the whole item from its start on every chunk.
+   */
+  resumeSkip(): void {
+    const left = this.left;
+    const buf = this.buf;
+    let depth = this.open;
+    let at = this.pos;
+    let steps = 0;
+    try {
+      for (;;) {
+        at = this.pos;
+        steps++;
+        // Scalars and short strings, most of what requests hold, without a call.
+        const c = at < this.end ? buf[at] : -1;
+        let n = 0;
+        if (c >= 0 && (c <= 0x7f || c >= 0xe0 || c === 0xc0 || c === 0xc2 || c === 0xc3)) this.pos = at + 1;
+        else if (c >= 0xa0 && c <= 0xbf) { this.pos = at + 1; this.advance(c & 0x1f); }
+        else n = this.head();
+        if (n > 0) {
+          if (depth === MAX_DEPTH) throw TOO_DEEP;
+          left[depth++] = n;
+          continue;
+        }
+        // One value done (a scalar or an empty container): close every container it completes.
+        for (;;) {
+          if (depth === 0) { this.open = 0; this.steps += steps; return; }
+          if (--left[depth - 1] > 0) break;
+          depth--;
+        }
+      }
+    } catch (e) {
+      this.pos = at;
+      this.open = depth;
+      this.steps += steps;
+      throw e;
+    }
+  }
+
+  /** Reads one value's header and skips its bytes; returns how many values a container holds, else 0. */
+  private head(): number {
     const c = this.u8();
-    if (c <= 0x7f || c >= 0xe0 || c === 0xc0 || c === 0xc2 || c === 0xc3) return;
-    if (c <= 0x8f) return this.skipN((c & 0x0f) * 2);
-    if (c <= 0x9f) return this.skipN(c & 0x0f);
+    if (c <= 0x7f || c >= 0xe0 || c === 0xc0 || c === 0xc2 || c === 0xc3) return 0;
+    if (c <= 0x8f) return (c & 0x0f) * 2;
+    if (c <= 0x9f) return c & 0x0f;
     if (c <= 0xbf) return this.advance(c & 0x1f);
     switch (c) {
       case 0xcc: case 0xd0: return this.advance(1);
@@ -151,10 +215,10 @@ export class MsgpackReader {
       case 0xd9: case 0xc4: return this.advance(this.be(1));
       case 0xda: case 0xc5: return this.advance(this.be(2));
       case 0xdb: case 0xc6: return this.advance(this.be(4));
-      case 0xdc: return this.skipN(this.be(2));
-      case 0xdd: return this.skipN(this.be(4));
-      case 0xde: return this.skipN(this.be(2) * 2);
-      case 0xdf: return this.skipN(this.be(4) * 2);
+      case 0xdc: return this.be(2);
+      case 0xdd: return this.be(4);
+      case 0xde: return this.be(2) * 2;
+      case 0xdf: return this.be(4) * 2;
       case 0xd4: return this.advance(2);
       case 0xd5: return this.advance(3);
       case 0xd6: return this.advance(5);
@@ -164,15 +228,13 @@ export class MsgpackReader {
       case 0xc8: return this.advance(this.be(2) + 1);
       case 0xc9: return this.advance(this.be(4) + 1);
     }
+    this.pos--;
     throw new MsgpackError(`invalid msgpack byte 0x${c.toString(16)}`);
   }
 
-  private advance(n: number): void {
+  private advance(n: number): number {
     this.need(n);
     this.pos += n;
-  }
-
-  private skipN(n: number): void {
-    for (let k = 0; k < n; k++) this.skip();
+    return 0;
   }
 }

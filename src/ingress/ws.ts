@@ -4,6 +4,11 @@
  * shard batches, or into the session's get window when it has no room, before it does) and dispatched
  * item by item. Gets go through the session's window (credit-based fetching); answers leave through the
  * session's EntryWriter as shards reply.
+ *
+ * Nothing a client sends yields INTERNAL or a log line: bytes that are not msgpack (or nest too deep) get
+ * BAD_REQUEST for the frame, a bad field gets its own code for its request. INTERNAL is kept for gateway
+ * bugs, which cost the request they hit, and are logged through a rate limit, since a client that found one
+ * could otherwise trigger it once per frame and flood the log.
  */
 import type { GatewayContext } from '../context';
 import type { ErrorCode } from '../errors';
@@ -12,7 +17,7 @@ import { Request } from '../request';
 import { MsgpackError, MsgpackReader, MpType } from '../decode/msgpack-reader';
 import { ItemFields, Op, RequestFields } from '../decode/request-fields';
 import { Kind } from '../stream/entry-writer';
-import { WsSession } from '../stream/ws-session';
+import { CloseCode, WsSession } from '../stream/ws-session';
 import { GetWindow } from '../flow/get-window';
 import type { TemplatedApp, WebSocket } from '../uws';
 
@@ -20,6 +25,50 @@ export interface WsCounters {
   connections: number; messages: number; requests: number; badFrames: number;
   /** Clients (WebSocket or HTTP bulk) cut off because their output did not move for limits.stallTimeoutMs. */
   stalled: number;
+  /** Gateway bugs met while handling a request (each answered INTERNAL; logged at most every few seconds). */
+  internalErrors: number;
+}
+
+/**
+ * One log line per `everyMs` at most, for failures a client could trigger at will; the rest are counted
+ * and the count goes out with the next line. A line holds the error and where it was thrown, never a stack.
+ */
+export class RateLimitedLog {
+  private last = -Infinity;
+  private suppressed = 0;
+
+  constructor(private readonly what: string, private readonly everyMs = 10_000,
+    private readonly write: (line: string) => void = (line) => console.error(line), private readonly now = Date.now) {}
+
+  report(e: unknown): void {
+    const t = this.now();
+    if (t - this.last < this.everyMs) { this.suppressed++; return; }
+    const more = this.suppressed > 0 ? ` (and ${this.suppressed} more in the last ${Math.round((t - this.last) / 1000)} s)` : '';
+    this.last = t;
+    this.suppressed = 0;
+    this.write(`kvgate: ${this.what}: ${oneLine(e)}${more}`);
+  }
+}
+
+function oneLine(e: unknown): string {
+  if (!(e instanceof Error)) return String(e).slice(0, 200).replace(/\s+/g, ' ');
+  const at = e.stack?.split('\n').find((l) => l.trimStart().startsWith('at '))?.trim() ?? '';
+  return `${e.name}: ${e.message}`.slice(0, 200).replace(/\s+/g, ' ') + (at ? ` ${at}` : '');
+}
+
+/**
+ * uWS refuses a frame over its own maxPayloadLength at the frame header by dropping the TCP connection
+ * (no close frame: the client sees 1006). We give uWS a higher bound and close with 1009 ourselves for
+ * frames between our limit and it, so a client that oversteps by a little (up to the limit again, at most
+ * 4 MiB more) learns why; only frames beyond that are cut at the header. The cost: uWS reserves a buffer
+ * for a frame's announced length and fills it as bytes arrive, so one connection may hold up to that
+ * bound (4 MiB at the default 2 MiB limit) while it sends one frame. Pages are touched only as the bytes
+ * arrive, so only a client that really sends that much pays, at the speed it sends; it is the size of one
+ * connection's output window (limits.maxBufferedBytesPerConnection, 4 MiB by default), which we already
+ * hold per client.
+ */
+export function uwsPayloadBound(maxPayloadBytes: number): number {
+  return maxPayloadBytes + Math.min(maxPayloadBytes, 4 * 1024 * 1024);
 }
 
 /** One connection: its output side and its get window. */
@@ -83,12 +132,18 @@ export interface WsFront {
 export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront {
   const { router, config } = ctx;
   const limits = config.limits;
-  const counters: WsCounters = { connections: 0, messages: 0, requests: 0, badFrames: 0, stalled: 0 };
+  const counters: WsCounters = { connections: 0, messages: 0, requests: 0, badFrames: 0, stalled: 0, internalErrors: 0 };
   const sessions = new Set<WsConn>();
   const freeRequests: WsRequest[] = [];
   const reader = new MsgpackReader();
-  const fields = new RequestFields();
-  const item = new ItemFields();
+  const fields = new RequestFields({ maxTtlSeconds: limits.maxTtlSeconds, maxWaitMs: config.batch.maxWaitMs });
+  const item = new ItemFields(limits);
+  const bugs = new RateLimitedLog('request handling failed');
+  const maxPayload = config.ws.maxPayloadBytes;
+  const bug = (e: unknown): void => {
+    counters.internalErrors++;
+    bugs.report(e);
+  };
   // Output no window governs (errors, write acks) may pass the window by this much before the client is
   // cut off; a value larger than the window is let through alone.
   const hardCap = limits.maxBufferedBytesPerConnection + limits.maxValueBytes + 256 * 1024;
@@ -103,17 +158,30 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     const id = f.id;
     if (f.error !== null) return requestError(s, id, f.error, f.errorMessage);
     if (ctx.draining) return requestError(s, id, 'SHUTTING_DOWN', ErrorTable.SHUTTING_DOWN.message);
-    if (f.wait > config.batch.maxWaitMs) return requestError(s, id, 'BAD_WAIT', `wait must be at most ${config.batch.maxWaitMs} ms`);
     if (s.inflight >= limits.maxInflightPerConnection) return requestError(s, id, 'BUSY', ErrorTable.BUSY.message);
     const read = f.op === Op.Get || f.op === Op.MGet;
     // Keys waiting for this client to read are bounded: past a frame's worth, reads wait for it to drain.
     if (read && c.w.parkedBytes > config.ws.maxPayloadBytes) {
       return requestError(s, id, 'BUSY', 'too many keys wait for this connection to read its answers');
     }
-    const buf = reader.buf;
     const req = (freeRequests.pop() ?? new WsRequest()).init(c, id, read, freeRequests);
     s.inflight++;
     counters.requests++;
+    const next = reader.pos;
+    try {
+      items(c, req, f);
+    } catch (e) {
+      // A bug: this request fails as a whole (items already handed to shards still settle), the rest go on,
+      // read from where this request's map ended.
+      reader.pos = next;
+      bug(e);
+      req.reject(-1, 'INTERNAL', ErrorTable.INTERNAL.message);
+    }
+    req.seal();
+  };
+
+  const items = (c: WsConn, req: WsRequest, f: RequestFields): void => {
+    const buf = reader.buf;
     switch (f.op) {
       case Op.Get:
         if (f.keyOff < 0) req.reject(0, 'BAD_KEY', 'key missing');
@@ -138,7 +206,6 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
       default:
         req.reject(-1, 'UNKNOWN_OP', 'op missing');
     }
-    req.seal();
   };
 
   /**
@@ -170,14 +237,14 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     const n = openBulk(req, f.itemsAt, 'items');
     for (let i = 0; i < n; i++) {
       item.read(reader);
-      if (item.error !== null) { req.reject(i, item.error); continue; }
+      if (item.error !== null) { req.reject(i, item.error, item.errorMessage); continue; }
       router.set(req, i, reader.buf, item.keyOff, item.keyLen, item.ttl, item.flags, reader.buf, item.valueOff, item.valueLen, f.wait);
     }
     reader.pos = save;
   };
 
   app.ws<{ c: WsConn }>('/v1/ws', {
-    maxPayloadLength: config.ws.maxPayloadBytes,
+    maxPayloadLength: uwsPayloadBound(maxPayload),
     idleTimeout: config.ws.idleTimeoutSeconds,
     // Above anything the session lets pile up (it disconnects at hardCap), so uWS never drops a frame.
     maxBackpressure: hardCap + 1024 * 1024,
@@ -211,30 +278,40 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
       const c = ws.getUserData().c;
       const s = c.s;
       counters.messages++;
+      if (message.byteLength > maxPayload) {
+        counters.badFrames++;
+        s.end(CloseCode.MessageTooBig, 'TOO_LARGE');
+        return;
+      }
       if (!isBinary) {
         counters.badFrames++;
         s.error(0, -1, 'BAD_REQUEST', 'frames must be binary msgpack');
         return;
       }
       reader.reset(new Uint8Array(message), 0, message.byteLength);
-      try {
-        while (reader.remaining > 0) {
+      while (reader.remaining > 0) {
+        try {
           fields.read(reader);
-          if (fields.id < 0) {
-            counters.badFrames++;
-            s.error(0, -1, fields.error ?? 'BAD_REQUEST', fields.error ? fields.errorMessage : 'id missing');
-            continue;
-          }
-          dispatch(c, fields);
-        }
-      } catch (e) {
-        if (e instanceof MsgpackError) {
+        } catch (e) {
+          // The rest of the frame cannot be found once a map is unreadable: one error for the frame. The
+          // map's request, if its id was read, was never started, so it gets its END here.
           counters.badFrames++;
-          s.error(fields.id >= 0 ? fields.id : 0, -1, 'BAD_REQUEST', `not valid msgpack: ${e.message}`);
-        } else {
-          // A gateway bug: report it to this client and the log, keep the process and the connection.
-          console.error('kvgate: request handling failed:', e);
-          s.error(fields.id >= 0 ? fields.id : 0, -1, 'INTERNAL', ErrorTable.INTERNAL.message);
+          if (!(e instanceof MsgpackError)) bug(e); // the client still only sent bad bytes: BAD_REQUEST
+          const why = e instanceof MsgpackError ? `not valid msgpack: ${e.message}` : 'not valid msgpack';
+          if (fields.id >= 0) requestError(s, fields.id, 'BAD_REQUEST', why);
+          else s.error(0, -1, 'BAD_REQUEST', why);
+          return;
+        }
+        if (fields.id < 0) {
+          counters.badFrames++;
+          s.error(0, -1, fields.error ?? 'BAD_REQUEST', fields.error ? fields.errorMessage : 'id missing');
+          continue;
+        }
+        try {
+          dispatch(c, fields);
+        } catch (e) {
+          bug(e);
+          s.error(fields.id, -1, 'INTERNAL', ErrorTable.INTERNAL.message);
         }
       }
     },

@@ -12,6 +12,13 @@ export const enum Kind { Value = 0, Part = 1, Miss = 2, Ok = 3, Error = 4, End =
 /** Worst case bytes of a PART entry without its chunk: array + id + i + kind + flags + total + offset + bin32. */
 const PART_HEAD_MAX = 1 + 5 + 5 + 1 + 5 + 5 + 5 + 5;
 const SMALL_TAIL = 256;
+/** Error codes and messages are cut to this many bytes (a str8 header always fits it). */
+export const MAX_MESSAGE_BYTES = 255;
+/** Worst case bytes of an ERROR entry: array + id + i + kind + two str8s. */
+const ERROR_MAX = 1 + 5 + 5 + 1 + 2 * (2 + MAX_MESSAGE_BYTES);
+/** C0 and C1 control characters and DEL: nothing a person should get in a message, nor a terminal. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const CONTROL_ALL = /[\u0000-\u001f\u007f-\u009f]/g;
 
 export abstract class EntryWriter implements Flushable {
   queuedForFlush = false;
@@ -109,17 +116,21 @@ export abstract class EntryWriter implements Flushable {
     this.len = p;
   }
 
+  /**
+   * Messages may carry a backend's words (a SERVER_ERROR line, read as latin1), so they are made safe for
+   * any client here: control bytes become U+FFFD, lone surrogates are written as U+FFFD (what UTF-8
+   * encoding does with them), and the text is cut at MAX_MESSAGE_BYTES on a character boundary.
+   */
   error(id: number, i: number, code: string, message: string): void {
     if (this.isClosed()) return;
-    const max = 16 + code.length + Buffer.byteLength(message) + 10;
-    const b = this.room(Math.min(max, BUFFER_SIZE));
+    const b = this.room(ERROR_MAX);
     let p = this.len;
     b[p++] = 0x95;
     p = putUint(b, p, id);
     p = putInt(b, p, i);
     b[p++] = Kind.Error;
-    p = putStr(b, p, code, BUFFER_SIZE - p);
-    p = putStr(b, p, message, BUFFER_SIZE - p);
+    p = putStr(b, p, code);
+    p = putStr(b, p, CONTROL.test(message) ? message.replace(CONTROL_ALL, '\ufffd') : message);
     this.len = p;
   }
 }
@@ -158,12 +169,20 @@ function putBinHeader(b: Buffer, p: number, n: number): number {
   return p + 5;
 }
 
-/** Writes a str, cut to fit `max` bytes (messages are for people; codes are short ASCII). */
-function putStr(b: Buffer, p: number, s: string, max: number): number {
-  let n = Buffer.byteLength(s);
-  if (n + 5 > max) { s = s.slice(0, Math.max(0, max - 5)); n = Buffer.byteLength(s); }
-  if (n < 32) b[p++] = 0xa0 | n;
-  else if (n < 0x100) { b[p++] = 0xd9; b[p++] = n; }
-  else { b[p++] = 0xda; b[p++] = n >>> 8; b[p++] = n & 0xff; }
-  return p + b.write(s, p, 'utf8');
+/**
+ * Writes a str of at most MAX_MESSAGE_BYTES. The header must count the bytes written, not the characters:
+ * Buffer.write never splits a character, so a cut string is written first and its header fixed after.
+ */
+function putStr(b: Buffer, p: number, s: string): number {
+  const n = Buffer.byteLength(s);
+  if (n <= MAX_MESSAGE_BYTES) {
+    if (n < 32) b[p++] = 0xa0 | n;
+    else { b[p++] = 0xd9; b[p++] = n; }
+    return p + b.write(s, p, n, 'utf8');
+  }
+  // A character is at most 4 bytes, so the cut keeps at least 252: still a str8.
+  const w = b.write(s, p + 2, MAX_MESSAGE_BYTES, 'utf8');
+  b[p] = 0xd9;
+  b[p + 1] = w;
+  return p + 2 + w;
 }

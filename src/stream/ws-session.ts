@@ -15,9 +15,9 @@ import { EntryWriter } from './entry-writer';
 import type { OutputMeter, TransportTally } from './output-meter';
 
 /** Bytes uWS may hold before frames wait here instead (keeps uWS's own copy of the output small). */
-const HIGH_WATER = 64 * 1024;
+export const HIGH_WATER = 64 * 1024;
 
-export const enum CloseCode { GoingAway = 1001, PolicyViolation = 1008 }
+export const enum CloseCode { GoingAway = 1001, PolicyViolation = 1008, MessageTooBig = 1009 }
 
 export class WsSession extends EntryWriter implements OutputMeter {
   ws: WebSocket<unknown> | null = null;
@@ -44,6 +44,21 @@ export class WsSession extends EntryWriter implements OutputMeter {
 
   constructor(pool: BufferPool, private readonly budget: TransportTally, private readonly hardCap: number) {
     super(pool);
+  }
+
+  /** Frames waiting here for uWS to drain (tests and stats look; the gateway does not). */
+  get queuedFrames(): number {
+    return this.queue.length;
+  }
+
+  /** What uWS held for this client when last looked at. */
+  get transportBytes(): number {
+    return this.transportSeen;
+  }
+
+  /** Drain events seen from uWS. */
+  get drainEvents(): number {
+    return this.drains;
   }
 
   isClosed(): boolean {
