@@ -8,6 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import type { GatewayContext } from '../context';
 import { ErrorCode, ErrorTable, errorBody, errorObject } from '../errors';
 import { BodyTooLarge, MsgpackItems, NdjsonLines } from '../decode/body-stream';
+import { RateLimitedLog } from '../log';
 import { ItemFields } from '../decode/request-fields';
 import { MsgpackError } from '../decode/msgpack-reader';
 import { GetWindow } from '../flow/get-window';
@@ -217,8 +218,10 @@ class BulkRequest extends Request implements OutputMeter {
 }
 
 export function mountBulk(app: TemplatedApp, ctx: GatewayContext): void {
-  app.post('/v1/mget', (res, req) => handle(res, req, ctx, true));
-  app.post('/v1/mset', (res, req) => handle(res, req, ctx, false));
+  // Per gateway: a client-triggered bug logs a line per 10 s at most, never a stack.
+  const bugs = new RateLimitedLog('bulk request handling failed');
+  app.post('/v1/mget', (res, req) => handle(res, req, ctx, true, bugs));
+  app.post('/v1/mset', (res, req) => handle(res, req, ctx, false, bugs));
 }
 
 /** Strict base64 (see BASE64), also refusing unused bits that are not zero; null if not. */
@@ -232,7 +235,7 @@ function base64Value(s: string): Buffer | null {
   return Buffer.from(s, 'base64');
 }
 
-function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet: boolean): void {
+function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet: boolean, bugs: RateLimitedLog): void {
   const { router, config } = ctx;
   const limits = config.limits;
   const maxInflightItems = limits.maxInflightPerConnection;
@@ -254,7 +257,7 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
   const maxItem = router.limits.maxValueBytes * (inFmt === 'ndjson' ? 6 : 1) + 4096;
   const mp = inFmt === 'msgpack' ? new MsgpackItems(maxItem) : null;
   const nd = inFmt === 'ndjson' ? new NdjsonLines(maxItem) : null;
-  const item = new ItemFields();
+  const item = new ItemFields(limits);
   let failed = false;
   let paused = false;
   const wait = q.wait;
@@ -306,7 +309,7 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
       } else {
         item.read(rd);
         const i = index(r.nd !== null && item.keyOff >= 0 ? keyText(rd.buf, item.keyOff, item.keyLen) : null);
-        if (item.error !== null) r.reject(i, item.error);
+        if (item.error !== null) r.reject(i, item.error, item.errorMessage);
         else router.set(r, i, rd.buf, item.keyOff, item.keyLen, item.ttl, item.flags, rd.buf, item.valueOff, item.valueLen, wait);
       }
       mp!.consumed();
@@ -363,7 +366,7 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
       if (e instanceof TooMany) return fail('TOO_MANY', `at most ${limits.maxItemsPerRequest} items per request`);
       if (e instanceof BodyTooLarge) return fail('TOO_LARGE', e.message);
       if (e instanceof MsgpackError) return fail('BAD_REQUEST', e.message);
-      console.error('kvgate: bulk request handling failed:', e);
+      bugs.report(e);
       return fail('INTERNAL', ErrorTable.INTERNAL.message);
     }
     if (isLast) { r.seal(); return; }
