@@ -241,7 +241,7 @@ function mutate(s: Buffer, ms: Mutation[]): Buffer {
   return b;
 }
 
-const limits = { numRuns: 400, interruptAfterTimeLimit: 4000 };
+const limits = { numRuns: 2000, interruptAfterTimeLimit: 4000 };
 
 describe('reply parser: properties', () => {
   it('valid reply streams, split at random points, decode exactly as the oracle decodes them whole', () => {
