@@ -93,8 +93,8 @@ describe('reply parser', () => {
     const c: Case = { sets, dels: [`${tag}:0`, `${tag}:absent`], keys: [...sets.map((s) => s.key), `${tag}:miss`, `${tag}:0`.replace(':0', ':x')] };
     // Real reply bytes, produced by sending memcached exactly what the batches above hold.
     const mutBytes: Buffer[] = [];
-    sets.forEach((s, k) => mutBytes.push(Buffer.from(`ms ${s.key} ${s.value.length} F${k} O${k}\r\n`), s.value, Buffer.from('\r\n')));
-    c.dels.forEach((d, k) => mutBytes.push(Buffer.from(`md ${d} O${sets.length + k}\r\n`)));
+    sets.forEach((s, k) => mutBytes.push(Buffer.from(`ms ${s.key} ${s.value.length} F${k} O${k + 1}\r\n`), s.value, Buffer.from('\r\n')));
+    c.dels.forEach((d, k) => mutBytes.push(Buffer.from(`md ${d} O${sets.length + k + 1}\r\n`)));
     // The multi-get runs before the deletes here so that every value is there to be read: send sets, get, then deletes.
     const setReply = await capture(port, Buffer.concat(mutBytes.slice(0, sets.length * 3)), sets.length);
     const getReply = await capture(port, Buffer.from(`get ${c.keys.join(' ')}\r\n`), 1);

@@ -25,6 +25,8 @@ class Counting extends Request {
   protected onOk(): void { /* not used by gets */ }
   protected onError(_i: number, _c: ErrorCode): void { this.errors++; }
   protected onFinish(): void { /* pooled by the caller */ }
+  /** Reused for every reply, as the WebSocket front pools its requests: each item settles once per use. */
+  again(): this { this.reinit(); return this; }
 }
 
 function main(): void {
@@ -52,6 +54,7 @@ function main(): void {
     const label = size >= 1024 ? `${size / 1024} KiB` : `${size} B`;
     const once = (chunks: Buffer[]): number => {
       batch.reset();
+      req.again();
       for (let k = 0; k < KEYS; k++) batch.add(req, k, keys[k], 0, keys[k].length);
       batch.seal();
       inFlight = batch;

@@ -27,6 +27,15 @@ import { GetBatch } from './get-batch';
 import { MutationBatch } from './mutation-batch';
 import type { Batch, ShardConnection } from '../memcached/shard-connection';
 
+/**
+ * Bytes memcached needs in an item besides the value and the key, plus a margin. Measured against
+ * memcached 1.6.18 (`-I 1m`, then `-I 2m`, flags non-zero, CAS on): the largest value `ms` stores is
+ * item_size_max - klen - 63 (1048512 bytes with a 1-byte key, 1048263 with a 250-byte key; one byte
+ * more answers `SERVER_ERROR object too large for cache`). 33 bytes of margin cover header fields other
+ * builds add; a set over item_size_max - klen - 96 is refused as TOO_LARGE before it is sent.
+ */
+export const ITEM_OVERHEAD = 96;
+
 export interface BatchOptions {
   windowMs: number;
   maxWaitMs: number;
@@ -80,10 +89,16 @@ export class Coalescer {
     this.after(q, lane, wait, b.full || b.len >= this.opts.maxBytes);
   }
 
+  /** The gateway's own value limit: a shard announcing a longer value is out of step. */
+  setValueLimit(maxValueBytes: number): void {
+    for (const q of this.queues) q.conn.maxValueBytes = maxValueBytes;
+  }
+
   /** Adds a set whose value is given as parts (a streamed body) or one range. */
   set(shard: number, req: Request, i: number, key: Uint8Array, koff: number, klen: number,
     ttl: number, flags: number, value: Uint8Array, voff: number, vlen: number, wait: number): void {
     const q = this.queues[shard];
+    if (this.tooLarge(q, req, i, klen, vlen)) return;
     const lane = this.mutLane(q, wait);
     const b = this.mutBatch(q, lane);
     b.beginSet(req, i, key, koff, klen, ttl, flags, vlen);
@@ -95,6 +110,7 @@ export class Coalescer {
   setParts(shard: number, req: Request, i: number, key: Uint8Array, koff: number, klen: number,
     ttl: number, flags: number, parts: Buffer[], lens: number[], vlen: number, wait: number): void {
     const q = this.queues[shard];
+    if (this.tooLarge(q, req, i, klen, vlen)) return;
     const lane = this.mutLane(q, wait);
     const b = this.mutBatch(q, lane);
     b.beginSet(req, i, key, koff, klen, ttl, flags, vlen);
@@ -125,6 +141,14 @@ export class Coalescer {
     }));
   }
 
+  /** Rejects a set the shard could not store (its item_size_max, read when it connected). */
+  private tooLarge(q: ShardQueue, req: Request, i: number, klen: number, vlen: number): boolean {
+    const max = q.conn.itemSizeMax;
+    if (max === 0 || vlen + klen + ITEM_OVERHEAD <= max) return false;
+    req.reject(i, 'TOO_LARGE', `value of ${vlen} bytes is over what shard ${q.conn.label} stores with this key (item_size_max ${max})`);
+    return true;
+  }
+
   /** The lane a write joins. An un-hinted write must not overtake a held one: those leave first. */
   private mutLane(q: ShardQueue, wait: number): Lane {
     if (wait > this.opts.windowMs) return q.held;
@@ -137,7 +161,7 @@ export class Coalescer {
   }
 
   private mutBatch(q: ShardQueue, lane: Lane): MutationBatch {
-    return lane.mut ?? (lane.mut = q.freeMuts.pop() ?? new MutationBatch(this.opts.maxOps));
+    return lane.mut ?? (lane.mut = q.freeMuts.pop() ?? new MutationBatch(this.opts.maxOps, q.conn.opaques));
   }
 
   private afterMut(q: ShardQueue, lane: Lane, wait: number): void {

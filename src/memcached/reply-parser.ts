@@ -5,6 +5,16 @@
  * handed to the batch as they arrive, straight from the read buffer; only a line split across reads is
  * copied (into `partial`). Anything that does not fit the expected reply is reported as out of step and
  * parsing stops: the connection owner then drops the connection.
+ *
+ * Backend bytes are not trusted: a value counts as complete only once the `\r\n` after its announced
+ * length was read and checked. Parts before the last may go to the batch as they arrive (a large value
+ * streams to its client); the last part (`offset + len === total`) is handed over only after the check.
+ * When the check fails (the value was longer or shorter than announced) the value has not settled: the
+ * connection fails it (SHARD_ERROR), and a client that already got its first parts sees them followed by an
+ * ERROR for the item (WebSocket, bulk) or a cut connection (single GET), never a corrupt value taken as ok.
+ * When a value's end and its `\r\n` fall in different reads, the last part is copied (`held`) until the
+ * `\r\n` arrives, since the read buffer is reused. A value announced larger than the gateway's own limit
+ * (`maxValueBytes`) is out of step too: it is never buffered or passed on.
  */
 import type { GetBatch } from '../batch/get-batch';
 import type { MutationBatch } from '../batch/mutation-batch';
@@ -23,6 +33,8 @@ export interface ReplyTarget {
 
 const enum State { Line, ValueData, ValueCrlf }
 
+const enum Ch { Cr = 0x0d /* \r */, Lf = 0x0a /* \n */ }
+
 /** Longest reply line accepted: VALUE + a 250-byte key + numbers, with room to spare. */
 const MAX_LINE = 8192;
 
@@ -36,12 +48,17 @@ export class ReplyParser {
   private vTotal = 0;
   private vOffset = 0;
   private crlfLeft = 0;
+  /** The last part of a value, kept while its \r\n is still to come (State.ValueCrlf). */
+  private held = Buffer.allocUnsafeSlow(0);
+  private heldLen = 0;
+  /** Largest value accepted from the shard; a larger VALUE is out of step. */
+  maxValueBytes = 1024 * 1024;
 
   constructor(private readonly t: ReplyTarget) {}
 
-  /** True while a value's bytes are arriving: that value has not settled. */
+  /** True while a value's bytes or its \r\n are arriving: that value has not settled. */
   get midValue(): boolean {
-    return this.state === State.ValueData;
+    return this.state !== State.Line;
   }
 
   /** Forgets everything buffered (new connection). */
@@ -50,31 +67,30 @@ export class ReplyParser {
     this.partialLen = 0;
   }
 
-  /** Parses buf[0, n). Stops at the first sign of a stream out of step (after telling the target). */
-  feed(chunk: Buffer, n: number): void {
-    let p = 0;
+  /** Parses chunk[from, n). Stops at the first sign of a stream out of step (after telling the target). */
+  feed(chunk: Buffer, n: number, from = 0): void {
+    let p = from;
     this.halted = false;
     while (p < n && !this.halted) {
       if (this.state === State.ValueData) {
-        const left = this.vTotal - this.vOffset;
-        const k = left < n - p ? left : n - p;
-        (this.t.head() as GetBatch).deliver(this.vKey, this.vFlags, this.vTotal, this.vOffset, chunk, p, k);
-        this.vOffset += k;
-        p += k;
-        if (this.vOffset === this.vTotal) { this.state = State.ValueCrlf; this.crlfLeft = 2; }
+        p = this.valueData(chunk, p, n);
         continue;
       }
       if (this.state === State.ValueCrlf) {
-        const want = this.crlfLeft === 2 ? 0x0d : 0x0a;
-        if (chunk[p] !== want) return this.protocolError('value not followed by \\r\\n');
+        if (chunk[p] !== (this.crlfLeft === 2 ? Ch.Cr : Ch.Lf)) return this.protocolError('value not followed by \\r\\n');
         p++;
-        if (--this.crlfLeft === 0) this.state = State.Line;
+        if (--this.crlfLeft === 0) {
+          this.state = State.Line;
+          const b = this.t.head() as GetBatch;
+          b.deliver(this.vKey, this.vFlags, this.vTotal, this.vOffset, this.held, 0, this.heldLen);
+        }
         continue;
       }
-      const nl = indexOfByte(chunk, 0x0a, p, n);
+      const nl = indexOfByte(chunk, Ch.Lf, p, n);
       if (nl === -1) { this.keepPartial(chunk, p, n); return; }
       if (this.partialLen > 0) {
         this.keepPartial(chunk, p, nl + 1);
+        if (this.halted) return;
         const len = this.partialLen;
         this.partialLen = 0;
         p = nl + 1;
@@ -85,6 +101,51 @@ export class ReplyParser {
         this.line(chunk, start, nl);
       }
     }
+  }
+
+  /**
+   * Value bytes from chunk[p, n); returns where parsing goes on. Parts before the last go out at once;
+   * the last only once the two bytes after it are known to be \r\n.
+   */
+  private valueData(chunk: Buffer, p: number, n: number): number {
+    const left = this.vTotal - this.vOffset;
+    const avail = n - p;
+    const b = this.t.head() as GetBatch;
+    if (avail <= left) {
+      if (avail === left) {
+        // The value ends exactly at the end of this read: keep its last part for the \r\n check.
+        this.hold(chunk, p, avail);
+        this.crlfLeft = 2;
+        this.state = State.ValueCrlf;
+        return n;
+      }
+      b.deliver(this.vKey, this.vFlags, this.vTotal, this.vOffset, chunk, p, avail);
+      this.vOffset += avail;
+      return n;
+    }
+    const e = p + left;
+    if (chunk[e] !== Ch.Cr) { this.protocolError('value not followed by \\r\\n'); return n; }
+    if (e + 1 === n) {
+      this.hold(chunk, p, left);
+      this.crlfLeft = 1;
+      this.state = State.ValueCrlf;
+      return n;
+    }
+    if (chunk[e + 1] !== Ch.Lf) { this.protocolError('value not followed by \\r\\n'); return n; }
+    this.state = State.Line;
+    b.deliver(this.vKey, this.vFlags, this.vTotal, this.vOffset, chunk, p, left);
+    return e + 2;
+  }
+
+  /** Copies a value's last part (at most one read's worth) out of the reused read buffer. */
+  private hold(chunk: Buffer, from: number, len: number): void {
+    if (len > this.held.length) {
+      let size = this.held.length < 1024 ? 1024 : this.held.length;
+      while (size < len) size *= 2;
+      this.held = Buffer.allocUnsafeSlow(size);
+    }
+    chunk.copy(this.held, 0, from, from + len);
+    this.heldLen = len;
   }
 
   private keepPartial(chunk: Buffer, from: number, to: number): void {
@@ -117,20 +178,17 @@ export class ReplyParser {
       const flags = readUint(buf, ke + 1, end);
       const fe = indexOfByte(buf, CH_SPACE, ke + 1, end);
       const bytes = fe < 0 ? -1 : readUint(buf, fe + 1, end);
-      if (flags < 0 || bytes < 0) return this.protocolError('bad VALUE line');
+      if (flags < 0 || bytes < 0 || flags > 0xffffffff) return this.protocolError('bad VALUE line');
+      if (bytes > this.maxValueBytes) return this.protocolError(`VALUE of ${bytes} bytes is over the ${this.maxValueBytes}-byte limit`);
+      // No more tokens than `<key> <flags> <bytes>` (a CAS would be a fourth: `get` never asks for one).
+      if (indexOfByte(buf, CH_SPACE, fe + 1, end) >= 0) return this.protocolError('bad VALUE line');
       const k = b.matchValue(buf, ks, ke - ks);
       if (k < 0) return this.protocolError('VALUE for a key not asked');
       this.vKey = k;
       this.vFlags = flags;
       this.vTotal = bytes;
       this.vOffset = 0;
-      if (bytes === 0) {
-        b.deliver(k, flags, 0, 0, buf, start, 0);
-        this.state = State.ValueCrlf;
-        this.crlfLeft = 2;
-      } else {
-        this.state = State.ValueData;
-      }
+      this.state = State.ValueData;
       return;
     }
     if (end - start === 3 && startsWith(buf, start, end, 'END')) {
@@ -161,9 +219,10 @@ export class ReplyParser {
     if (b.done) this.t.answered();
   }
 
+  /** The target hears of it while `midValue` still tells whether a value was cut; then all is forgotten. */
   private protocolError(why: string): void {
     this.halted = true;
-    this.reset();
     this.t.outOfStep(why);
+    this.reset();
   }
 }

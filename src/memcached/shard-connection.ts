@@ -12,15 +12,24 @@
  * compares the `reads` counter with what it saw last time.
  *
  *   in flight: [ head (replies arriving) | ... | tail (last written) ]
+ *
+ * The first command on every connection is `stats settings`, before any batch: its `item_size_max` tells
+ * the coalescer which sets this shard cannot store (refused as TOO_LARGE before they are sent). Its reply
+ * is read here, ahead of the reply parser; the batches written behind it are answered after it, in order.
  */
 import { NetConnectOpts, Socket, createConnection } from 'node:net';
 import type { ErrorCode } from '../errors';
 import type { GetBatch } from '../batch/get-batch';
 import type { MutationBatch } from '../batch/mutation-batch';
+import { OpaqueCounter } from '../batch/mutation-batch';
 import { ReplyParser } from './reply-parser';
 
 export type { Batch } from './reply-parser';
 import type { Batch } from './reply-parser';
+
+const STATS_SETTINGS = Buffer.from('stats settings\r\n');
+/** A `stats settings` reply is about 3 KiB; one much longer is not one. */
+const MAX_SETTINGS_BYTES = 64 * 1024;
 
 export interface ShardOptions {
   timeoutMs: number;
@@ -51,6 +60,18 @@ export class ShardConnection {
 
   private readonly readBuf = Buffer.allocUnsafeSlow(64 * 1024);
   private readonly parser: ReplyParser;
+  /** Opaques of this shard's writes, unique for 2^32 writes (across reconnects too). */
+  readonly opaques = new OpaqueCounter();
+  /**
+   * memcached's `item_size_max` as the shard last reported it (0: not known yet, or not reported). Kept
+   * across reconnects: a restarted server most likely keeps its settings, and the next read corrects it.
+   */
+  itemSizeMax = 0;
+  /** The `stats settings` reply is still arriving (text so far, latin1 so offsets are byte offsets). */
+  private settingsText: string | null = null;
+  private settingsDone: (() => void) | null = null;
+  private settingsTimer: NodeJS.Timeout | null = null;
+  private readonly runSettingsWaitOver = (): void => this.settingsWaitOver();
 
   // Counters for /debug/stats and the coalescing tests.
   writes = 0;
@@ -83,6 +104,11 @@ export class ShardConnection {
     return `${this.host}:${this.port}`;
   }
 
+  /** The largest value this gateway takes from a shard: a longer VALUE is out of step. */
+  set maxValueBytes(n: number) {
+    this.parser.maxValueBytes = n;
+  }
+
   /** Resolves after the first attempt, connected or not: a shard down at start only degrades the gateway. */
   connect(): Promise<void> {
     return new Promise((resolve) => {
@@ -107,7 +133,8 @@ export class ShardConnection {
           this.reads++;
           this.bytesRead += n;
           try {
-            this.parser.feed(this.readBuf, n);
+            if (this.settingsText !== null) this.readSettings(this.readBuf, n);
+            else this.parser.feed(this.readBuf, n);
           } catch (e) {
             // A bug here must cost this connection's in-flight items, not the process.
             console.error(`kvgate: reply handling failed on ${this.label}:`, e);
@@ -129,9 +156,14 @@ export class ShardConnection {
       this.up = true;
       this.fds?.restock();
       this.backoff = this.opts.reconnectMinMs;
+      // First on the wire, so its reply comes before any batch's. connect() resolves once it is read
+      // (or the connection is gone), so a gateway starting up knows the limit before its first set.
+      this.settingsText = '';
+      this.settingsDone = done ?? null;
+      this.settingsTimer = setTimeout(this.runSettingsWaitOver, this.opts.connectTimeoutMs);
+      s.write(STATS_SETTINGS);
       this.resendRetries();
       this.onUp();
-      done?.();
     });
     s.on('error', () => { /* 'close' follows and handles it */ });
     s.once('close', () => {
@@ -149,6 +181,67 @@ export class ShardConnection {
     });
   }
 
+  /**
+   * Reads the `stats settings` reply at the start of chunk[0, n) and hands what follows to the parser.
+   * A server that does not know the command answers ERROR; one that ignores it (a proxy, a test server)
+   * answers the first batch instead: anything but `STAT ` or `ERROR` first means no settings, and the
+   * bytes are the batches'. (A bare `END` is a get's reply: a real settings reply has STAT lines.)
+   */
+  private readSettings(chunk: Buffer, n: number): void {
+    const before = this.settingsText!.length;
+    const text = this.settingsText + chunk.toString('latin1', 0, n);
+    const isStat = text.startsWith('STAT ');
+    const isErr = text.startsWith('ERROR\r\n');
+    if (!isStat && !isErr) {
+      if (text.length < 7 && ('STAT '.startsWith(text) || 'ERROR\r\n'.startsWith(text))) {
+        this.settingsText = text; // too short to tell yet
+        return;
+      }
+      this.endSettings();
+      if (before === 0) this.parser.feed(chunk, n);
+      else { const all = Buffer.from(text, 'latin1'); this.parser.feed(all, all.length); }
+      return;
+    }
+    let end = 7;
+    if (isStat) {
+      const at = text.indexOf('\r\nEND\r\n');
+      end = at < 0 ? -1 : at + 7;
+      const body = end < 0 ? text.slice(0, text.lastIndexOf('\r\n') + 2) : text.slice(0, end - 7);
+      for (const line of body.split('\r\n')) {
+        if (line !== '' && !line.startsWith('STAT ')) {
+          this.protocolError(`unexpected reply to stats settings: ${line.slice(0, 200)}`);
+          return;
+        }
+      }
+      if (end < 0) {
+        if (text.length > MAX_SETTINGS_BYTES) { this.protocolError('stats settings reply too long'); return; }
+        this.settingsText = text;
+        return;
+      }
+      const m = /(?:^|\r\n)STAT item_size_max (\d+)\r\n/.exec(text.slice(0, end));
+      if (m) this.itemSizeMax = Number(m[1]);
+    }
+    this.endSettings();
+    const from = end - before;
+    if (from < n) this.parser.feed(chunk, n, from);
+  }
+
+  /** connect() need not wait longer for the settings (they are still read if they come). */
+  private settingsWaitOver(): void {
+    this.settingsTimer = null;
+    const done = this.settingsDone;
+    this.settingsDone = null;
+    done?.();
+  }
+
+  private endSettings(): void {
+    this.settingsText = null;
+    if (this.settingsTimer !== null) { clearTimeout(this.settingsTimer); this.settingsTimer = null; }
+    const done = this.settingsDone;
+    this.settingsDone = null;
+    done?.();
+  }
+
   private scheduleReconnect(): void {
     if (this.stopped || this.reconnectTimer) return;
     const wait = this.backoff;
@@ -159,8 +252,16 @@ export class ShardConnection {
     }, wait);
   }
 
-  /** Writes a flush's mutations then its gets in one corked write. Caller checks `up` first. */
+  /**
+   * Writes a flush's mutations then its gets in one corked write. Caller checks `up` first. Writes of
+   * abandoned requests are cut out first (MutationBatch.prune); a batch left empty is not sent.
+   */
   send(mut: MutationBatch | null, get: GetBatch | null): void {
+    if (mut !== null && mut.prune() === 0) {
+      this.onBatchDone(mut);
+      mut = null;
+      if (get === null) return;
+    }
     const s = this.socket!;
     const now = Date.now();
     s.cork();
@@ -264,6 +365,7 @@ export class ShardConnection {
     this.inflight.length = 0;
     this.head = 0;
     this.parser.reset();
+    this.endSettings();
     // A get no byte of whose answer arrived is safe to send again; a write is not (it may have happened),
     // nor is anything that timed out (the shard is slow, not gone) or a get half answered.
     const retryable = (code === 'SHARD_DOWN' || code === 'SHARD_ERROR') && !this.stopped;

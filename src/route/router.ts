@@ -13,7 +13,10 @@ export interface ItemLimits {
 }
 
 export class Router {
-  constructor(readonly ring: KetamaRing, private readonly co: Coalescer, readonly limits: ItemLimits) {}
+  constructor(readonly ring: KetamaRing, private readonly co: Coalescer, readonly limits: ItemLimits) {
+    // What the gateway would refuse from a client it refuses from a shard too (a longer VALUE is out of step).
+    co.setValueLimit(limits.maxValueBytes);
+  }
 
   /** False when the item was rejected (and answered) instead of handed to a shard's batch. */
   get(req: Request, i: number, key: Uint8Array, off: number, len: number, wait: number): boolean {
