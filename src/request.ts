@@ -47,7 +47,7 @@ export abstract class Request {
   /** The client went away: writes not yet sent to a shard are dropped (see MutationBatch.prune). */
   abandoned = false;
   /** A handler threw: every item still to settle settles with INTERNAL. */
-  private broken = false;
+  private handlerFailed = false;
   /** settled[i] is 1 once item i settled; grown by doubling, cleared up to `settledHigh` on reinit. */
   private settled: Uint8Array | null = null;
   private settledHigh = 0;
@@ -86,7 +86,7 @@ export abstract class Request {
 
   /** True once a handler of this request threw (its items settle with INTERNAL). */
   get failed(): boolean {
-    return this.broken;
+    return this.handlerFailed;
   }
 
   /**
@@ -109,7 +109,7 @@ export abstract class Request {
       if (last) requestFaults.doubleSettled++;
       return true;
     }
-    if (this.broken) {
+    if (this.handlerFailed) {
       if (last) this.settleInternal(i);
       return true;
     }
@@ -128,7 +128,7 @@ export abstract class Request {
   /** The value of item `i` was refused by `accepts`: its key goes back to wait for credit. */
   redo(i: number, key: Uint8Array, off: number, len: number): void {
     if (this.isSettled(i)) { requestFaults.doubleSettled++; return; }
-    if (!this.broken) {
+    if (!this.handlerFailed) {
       try {
         this.onRedo(i, key, off, len);
         this.onSettled(i);
@@ -168,7 +168,7 @@ export abstract class Request {
 
   /** An item that failed before it was submitted (bad key, too large): reported, never counted. */
   reject(i: number, code: ErrorCode, message?: string): void {
-    if (this.broken) return;
+    if (this.handlerFailed) return;
     try { this.onError(i, code, message); } catch (e) { this.threw(e); }
   }
 
@@ -178,7 +178,7 @@ export abstract class Request {
     this.sealed = false;
     this.finished = false;
     this.abandoned = false;
-    this.broken = false;
+    this.handlerFailed = false;
     if (this.settled !== null && this.settledHigh > 0) this.settled.fill(0, 0, this.settledHigh);
     this.settledHigh = 0;
   }
@@ -196,7 +196,7 @@ export abstract class Request {
   /** True when the settlement of item `i` must be skipped: already settled, or sent to INTERNAL. */
   private begin(i: number): boolean {
     if (this.isSettled(i)) { requestFaults.doubleSettled++; return true; }
-    if (this.broken) { this.settleInternal(i); return true; }
+    if (this.handlerFailed) { this.settleInternal(i); return true; }
     return false;
   }
 
@@ -236,8 +236,8 @@ export abstract class Request {
   }
 
   private threw(e: unknown): void {
-    if (!this.broken) {
-      this.broken = true;
+    if (!this.handlerFailed) {
+      this.handlerFailed = true;
       logHandlerThrow(e);
     } else {
       requestFaults.handlerThrew++;
