@@ -51,9 +51,14 @@ const t0 = performance.now();
 async function main(): Promise<void> {
   const quick = flag('quick');
   const cores = machine().cores;
-  const pin = flag('no-pin') || cores < 2
-    ? { gateway: '', loadgen: '', memcached: '' }
-    : { gateway: opt('pin-gateway') ?? '0', loadgen: opt('pin-loadgen') ?? String(cores - 1), memcached: opt('pin-memcached') ?? '' };
+  const pin =
+    flag('no-pin') || cores < 2
+      ? { gateway: '', loadgen: '', memcached: '' }
+      : {
+          gateway: opt('pin-gateway') ?? '0',
+          loadgen: opt('pin-loadgen') ?? String(cores - 1),
+          memcached: opt('pin-memcached') ?? '',
+        };
   const settings: SuiteSettings = {
     mode: quick ? 'quick' : 'full',
     runs: Number(opt('runs') ?? 3),
@@ -75,18 +80,28 @@ async function main(): Promise<void> {
   if (only) scenarios = scenarios.filter((s) => new RegExp(only).test(s.name));
   const stamp = stampNow();
   const tag = opt('tag');
-  if (tag !== undefined && !/^[a-z0-9][a-z0-9-]*$/.test(tag)) throw new Error(`--tag ${tag}: lower-case letters, digits and dashes only`);
+  if (tag !== undefined && !/^[a-z0-9][a-z0-9-]*$/.test(tag))
+    throw new Error(`--tag ${tag}: lower-case letters, digits and dashes only`);
   const resultsDir = join(ROOT, 'bench', 'results');
-  const reportPath = opt('report') ?? (only ? join(resultsDir, `${stamp}-report.md`) : join(ROOT, 'bench', 'RESULTS.md'));
+  const reportPath =
+    opt('report') ?? (only ? join(resultsDir, `${stamp}-report.md`) : join(ROOT, 'bench', 'RESULTS.md'));
   const tmpDir = join(resultsDir, 'tmp');
   mkdirSync(tmpDir, { recursive: true });
   const env: Env = { machine: machine(), versions: versions(), settings };
-  log(`kvgate bench (${settings.mode}), stamp ${stamp}: ${scenarios.length} scenarios, ${settings.runs} x ${settings.seconds} s windows; ` +
-    `pinning: gateway cpu ${pin.gateway || 'any'}, load generator cpu ${pin.loadgen || 'any'}, memcached ${pin.memcached || 'any'}`);
+  log(
+    `kvgate bench (${settings.mode}), stamp ${stamp}: ${scenarios.length} scenarios, ${settings.runs} x ${settings.seconds} s windows; ` +
+      `pinning: gateway cpu ${pin.gateway || 'any'}, load generator cpu ${pin.loadgen || 'any'}, memcached ${pin.memcached || 'any'}`,
+  );
 
   const fleet = await LocalFleet.start({ ...settings.fleet, itemSizeMb: 2 });
-  if (pin.memcached) for (const m of fleet.members) spawnSync('taskset', ['-p', '-c', pin.memcached, String(m.proc?.pid)]);
-  log(`memcached fleet: ${fleet.servers().map((s) => `${s.host}:${s.port}`).join(', ')}`);
+  if (pin.memcached)
+    for (const m of fleet.members) spawnSync('taskset', ['-p', '-c', pin.memcached, String(m.proc?.pid)]);
+  log(
+    `memcached fleet: ${fleet
+      .servers()
+      .map((s) => `${s.host}:${s.port}`)
+      .join(', ')}`,
+  );
   const peers = new Peers(fleet, settings, tmpDir);
   const runner = new Runner(peers, settings, log);
   const results: ScenarioResult[] = [];
@@ -118,18 +133,28 @@ async function main(): Promise<void> {
           peerResults = r.peers;
           extra = r.extra as unknown as Record<string, unknown>;
         } else if (sc.kind === 'flow') {
-          extra = await runFlow(runner, sc, log) as unknown as Record<string, unknown>;
+          extra = (await runFlow(runner, sc, log)) as unknown as Record<string, unknown>;
         }
       } catch (e) {
         log(`  ${sc.name} failed: ${(e as Error).message}`);
         extra = { error: (e as Error).message };
       }
       const res: ScenarioResult = {
-        suite: 'kvgate-bench', stamp, scenario: sc, env, startedAt: started.toISOString(),
-        wallSeconds: (performance.now() - st) / 1000, peers: peerResults, extra, ...(tag ? { tag } : {}),
+        suite: 'kvgate-bench',
+        stamp,
+        scenario: sc,
+        env,
+        startedAt: started.toISOString(),
+        wallSeconds: (performance.now() - st) / 1000,
+        peers: peerResults,
+        extra,
+        ...(tag ? { tag } : {}),
       };
       results.push(res);
-      writeFileSync(join(resultsDir, `${stamp}-${sc.name}${tag ? `-${tag}` : ''}.json`), JSON.stringify(res, null, 1) + '\n');
+      writeFileSync(
+        join(resultsDir, `${stamp}-${sc.name}${tag ? `-${tag}` : ''}.json`),
+        JSON.stringify(res, null, 1) + '\n',
+      );
     }
 
     if (!flag('no-profile') && !only) {
@@ -137,15 +162,28 @@ async function main(): Promise<void> {
       log(`profile: kvgate under ${sc.name} with --cpu-prof`);
       try {
         profile = await profileGateway(runner, sc, quick ? 2 : 5, tmpDir);
-        log(`  top: ${profile.top.slice(0, 5).map((e) => `${e.fn} ${e.selfPct.toFixed(1)}%`).join(', ')}`);
+        log(
+          `  top: ${profile.top
+            .slice(0, 5)
+            .map((e) => `${e.fn} ${e.selfPct.toFixed(1)}%`)
+            .join(', ')}`,
+        );
         log(`allocation profile: kvgate under ${sc.name} with V8's sampling heap profiler`);
         try {
           profile.alloc = await allocProfile(runner, sc, quick ? 2 : 4, tmpDir);
-          log(`  top: ${profile.alloc.top.slice(0, 3).map((e) => `${e.fn} ${e.bytesPct.toFixed(1)}%`).join(', ')}`);
+          log(
+            `  top: ${profile.alloc.top
+              .slice(0, 3)
+              .map((e) => `${e.fn} ${e.bytesPct.toFixed(1)}%`)
+              .join(', ')}`,
+          );
         } catch (e) {
           log(`  allocation profile failed: ${(e as Error).message}`);
         }
-        writeFileSync(join(resultsDir, `${stamp}-profile.json`), JSON.stringify({ stamp, env, profile }, null, 1) + '\n');
+        writeFileSync(
+          join(resultsDir, `${stamp}-profile.json`),
+          JSON.stringify({ stamp, env, profile }, null, 1) + '\n',
+        );
       } catch (e) {
         log(`  profile failed: ${(e as Error).message}`);
       }
@@ -161,8 +199,11 @@ async function main(): Promise<void> {
 
   const wall = (performance.now() - t0) / 1000;
   const report = writeReport({ stamp, env, results, profile, micro, wallSeconds: wall, resultsDir, reportPath });
-  log(`wrote ${report.files.length} chart(s), ${results.length} result file(s) and ${relative(ROOT, reportPath)} in ${wall.toFixed(0)} s`);
-  for (const t of report.targets) log(`  target: ${t.met === true ? 'MET    ' : t.met === false ? 'NOT MET' : 'n/a    '} ${t.name}: ${t.figure}`);
+  log(
+    `wrote ${report.files.length} chart(s), ${results.length} result file(s) and ${relative(ROOT, reportPath)} in ${wall.toFixed(0)} s`,
+  );
+  for (const t of report.targets)
+    log(`  target: ${t.met === true ? 'MET    ' : t.met === false ? 'NOT MET' : 'n/a    '} ${t.name}: ${t.figure}`);
 }
 
 async function guard(peer: string, fn: () => Promise<PeerResult>): Promise<PeerResult> {
@@ -170,7 +211,12 @@ async function guard(peer: string, fn: () => Promise<PeerResult>): Promise<PeerR
     return await fn();
   } catch (e) {
     log(`  ${PEER_LABEL[peer as keyof typeof PEER_LABEL] ?? peer} failed: ${(e as Error).message.split('\n')[0]}`);
-    return { peer: peer as PeerResult['peer'], skipped: `failed: ${(e as Error).message.split('\n')[0]}`, runs: [], summary: {} };
+    return {
+      peer: peer as PeerResult['peer'],
+      skipped: `failed: ${(e as Error).message.split('\n')[0]}`,
+      runs: [],
+      summary: {},
+    };
   }
 }
 
@@ -179,7 +225,9 @@ function runMicro(quick: boolean): MicroResult[] {
   const dir = join(ROOT, 'dist', 'bench', 'micro');
   let files: string[] = [];
   try {
-    files = readdirSync(dir).filter((f) => f.endsWith('.bench.js')).sort();
+    files = readdirSync(dir)
+      .filter((f) => f.endsWith('.bench.js'))
+      .sort();
   } catch {
     return [];
   }
@@ -187,7 +235,9 @@ function runMicro(quick: boolean): MicroResult[] {
   for (const f of files) {
     log(`micro: ${f}`);
     const r = spawnSync(process.execPath, [join(dir, f)], {
-      encoding: 'utf8', timeout: quick ? 30_000 : 120_000, env: { ...process.env, BENCH_QUICK: quick ? '1' : '' },
+      encoding: 'utf8',
+      timeout: quick ? 30_000 : 120_000,
+      env: { ...process.env, BENCH_QUICK: quick ? '1' : '' },
     });
     const results = microRows(`${r.stdout ?? ''}`);
     out.push({
@@ -210,23 +260,47 @@ function microRows(stdout: string): Record<string, unknown>[] {
     rows = doc.results ?? [];
     if (doc.skipped) rows.push({ name: 'skipped', note: doc.skipped });
   } catch {
-    rows = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => { try { return JSON.parse(l) as Record<string, unknown>; } catch { return null; } })
+    rows = stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => {
+        try {
+          return JSON.parse(l) as Record<string, unknown>;
+        } catch {
+          return null;
+        }
+      })
       .filter((x): x is Record<string, unknown> => x !== null);
   }
   return rows.map((r) => {
-    const name = typeof r.name === 'string' ? r.name
-      : Object.entries(r).filter(([k]) => !METRICS.has(k) && !/PerSec$/.test(k)).map(([k, v]) => (k === 'what' ? String(v) : `${k} ${String(v)}`)).join(', ');
+    const name =
+      typeof r.name === 'string'
+        ? r.name
+        : Object.entries(r)
+            .filter(([k]) => !METRICS.has(k) && !/PerSec$/.test(k))
+            .map(([k, v]) => (k === 'what' ? String(v) : `${k} ${String(v)}`))
+            .join(', ');
     const ops = typeof r.opsPerSec === 'number' ? r.opsPerSec : NaN;
-    const ns = typeof r.nsPerOp === 'number' ? r.nsPerOp : typeof r.nsPerLookup === 'number' ? r.nsPerLookup : Number.isFinite(ops) ? 1e9 / ops : NaN;
+    const ns =
+      typeof r.nsPerOp === 'number'
+        ? r.nsPerOp
+        : typeof r.nsPerLookup === 'number'
+          ? r.nsPerLookup
+          : Number.isFinite(ops)
+            ? 1e9 / ops
+            : NaN;
     return { ...r, name, opsPerSec: ops, nsPerOp: ns };
   });
 }
 
-main().then(() => {
-  killAll();
-  process.exit(0);
-}, (e) => {
-  console.error(e);
-  killAll();
-  process.exit(1);
-});
+main().then(
+  () => {
+    killAll();
+    process.exit(0);
+  },
+  (e) => {
+    console.error(e);
+    killAll();
+    process.exit(1);
+  },
+);

@@ -16,7 +16,10 @@ export interface GatewayContext {
   readonly router: Router;
   readonly gate: ConnectionGate;
   /** HTTP bulk requests in progress (the drain fails what they have parked when time is up). */
-  readonly bulk: Set<{ readonly window: GetWindow | null; readonly out: { closeAfter: boolean; stalled(looks: number): boolean; kill(): void } }>;
+  readonly bulk: Set<{
+    readonly window: GetWindow | null;
+    readonly out: { closeAfter: boolean; stalled(looks: number): boolean; kill(): void };
+  }>;
   /** Set by the drain: new requests get SHUTTING_DOWN. */
   draining: boolean;
 }

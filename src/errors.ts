@@ -15,7 +15,12 @@
  */
 export type RetryHint = 'no' | 'after' | 'idempotent';
 
-interface ErrorRow { status: number; retry: RetryHint; retryAfter?: number; message: string }
+interface ErrorRow {
+  status: number;
+  retry: RetryHint;
+  retryAfter?: number;
+  message: string;
+}
 
 export const ErrorTable = {
   BAD_KEY: { status: 400, retry: 'no', message: 'key must be 1-250 bytes with no whitespace or control characters' },

@@ -54,7 +54,13 @@ function gcCounters(): { counts: { young: number; major: number; other: number; 
 }
 
 /** An error answered inside the handler, for requests that never reach a front (no gate count, no body read). */
-function answerNow(res: HttpResponse, req: HttpRequest, code: ErrorCode, message?: string, headers: [string, string][] = []): void {
+function answerNow(
+  res: HttpResponse,
+  req: HttpRequest,
+  code: ErrorCode,
+  message?: string,
+  headers: [string, string][] = [],
+): void {
   if (refuseFraming(res, req)) return;
   // A HEAD answer has no body (one would be read as the next response).
   const body = req.getMethod() === 'head' ? undefined : errorBody(code, message);
@@ -116,12 +122,23 @@ export async function startGateway(config: Config): Promise<Gateway> {
     const status = ctx.draining ? 'draining' : up === list.length ? 'ok' : up === 0 ? 'down' : 'degraded';
     const b = ctx.budget;
     res.cork(() => {
-      res.writeStatus(statusLine(ctx.draining || up === 0 ? 503 : 200)).writeHeader('content-type', 'application/json')
-        .end(JSON.stringify({
-          status, shards: list,
-          memory: { bufferedBytes: b.used, limitBytes: b.limit, pressure: Math.round(b.pressure * 1000) / 1000, waiting: b.waiting },
-          connections: { current: ctx.gate.total, max: ctx.gate.max, refused: ctx.gate.refused },
-        }), ctx.draining);
+      res
+        .writeStatus(statusLine(ctx.draining || up === 0 ? 503 : 200))
+        .writeHeader('content-type', 'application/json')
+        .end(
+          JSON.stringify({
+            status,
+            shards: list,
+            memory: {
+              bufferedBytes: b.used,
+              limitBytes: b.limit,
+              pressure: Math.round(b.pressure * 1000) / 1000,
+              waiting: b.waiting,
+            },
+            connections: { current: ctx.gate.total, max: ctx.gate.max, refused: ctx.gate.refused },
+          }),
+          ctx.draining,
+        );
     });
   });
   if (config.debugStats) {
@@ -133,11 +150,23 @@ export async function startGateway(config: Config): Promise<Gateway> {
   // A known path asked with another method: 405 with the methods it has (uWS tries `any` handlers after
   // the method's own). Then everything else: 404. Both answered at once, the connection kept.
   const routes: [string, string][] = [
-    ['/v1/kv/*', 'GET, PUT, DELETE'], ['/v1/mget', 'POST'], ['/v1/mset', 'POST'], ['/v1/ws', 'GET'], ['/healthz', 'GET'],
+    ['/v1/kv/*', 'GET, PUT, DELETE'],
+    ['/v1/mget', 'POST'],
+    ['/v1/mset', 'POST'],
+    ['/v1/ws', 'GET'],
+    ['/healthz', 'GET'],
   ];
   if (config.debugStats) routes.push(['/debug/stats', 'GET']);
   for (const [path, allow] of routes) {
-    app.any(path, (res, req) => answerNow(res, req, 'METHOD_NOT_ALLOWED', `${req.getMethod().toUpperCase()} is not allowed on ${path}; allowed: ${allow}`, [['allow', allow]]));
+    app.any(path, (res, req) =>
+      answerNow(
+        res,
+        req,
+        'METHOD_NOT_ALLOWED',
+        `${req.getMethod().toUpperCase()} is not allowed on ${path}; allowed: ${allow}`,
+        [['allow', allow]],
+      ),
+    );
   }
   app.any('/*', (res, req) => answerNow(res, req, 'NO_ROUTE'));
 
@@ -150,7 +179,10 @@ export async function startGateway(config: Config): Promise<Gateway> {
   const port = uws.us_socket_local_port(listenSocket as never) as number;
   let listening = true;
   const stopListening = (): void => {
-    if (listening) { listening = false; uws.us_listen_socket_close(listenSocket); }
+    if (listening) {
+      listening = false;
+      uws.us_listen_socket_close(listenSocket);
+    }
   };
 
   // Out of descriptors (clients holding connections that never send a request, which nothing else
@@ -164,7 +196,9 @@ export async function startGateway(config: Config): Promise<Gateway> {
       pausedForFds = true;
       fdPauses++;
       stopListening();
-      console.warn(`kvgate: out of file descriptors: not accepting connections until some close (limits.maxConnections, ulimit -n)`);
+      console.warn(
+        `kvgate: out of file descriptors: not accepting connections until some close (limits.maxConnections, ulimit -n)`,
+      );
     } else if (pausedForFds) {
       fds.restock();
       if (fds.held < config.limits.reservedDescriptors || fds.atLimit()) return;
@@ -181,10 +215,21 @@ export async function startGateway(config: Config): Promise<Gateway> {
   // Watchdog: clients whose held output has not moved for limits.stallTimeoutMs are cut off, so that
   // clients that stopped reading cannot keep the global budget from those that read.
   const looks = Math.max(1, Math.ceil(config.limits.stallTimeoutMs / 1000));
-  const watchdog = config.limits.stallTimeoutMs === 0 ? null : setInterval(() => {
-    for (const { s } of ws.sessions) if (s.stalled(looks)) { ws.counters.stalled++; s.kick(); }
-    for (const b of ctx.bulk) if (b.out.stalled(looks)) { ws.counters.stalled++; b.out.kill(); }
-  }, 1000);
+  const watchdog =
+    config.limits.stallTimeoutMs === 0
+      ? null
+      : setInterval(() => {
+          for (const { s } of ws.sessions)
+            if (s.stalled(looks)) {
+              ws.counters.stalled++;
+              s.kick();
+            }
+          for (const b of ctx.bulk)
+            if (b.out.stalled(looks)) {
+              ws.counters.stalled++;
+              b.out.kill();
+            }
+        }, 1000);
   watchdog?.unref();
 
   let closed = false;
@@ -217,7 +262,10 @@ export async function startGateway(config: Config): Promise<Gateway> {
       const deadline = Date.now() + config.shutdown.drainMs;
       ctx.draining = true;
       stopListening();
-      for (const { s } of ws.sessions) { s.closeWhenIdle = true; s.closeIfIdle(); }
+      for (const { s } of ws.sessions) {
+        s.closeWhenIdle = true;
+        s.closeIfIdle();
+      }
       for (const b of ctx.bulk) b.out.closeAfter = true; // a response that starts now says Connection: close
       coalescer.flushAll();
       // Everything received is answered while time allows; the last 10% of it is kept for the rest.

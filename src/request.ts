@@ -31,7 +31,10 @@ let unlogged = 0;
 function logHandlerThrow(e: unknown): void {
   requestFaults.handlerThrew++;
   const now = Date.now();
-  if (lastLogAt !== 0 && now - lastLogAt < LOG_EVERY_MS) { unlogged++; return; }
+  if (lastLogAt !== 0 && now - lastLogAt < LOG_EVERY_MS) {
+    unlogged++;
+    return;
+  }
   lastLogAt = now;
   const more = unlogged > 0 ? ` (${unlogged} more since the last report)` : '';
   unlogged = 0;
@@ -53,13 +56,23 @@ export abstract class Request {
   private settledHigh = 0;
 
   /** A chunk of a hit; `offset + len === total` on the last one (a 0-byte value is one call with len 0). */
-  protected abstract onValue(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): void;
+  protected abstract onValue(
+    i: number,
+    flags: number,
+    total: number,
+    offset: number,
+    buf: Buffer,
+    off: number,
+    len: number,
+  ): void;
   protected abstract onMiss(i: number): void;
   protected abstract onOk(i: number): void;
   protected abstract onError(i: number, code: ErrorCode, message?: string): void;
   protected abstract onFinish(): void;
   /** A value is about to arrive (`whole`: all of it in this call): false drops it (the batch then calls `redo`). */
-  protected accepts(_i: number, _total: number, _whole: boolean): boolean { return true; }
+  protected accepts(_i: number, _total: number, _whole: boolean): boolean {
+    return true;
+  }
   /** An item submitted to a shard settled (answered, failed, or dropped for `redo`). */
   protected onSettled(_i: number): void {}
   /** A dropped value's key, to be fetched again later (only called when `accepts` said no). */
@@ -127,7 +140,10 @@ export abstract class Request {
 
   /** The value of item `i` was refused by `accepts`: its key goes back to wait for credit. */
   redo(i: number, key: Uint8Array, off: number, len: number): void {
-    if (this.isSettled(i)) { requestFaults.doubleSettled++; return; }
+    if (this.isSettled(i)) {
+      requestFaults.doubleSettled++;
+      return;
+    }
     if (!this.handlerFailed) {
       try {
         this.onRedo(i, key, off, len);
@@ -144,32 +160,54 @@ export abstract class Request {
 
   miss(i: number): void {
     if (this.begin(i)) return;
-    try { this.onMiss(i); } catch (e) { this.threw(e); this.internal(i); }
+    try {
+      this.onMiss(i);
+    } catch (e) {
+      this.threw(e);
+      this.internal(i);
+    }
     this.close(i);
   }
 
   ok(i: number): void {
     if (this.begin(i)) return;
-    try { this.onOk(i); } catch (e) { this.threw(e); this.internal(i); }
+    try {
+      this.onOk(i);
+    } catch (e) {
+      this.threw(e);
+      this.internal(i);
+    }
     this.close(i);
   }
 
   error(i: number, code: ErrorCode, message?: string): void {
     if (this.begin(i)) return;
-    try { this.onError(i, code, message); } catch (e) { this.threw(e); this.internal(i); }
+    try {
+      this.onError(i, code, message);
+    } catch (e) {
+      this.threw(e);
+      this.internal(i);
+    }
     this.close(i);
   }
 
   /** A write of an abandoned request, dropped before it was sent: settles with no output. */
   drop(i: number): void {
-    if (this.isSettled(i)) { requestFaults.doubleSettled++; return; }
+    if (this.isSettled(i)) {
+      requestFaults.doubleSettled++;
+      return;
+    }
     this.close(i);
   }
 
   /** An item that failed before it was submitted (bad key, too large): reported, never counted. */
   reject(i: number, code: ErrorCode, message?: string): void {
     if (this.handlerFailed) return;
-    try { this.onError(i, code, message); } catch (e) { this.threw(e); }
+    try {
+      this.onError(i, code, message);
+    } catch (e) {
+      this.threw(e);
+    }
   }
 
   /** Makes a finished request reusable (callers pool them). */
@@ -195,8 +233,14 @@ export abstract class Request {
 
   /** True when the settlement of item `i` must be skipped: already settled, or sent to INTERNAL. */
   private begin(i: number): boolean {
-    if (this.isSettled(i)) { requestFaults.doubleSettled++; return true; }
-    if (this.handlerFailed) { this.settleInternal(i); return true; }
+    if (this.isSettled(i)) {
+      requestFaults.doubleSettled++;
+      return true;
+    }
+    if (this.handlerFailed) {
+      this.settleInternal(i);
+      return true;
+    }
     return false;
   }
 
@@ -222,7 +266,11 @@ export abstract class Request {
   /** Item `i` settled: marked, reported to the subclass's accounting, and counted off. */
   private close(i: number): void {
     this.mark(i);
-    try { this.onSettled(i); } catch (e) { this.threw(e); }
+    try {
+      this.onSettled(i);
+    } catch (e) {
+      this.threw(e);
+    }
     this.settle();
   }
 
@@ -232,7 +280,11 @@ export abstract class Request {
   }
 
   private internal(i: number): void {
-    try { this.onError(i, 'INTERNAL', INTERNAL_MESSAGE); } catch { /* the handler is broken: nothing more to tell */ }
+    try {
+      this.onError(i, 'INTERNAL', INTERNAL_MESSAGE);
+    } catch {
+      /* the handler is broken: nothing more to tell */
+    }
   }
 
   private threw(e: unknown): void {
@@ -251,6 +303,10 @@ export abstract class Request {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
-    try { this.onFinish(); } catch (e) { this.threw(e); }
+    try {
+      this.onFinish();
+    } catch (e) {
+      this.threw(e);
+    }
   }
 }

@@ -4,7 +4,13 @@
  */
 import type * as UWS from '@trufflesuite/uws-js-unofficial';
 
-export type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_listen_socket } from '@trufflesuite/uws-js-unofficial';
+export type {
+  HttpRequest,
+  HttpResponse,
+  TemplatedApp,
+  WebSocket,
+  us_listen_socket,
+} from '@trufflesuite/uws-js-unofficial';
 
 function loadNative(): typeof UWS {
   const file = `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`;

@@ -30,7 +30,12 @@ describe('no leaks on abort', () => {
   after(() => h.stop());
 
   const inUse = (): number => h.gw.ctx.pool.inUse;
-  const state = (): string => JSON.stringify({ pool: h.gw.stats().pool, budget: h.gw.ctx.budget.stats(), gate: { ws: h.gw.ctx.gate.ws, http: h.gw.ctx.gate.http } });
+  const state = (): string =>
+    JSON.stringify({
+      pool: h.gw.stats().pool,
+      budget: h.gw.ctx.budget.stats(),
+      gate: { ws: h.gw.ctx.gate.ws, http: h.gw.ctx.gate.http },
+    });
 
   /** The pool, the budget and the connection gate are back at their idle values. */
   async function idle(what: string): Promise<void> {
@@ -56,7 +61,10 @@ describe('no leaks on abort', () => {
   }
 
   const putHead = (key: string, length: number): string =>
-    head('PUT', `/v1/kv/${encodeURIComponent(key)}`, { 'content-type': 'application/octet-stream', 'content-length': length });
+    head('PUT', `/v1/kv/${encodeURIComponent(key)}`, {
+      'content-type': 'application/octet-stream',
+      'content-length': length,
+    });
 
   it('aborted PUTs of large bodies give back every buffer (held bodies, then many random cuts)', async () => {
     const declared = MB;
@@ -65,9 +73,17 @@ describe('no leaks on abort', () => {
     for (let round = 0; round < 5; round++) {
       const conns = await Promise.all(Array.from({ length: 20 }, () => RawHttp.connect(h.gw.port)));
       const cuts = conns.map((_, k) => 1 + Math.floor(((k + 1) * (round + 1) * 37 * KB) % (declared - 1)));
-      await Promise.all(conns.map((c, k) => c.send(Buffer.concat([Buffer.from(putHead(`abort:put:${round}:${k}`, declared)), body.subarray(0, cuts[k])]))));
+      await Promise.all(
+        conns.map((c, k) =>
+          c.send(Buffer.concat([Buffer.from(putHead(`abort:put:${round}:${k}`, declared)), body.subarray(0, cuts[k])])),
+        ),
+      );
       const held = cuts.reduce((n, c) => n + Math.ceil(c / (16 * KB)), 0);
-      await until(() => inUse() >= held && h.gw.ctx.gate.http === 20, 5000, `round ${round}: the gateway to hold ${held} buffers of 20 partial bodies`);
+      await until(
+        () => inUse() >= held && h.gw.ctx.gate.http === 20,
+        5000,
+        `round ${round}: the gateway to hold ${held} buffers of 20 partial bodies`,
+      );
       for (const c of conns) c.destroy();
       await idle(`round ${round}: after destroying 20 partial uploads`);
     }
@@ -76,14 +92,18 @@ describe('no leaks on abort', () => {
     const rand = prng(6);
     let whole = 0;
     for (let wave = 0; wave < 12; wave++) {
-      await Promise.all(Array.from({ length: 50 }, async (_, k) => {
-        const c = await RawHttp.connect(h.gw.port);
-        const r = rand();
-        const cut = r < 0.1 ? declared : Math.floor(r * declared);
-        if (cut === declared) whole++;
-        await c.send(Buffer.concat([Buffer.from(putHead(`abort:put:w${wave}:${k}`, declared)), body.subarray(0, cut)]));
-        c.destroy();
-      }));
+      await Promise.all(
+        Array.from({ length: 50 }, async (_, k) => {
+          const c = await RawHttp.connect(h.gw.port);
+          const r = rand();
+          const cut = r < 0.1 ? declared : Math.floor(r * declared);
+          if (cut === declared) whole++;
+          await c.send(
+            Buffer.concat([Buffer.from(putHead(`abort:put:w${wave}:${k}`, declared)), body.subarray(0, cut)]),
+          );
+          c.destroy();
+        }),
+      );
     }
     assert.ok(whole > 0, 'some uploads were sent whole');
     await idle('after 600 uploads cut at random points');
@@ -103,7 +123,9 @@ describe('no leaks on abort', () => {
     assert.match(r1.body.toString(), /"code":"TOO_LARGE"/);
     assert.equal(r1.headers.connection, 'close');
     // The client sends its body anyway: the gateway drops up to the bound, then closes.
-    void (async () => { for (let k = 0; k < 64 && !declared.closed; k++) await declared.send(Buffer.alloc(MB, 0x61)); })().catch(() => undefined);
+    void (async () => {
+      for (let k = 0; k < 64 && !declared.closed; k++) await declared.send(Buffer.alloc(MB, 0x61));
+    })().catch(() => undefined);
     await declared.closedByPeer(5000);
     assert.ok(declared.socket.bytesWritten < bound + 16 * MB, `the gateway took ${declared.socket.bytesWritten} bytes`);
     // Chunked, so the size shows only as it arrives: refused once it passes the limit, then cut off
@@ -115,7 +137,9 @@ describe('no leaks on abort', () => {
     for (let k = 0; k < 5; k++) await chunked.send(pieceFrame);
     const r2 = await chunked.responseHead();
     assert.equal(r2.status, 413);
-    void (async () => { for (let k = 0; k < 4 * (bound / MB) + 16 && !chunked.closed; k++) await chunked.send(pieceFrame); })().catch(() => undefined);
+    void (async () => {
+      for (let k = 0; k < 4 * (bound / MB) + 16 && !chunked.closed; k++) await chunked.send(pieceFrame);
+    })().catch(() => undefined);
     await chunked.closedByPeer(5000);
     assert.equal((await h.http.get('abort:toolarge:chunked')).hit, false, 'nothing was stored');
     await idle('after refused uploads');
@@ -123,11 +147,16 @@ describe('no leaks on abort', () => {
   });
 
   /** A bulk request whose socket is destroyed part way; the body is `body`, its first `cut` bytes are sent. */
-  interface BulkCase { path: '/v1/mget' | '/v1/mset'; type: string; body: Buffer }
+  interface BulkCase {
+    path: '/v1/mget' | '/v1/mset';
+    type: string;
+    body: Buffer;
+  }
 
   const msgpackKeys = (keys: string[]): Buffer => Buffer.concat(keys.map((k) => pack(k)));
   const ndjsonKeys = (keys: string[]): Buffer => Buffer.from(keys.map((k) => JSON.stringify(k) + '\n').join(''));
-  const msgpackItems = (keys: string[], value: Buffer): Buffer => Buffer.concat(keys.map((key) => pack({ key, value })));
+  const msgpackItems = (keys: string[], value: Buffer): Buffer =>
+    Buffer.concat(keys.map((key) => pack({ key, value })));
   const ndjsonItems = (keys: string[], value: Buffer): Buffer =>
     Buffer.from(keys.map((key) => JSON.stringify({ key, value: value.toString('latin1') }) + '\n').join(''));
 
@@ -157,11 +186,17 @@ describe('no leaks on abort', () => {
         const some = c.path === '/v1/mget' ? 2000 : 1;
         it(`${c.path} ${f.name}: destroyed before any result, many times`, async () => {
           // Cuts anywhere inside the first item: nothing can be answered yet.
-          const firstItem = c.path === '/v1/mget' ? f.keys([manyKeys[0]]).length : f.items([setKeys[0]], setValue).length;
+          const firstItem =
+            c.path === '/v1/mget' ? f.keys([manyKeys[0]]).length : f.items([setKeys[0]], setValue).length;
           for (let round = 0; round < 20; round++) {
             const conn = await RawHttp.connect(h.gw.port);
             const cut = Math.max(1, Math.floor((firstItem * (round + 1)) / 21));
-            await conn.send(Buffer.concat([Buffer.from(head('POST', c.path, { 'content-type': c.type, 'content-length': c.body.length })), c.body.subarray(0, cut)]));
+            await conn.send(
+              Buffer.concat([
+                Buffer.from(head('POST', c.path, { 'content-type': c.type, 'content-length': c.body.length })),
+                c.body.subarray(0, cut),
+              ]),
+            );
             await until(() => h.gw.ctx.gate.http === 1, 5000, 'the bulk request to be in progress');
             assert.equal(conn.received, 0, 'no result before the first item is whole');
             conn.destroy();
@@ -181,7 +216,11 @@ describe('no leaks on abort', () => {
             await conn.waitFor(() => conn.received >= some, 5000, 'some results');
             if (c.path === '/v1/mget') {
               // The answers outgrow what the client takes: the gateway holds output or reservations for it.
-              await until(() => inUse() > 0 || h.gw.ctx.budget.used > 0, 5000, 'the gateway to hold something for the reader');
+              await until(
+                () => inUse() > 0 || h.gw.ctx.budget.used > 0,
+                5000,
+                'the gateway to hold something for the reader',
+              );
             }
             conn.destroy();
             await idle(`${c.path} destroyed after ${conn.received} bytes of results (round ${round})`);
@@ -192,7 +231,14 @@ describe('no leaks on abort', () => {
         it(`${c.path} ${f.name}: whole body sent, destroyed while results stream`, async () => {
           for (let round = 0; round < 6; round++) {
             const conn = await RawHttp.connect(h.gw.port);
-            void conn.send(Buffer.concat([Buffer.from(head('POST', c.path, { 'content-type': c.type, 'content-length': c.body.length })), c.body])).catch(() => undefined);
+            void conn
+              .send(
+                Buffer.concat([
+                  Buffer.from(head('POST', c.path, { 'content-type': c.type, 'content-length': c.body.length })),
+                  c.body,
+                ]),
+              )
+              .catch(() => undefined);
             conn.readAtMost(some * (round + 1));
             await conn.waitFor(() => conn.received >= some * (round + 1), 5000, 'some results');
             conn.destroy();
@@ -215,14 +261,16 @@ describe('no leaks on abort', () => {
       const rand = prng(61);
       let cutShort = 0;
       for (let wave = 0; wave < 10; wave++) {
-        await Promise.all(Array.from({ length: 20 }, async (_, k) => {
-          const c = await RawHttp.connect(h.gw.port);
-          await c.send(head('GET', `/v1/kv/${keys[k % keys.length]}`));
-          const upTo = Math.floor(rand() * value.length);
-          if (upTo > 100 * KB) await c.waitFor(() => c.received >= upTo, 5000, `${upTo} bytes`);
-          if (c.received < value.length) cutShort++;
-          c.destroy();
-        }));
+        await Promise.all(
+          Array.from({ length: 20 }, async (_, k) => {
+            const c = await RawHttp.connect(h.gw.port);
+            await c.send(head('GET', `/v1/kv/${keys[k % keys.length]}`));
+            const upTo = Math.floor(rand() * value.length);
+            if (upTo > 100 * KB) await c.waitFor(() => c.received >= upTo, 5000, `${upTo} bytes`);
+            if (c.received < value.length) cutShort++;
+            c.destroy();
+          }),
+        );
       }
       assert.ok(cutShort > 150, `${cutShort} of 200 GETs were destroyed before their whole value arrived`);
       await idle('after 200 GETs destroyed at random points');
@@ -237,28 +285,49 @@ describe('no leaks on abort', () => {
       const big = Buffer.alloc(6 * MB, 0x66);
       before(async () => {
         fleet = await LocalFleet.start({ count: 2, memoryMb: 128, itemSizeMb: 8 });
-        gw = await startGateway(validateConfig(mergeConfig(defaultConfig(), {
-          port: 0, servers: fleet.servers(), limits: { maxValueBytes: big.length }, ws: { maxPayloadBytes: big.length + 64 * KB },
-        })));
+        gw = await startGateway(
+          validateConfig(
+            mergeConfig(defaultConfig(), {
+              port: 0,
+              servers: fleet.servers(),
+              limits: { maxValueBytes: big.length },
+              ws: { maxPayloadBytes: big.length + 64 * KB },
+            }),
+          ),
+        );
         const http = new KvHttpClient(`http://127.0.0.1:${gw.port}`);
         for (let k = 0; k < 2; k++) await http.set(`abort:huge:${k}`, big);
       });
-      after(async () => { await gw.stop(); await fleet.stop(); });
+      after(async () => {
+        await gw.stop();
+        await fleet.stop();
+      });
 
       it('a client that reads a little of a 6 MiB value and vanishes gives back what was held for it', async () => {
         for (let round = 0; round < 3; round++) {
           const conns = await Promise.all(Array.from({ length: 6 }, () => RawHttp.connect(gw.port)));
           for (const c of conns) c.readAtMost(1000);
           await Promise.all(conns.map((c, k) => c.send(head('GET', `/v1/kv/abort:huge:${k % 2}`))));
-          await Promise.all(conns.map((c) => c.waitFor(() => c.received >= 1000, 5000, 'the first bytes of the value')));
+          await Promise.all(
+            conns.map((c) => c.waitFor(() => c.received >= 1000, 5000, 'the first bytes of the value')),
+          );
           // What the kernel cannot take waits in pool buffers: proof the aborts have something to give back.
           await until(() => gw.ctx.pool.inUse > 64, 5000, 'the gateway to hold value bytes for the paused readers');
-          assert.ok(conns.every((c) => c.received < big.length), 'no paused reader got its whole value');
+          assert.ok(
+            conns.every((c) => c.received < big.length),
+            'no paused reader got its whole value',
+          );
           for (const c of conns) c.destroy();
           try {
-            await until(() => gw.ctx.pool.inUse === 0 && gw.ctx.budget.used === 0 && gw.ctx.gate.http === 0, 10_000, 'idle');
+            await until(
+              () => gw.ctx.pool.inUse === 0 && gw.ctx.budget.used === 0 && gw.ctx.gate.http === 0,
+              10_000,
+              'idle',
+            );
           } catch {
-            assert.fail(`round ${round}: not back to idle after 6 streaming GETs were destroyed: ${JSON.stringify(gw.stats().pool)} ${JSON.stringify(gw.ctx.budget.stats())}`);
+            assert.fail(
+              `round ${round}: not back to idle after 6 streaming GETs were destroyed: ${JSON.stringify(gw.stats().pool)} ${JSON.stringify(gw.ctx.budget.stats())}`,
+            );
           }
         }
         const r = await new KvHttpClient(`http://127.0.0.1:${gw.port}`).get('abort:huge:0');
@@ -269,10 +338,18 @@ describe('no leaks on abort', () => {
         const conns = await Promise.all(Array.from({ length: 3 }, () => RawHttp.connect(gw.port)));
         for (const c of conns) c.readAtMost(1000);
         await Promise.all(conns.map((c) => c.send(head('GET', '/v1/kv/abort:huge:1'))));
-        await until(() => gw.ctx.pool.inUse > 64 && gw.ctx.gate.http === 3, 5000, 'value bytes held for the stopped readers');
+        await until(
+          () => gw.ctx.pool.inUse > 64 && gw.ctx.gate.http === 3,
+          5000,
+          'value bytes held for the stopped readers',
+        );
         // Nothing moves for them: uWS's HTTP timeout (10 s without progress) closes them.
         await until(() => gw.ctx.gate.http === 0, 15_000, 'the stopped readers to be cut off');
-        await until(() => gw.ctx.pool.inUse === 0 && gw.ctx.budget.used === 0, 3000, 'what was held for them to come back');
+        await until(
+          () => gw.ctx.pool.inUse === 0 && gw.ctx.budget.used === 0,
+          3000,
+          'what was held for them to come back',
+        );
         assert.ok(conns.every((c) => c.received < big.length));
         for (const c of conns) c.destroy();
       });
@@ -289,20 +366,36 @@ describe('no leaks on abort', () => {
     try {
       const ws = await h.ws();
       const mgets = Array.from({ length: 10 }, () => ws.mget(all));
-      const sets = byShard[0].map((key) => ws.set(key, value).then(() => 'ok', (e: KvError) => e.code));
-      const gets = byShard[0].map((key) => h.http.get(key).then(() => 'hit', (e: KvError) => e.code));
-      const put = h.http.set(byShard[0][0], value).then(() => 'ok', (e: KvError) => e.code);
+      const sets = byShard[0].map((key) =>
+        ws.set(key, value).then(
+          () => 'ok',
+          (e: KvError) => e.code,
+        ),
+      );
+      const gets = byShard[0].map((key) =>
+        h.http.get(key).then(
+          () => 'hit',
+          (e: KvError) => e.code,
+        ),
+      );
+      const put = h.http.set(byShard[0][0], value).then(
+        () => 'ok',
+        (e: KvError) => e.code,
+      );
       const bulk = h.http.mget(all);
       // The first requests time out; the shard is then down until it answers again (fails fast).
       const failed = (code: unknown): boolean => code === 'TIMEOUT' || code === 'SHARD_DOWN';
       for (const r of await Promise.all(mgets)) {
         r.forEach((x, n) => {
-          if (n < 6) assert.ok(isItemError(x) && failed(x.error.code), `${all[n]} on the frozen shard: ${JSON.stringify(x)}`);
+          if (n < 6)
+            assert.ok(isItemError(x) && failed(x.error.code), `${all[n]} on the frozen shard: ${JSON.stringify(x)}`);
           else assert.ok(!isItemError(x) && x.hit && x.value.equals(value), `${all[n]} on a live shard`);
         });
       }
-      for (const code of [...await Promise.all(sets), ...await Promise.all(gets), await put]) assert.ok(failed(code), `a write or get on the frozen shard: ${code}`);
-      for (const x of (await bulk).slice(0, 6)) assert.ok(isItemError(x) && failed(x.error.code), `bulk get on the frozen shard: ${JSON.stringify(x)}`);
+      for (const code of [...(await Promise.all(sets)), ...(await Promise.all(gets)), await put])
+        assert.ok(failed(code), `a write or get on the frozen shard: ${code}`);
+      for (const x of (await bulk).slice(0, 6))
+        assert.ok(isItemError(x) && failed(x.error.code), `bulk get on the frozen shard: ${JSON.stringify(x)}`);
       await ws.close();
     } finally {
       process.kill(pid, 'SIGCONT');
@@ -323,7 +416,11 @@ describe('no leaks on abort', () => {
       for (let round = 0; round < 5; round++) {
         const s = await nonReadingWs(h.gw.port);
         for (let id = 1; id <= 50; id++) s.write(frame(pack({ id, op: 'mget', keys })));
-        await until(() => inUse() > 0 && h.gw.ctx.budget.used > window / 2, 5000, 'frames and reservations held for the non-reader');
+        await until(
+          () => inUse() > 0 && h.gw.ctx.budget.used > window / 2,
+          5000,
+          'frames and reservations held for the non-reader',
+        );
         s.destroy();
         await idle(`round ${round}: non-reading WebSocket destroyed`);
       }
@@ -348,7 +445,8 @@ describe('no leaks on abort', () => {
         for (let n = 0; n < 20; n++) pending.push(c.set(`abort:ws:set:${round}:${n}`, value).catch(() => undefined));
         // Half the rounds let some answers arrive first.
         if (round % 2 === 1) await Promise.race(pending);
-        if (round % 3 === 0) void c.close(); else void c.terminate();
+        if (round % 3 === 0) void c.close();
+        else void c.terminate();
         await Promise.all(pending);
         await until(() => h.gw.ctx.gate.ws === 0, 5000, 'the session to be gone');
         await idle(`round ${round}: WebSocket ${round % 3 === 0 ? 'closed' : 'terminated'} with requests in flight`);

@@ -18,7 +18,8 @@ const FAKE = 0;
 const REAL = 1;
 const timeoutMs = 400;
 
-const errCode = (r: MgetResult | MsetResult | undefined): string | undefined => (r && 'error' in r ? r.error.code : undefined);
+const errCode = (r: MgetResult | MsetResult | undefined): string | undefined =>
+  r && 'error' in r ? r.error.code : undefined;
 
 describe('backend faults: a fake memcached beside a real one', () => {
   let fake: FakeMemcached;
@@ -31,11 +32,13 @@ describe('backend faults: a fake memcached beside a real one', () => {
   before(async () => {
     fake = await FakeMemcached.start();
     fleet = await LocalFleet.start({ count: 1 });
-    const config = validateConfig(mergeConfig(defaultConfig(), {
-      port: 0,
-      servers: [{ host: '127.0.0.1', port: fake.port, weight: 1 }, ...fleet.servers()],
-      shard: { timeoutMs, connectTimeoutMs: 500, reconnectMinMs: 10, reconnectMaxMs: 50 },
-    }));
+    const config = validateConfig(
+      mergeConfig(defaultConfig(), {
+        port: 0,
+        servers: [{ host: '127.0.0.1', port: fake.port, weight: 1 }, ...fleet.servers()],
+        shard: { timeoutMs, connectTimeoutMs: 500, reconnectMinMs: 10, reconnectMaxMs: 50 },
+      }),
+    );
     gw = await startGateway(config);
     ws = await KvWsClient.connect(`ws://127.0.0.1:${gw.port}/v1/ws`);
     keys = keysByShard(gw.ring, 2, 'bf:', 200);
@@ -46,7 +49,10 @@ describe('backend faults: a fake memcached beside a real one', () => {
     await fake?.stop();
     await fleet?.stop();
   });
-  beforeEach(() => { fake.script = null; round++; });
+  beforeEach(() => {
+    fake.script = null;
+    round++;
+  });
 
   /** Two fresh keys per shard for this test, with values stored (straight into the fake's map for it). */
   async function seed(valueOf: (k: string) => Buffer): Promise<{ fk: string[]; rk: string[] }> {
@@ -54,22 +60,37 @@ describe('backend faults: a fake memcached beside a real one', () => {
     const rk = keys[REAL].splice(0, 2);
     for (const k of fk) fake.data.set(k, { flags: 7, value: valueOf(k) });
     const stored = await ws.mset(rk.map((k) => ({ key: k, value: valueOf(k), flags: 7 })));
-    assert.deepEqual(stored, rk.map(() => ({ ok: true })));
+    assert.deepEqual(
+      stored,
+      rk.map(() => ({ ok: true })),
+    );
     return { fk, rk };
   }
 
   /** Gets fk and rk in one mget: rk must be hits with their values; returns the fake keys' results. */
   async function mgetBoth(fk: string[], rk: string[], valueOf: (k: string) => Buffer): Promise<MgetResult[]> {
     const res = await ws.mget([...fk, ...rk]);
-    rk.forEach((k, n) => assert.deepEqual(res[fk.length + n], { hit: true, value: valueOf(k), flags: 7 }, `real shard key ${k}`));
+    rk.forEach((k, n) =>
+      assert.deepEqual(res[fk.length + n], { hit: true, value: valueOf(k), flags: 7 }, `real shard key ${k}`),
+    );
     return res.slice(0, fk.length);
   }
 
   /** Each fake-shard result is the error `code` or, where allowed, the true value: never anything else. */
-  function onlyErrorOrTruth(res: MgetResult[], fk: string[], code: string, valueOf: (k: string) => Buffer, what: string): number {
+  function onlyErrorOrTruth(
+    res: MgetResult[],
+    fk: string[],
+    code: string,
+    valueOf: (k: string) => Buffer,
+    what: string,
+  ): number {
     let errors = 0;
     res.forEach((r, n) => {
-      if (errCode(r) !== undefined) { assert.equal(errCode(r), code, `${what}: ${fk[n]} ${JSON.stringify(r)}`); errors++; return; }
+      if (errCode(r) !== undefined) {
+        assert.equal(errCode(r), code, `${what}: ${fk[n]} ${JSON.stringify(r)}`);
+        errors++;
+        return;
+      }
       assert.deepEqual(r, { hit: true, value: valueOf(fk[n]), flags: 7 }, `${what}: ${fk[n]} must be its true value`);
     });
     return errors;
@@ -78,7 +99,12 @@ describe('backend faults: a fake memcached beside a real one', () => {
   /** The fake shard answers again: a get and a set through it succeed (on a new connection when `reset`). */
   async function recovers(connsBefore: number, reset: boolean): Promise<void> {
     fake.script = null;
-    if (reset) await until(() => fake.connections > connsBefore && gw.shards[FAKE].up, 3000, 'the gateway reconnected to the fake');
+    if (reset)
+      await until(
+        () => fake.connections > connsBefore && gw.shards[FAKE].up,
+        3000,
+        'the gateway reconnected to the fake',
+      );
     const k = keys[FAKE].shift()!;
     assert.deepEqual(await ws.mset([{ key: k, value: Buffer.from(`after ${round}`) }]), [{ ok: true }]);
     assert.deepEqual(await ws.mget([k]), [{ hit: true, value: Buffer.from(`after ${round}`), flags: 0 }]);
@@ -125,7 +151,7 @@ describe('backend faults: a fake memcached beside a real one', () => {
     await recovers(conns, true);
   });
 
-  it('a write acknowledged with another opaque (a stray HD O0, or the next op\'s): SHARD_ERROR, not ok', async () => {
+  it("a write acknowledged with another opaque (a stray HD O0, or the next op's): SHARD_ERROR, not ok", async () => {
     const conns = fake.connections;
     const fk = keys[FAKE].splice(0, 2);
     // The first write on the connection goes through, so a batch-local counter would be at O0 again.
@@ -163,7 +189,9 @@ describe('backend faults: a fake memcached beside a real one', () => {
     fake.script = (c) => {
       if (c.op !== 'get') return undefined;
       const v = fake.data.get(c.keys[0])!.value;
-      return { reply: Buffer.concat([Buffer.from(`VALUE ${c.keys[0]} 7 ${v.length - 1}\r\n`), v, Buffer.from('\r\nEND\r\n')]) };
+      return {
+        reply: Buffer.concat([Buffer.from(`VALUE ${c.keys[0]} 7 ${v.length - 1}\r\n`), v, Buffer.from('\r\nEND\r\n')]),
+      };
     };
     const res = await mgetBoth(fk, rk, big);
     assert.equal(errCode(res[0]), 'SHARD_ERROR', 'the cut value is an error');
@@ -189,18 +217,22 @@ describe('backend faults: a fake memcached beside a real one', () => {
     await recovers(conns, true);
   });
 
-  it('a VALUE over the gateway\'s maximum value size: SHARD_ERROR, not buffered', async () => {
+  it("a VALUE over the gateway's maximum value size: SHARD_ERROR, not buffered", async () => {
     const { fk, rk } = await seed(small);
     const conns = fake.connections;
     const huge = gw.config.limits.maxValueBytes + 1;
-    fake.script = (c) => (c.op === 'get' ? { reply: Buffer.concat([Buffer.from(`VALUE ${c.keys[0]} 7 ${huge}\r\n`), Buffer.alloc(64 * 1024, 0x41)]) } : undefined);
+    fake.script = (c) =>
+      c.op === 'get'
+        ? { reply: Buffer.concat([Buffer.from(`VALUE ${c.keys[0]} 7 ${huge}\r\n`), Buffer.alloc(64 * 1024, 0x41)]) }
+        : undefined;
     const res = await mgetBoth(fk, rk, small);
     assert.equal(onlyErrorOrTruth(res, fk, 'SHARD_ERROR', small, 'oversized'), fk.length);
     await recovers(conns, true);
   });
 
   it('a reply split byte by byte: every value exact', async () => {
-    const mixed = (k: string): Buffer => (k.endsWith('0') || k.endsWith('5') ? Buffer.alloc(20_000, 0x0d) : Buffer.from(`a\r\nEND\r\n${k}`));
+    const mixed = (k: string): Buffer =>
+      k.endsWith('0') || k.endsWith('5') ? Buffer.alloc(20_000, 0x0d) : Buffer.from(`a\r\nEND\r\n${k}`);
     const { fk, rk } = await seed(mixed);
     const conns = fake.connections;
     fake.script = (c) => (c.op === 'get' || c.op === 'ms' ? { reply: fake.normal(c), drip: true } : undefined);
@@ -212,7 +244,7 @@ describe('backend faults: a fake memcached beside a real one', () => {
     await recovers(conns, false);
   });
 
-  it('a stall: TIMEOUT for the fake shard\'s items after timeoutMs, the real shard answers, then recovery', async () => {
+  it("a stall: TIMEOUT for the fake shard's items after timeoutMs, the real shard answers, then recovery", async () => {
     const { fk, rk } = await seed(small);
     const conns = fake.connections;
     fake.script = (c) => (c.op === 'get' || c.op === 'ms' ? { stall: true } : undefined);
@@ -257,7 +289,10 @@ describe('backend faults: a fake memcached beside a real one', () => {
     await until(() => gw.shards[FAKE].up, 3000, 'the fake shard reconnected');
     const k = keys[FAKE].shift()!;
     const rset = keys[REAL].shift()!;
-    const out = await ws.mset([{ key: k, value: Buffer.from('x') }, { key: rset, value: Buffer.from('y') }]);
+    const out = await ws.mset([
+      { key: k, value: Buffer.from('x') },
+      { key: rset, value: Buffer.from('y') },
+    ]);
     assert.equal(errCode(out[0]), 'SHARD_DOWN', JSON.stringify(out[0]));
     assert.deepEqual(out[1], { ok: true });
     assert.deepEqual((await rawGet(fleet.members[0].port, rset))?.value, Buffer.from('y'));
@@ -265,13 +300,18 @@ describe('backend faults: a fake memcached beside a real one', () => {
   });
 });
 
-describe('backend faults: a shard\'s item_size_max', () => {
+describe("backend faults: a shard's item_size_max", () => {
   it('a set the fake shard cannot store (item_size_max 4096) is refused with TOO_LARGE and never sent', async () => {
     const fake = await FakeMemcached.start();
     fake.itemSizeMax = 4096;
-    const gw = await startGateway(validateConfig(mergeConfig(defaultConfig(), {
-      port: 0, servers: [{ host: '127.0.0.1', port: fake.port, weight: 1 }],
-    })));
+    const gw = await startGateway(
+      validateConfig(
+        mergeConfig(defaultConfig(), {
+          port: 0,
+          servers: [{ host: '127.0.0.1', port: fake.port, weight: 1 }],
+        }),
+      ),
+    );
     const ws = await KvWsClient.connect(`ws://127.0.0.1:${gw.port}/v1/ws`);
     try {
       const res = await ws.mset([

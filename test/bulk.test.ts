@@ -6,12 +6,18 @@ import { startHarness, Harness } from './helpers/harness';
 
 describe('HTTP bulk', () => {
   let h: Harness;
-  before(async () => { h = await startHarness(); });
+  before(async () => {
+    h = await startHarness();
+  });
   after(() => h.stop());
 
   for (const format of ['msgpack', 'ndjson'] as const) {
     it(`mset then mget in ${format}, with binary values, misses and a bad key`, async () => {
-      const items = Array.from({ length: 300 }, (_, i) => ({ key: `bulk:${format}:${i}`, value: Buffer.from([i & 0xff, 0, 0xff, 10, 13]), flags: i }));
+      const items = Array.from({ length: 300 }, (_, i) => ({
+        key: `bulk:${format}:${i}`,
+        value: Buffer.from([i & 0xff, 0, 0xff, 10, 13]),
+        flags: i,
+      }));
       const set = await h.http.mset([...items, { key: 'bad key', value: Buffer.from('x') }], { format });
       assert.equal(set.length, 301);
       assert.ok(set.slice(0, 300).every((r) => 'ok' in r && r.ok));
@@ -27,9 +33,14 @@ describe('HTTP bulk', () => {
   it('answers in the format Accept asks for', async () => {
     await h.http.set('bulk:accept', 'text value');
     const res = await fetch(`${h.base}/v1/mget`, {
-      method: 'POST', headers: { 'content-type': 'application/msgpack', accept: 'application/x-ndjson' }, body: pack('bulk:accept'),
+      method: 'POST',
+      headers: { 'content-type': 'application/msgpack', accept: 'application/x-ndjson' },
+      body: pack('bulk:accept'),
     });
-    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l));
+    const lines = (await res.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.deepEqual(lines[0], { i: 0, key: 'bulk:accept', value: 'text value', flags: 0 });
     assert.deepEqual(lines[1], { done: true, count: 1 });
   });
@@ -38,26 +49,33 @@ describe('HTTP bulk', () => {
     const keys = Array.from({ length: 20 }, (_, i) => `bulk:stream:${i}`);
     await h.http.mset(keys.map((key) => ({ key, value: Buffer.from(key) })));
     const firstResults = await new Promise<{ before: Buffer; after: Buffer }>((resolve, reject) => {
-      const req = request(`${h.base}/v1/mget`, { method: 'POST', headers: { 'content-type': 'application/msgpack' } }, (res) => {
-        let first: Buffer | null = null;
-        const rest: Buffer[] = [];
-        res.on('data', (d: Buffer) => {
-          if (first === null) {
-            first = d;
-            // Only now send the second half and end the body.
-            for (const k of keys.slice(10)) req.write(pack(k));
-            req.end();
-          } else rest.push(d);
-        });
-        res.on('end', () => resolve({ before: first!, after: Buffer.concat(rest) }));
-        res.on('error', reject);
-      });
+      const req = request(
+        `${h.base}/v1/mget`,
+        { method: 'POST', headers: { 'content-type': 'application/msgpack' } },
+        (res) => {
+          let first: Buffer | null = null;
+          const rest: Buffer[] = [];
+          res.on('data', (d: Buffer) => {
+            if (first === null) {
+              first = d;
+              // Only now send the second half and end the body.
+              for (const k of keys.slice(10)) req.write(pack(k));
+              req.end();
+            } else rest.push(d);
+          });
+          res.on('end', () => resolve({ before: first!, after: Buffer.concat(rest) }));
+          res.on('error', reject);
+        },
+      );
       req.on('error', reject);
       req.flushHeaders();
       for (const k of keys.slice(0, 10)) req.write(pack(k));
     });
     const early = unpackMultiple(firstResults.before) as unknown[][];
-    assert.ok(early.length >= 1 && early.every((e) => (e[1] as number) < 10), 'first chunk holds only results of the first half');
+    assert.ok(
+      early.length >= 1 && early.every((e) => (e[1] as number) < 10),
+      'first chunk holds only results of the first half',
+    );
     const all = [...early, ...(unpackMultiple(firstResults.after) as unknown[][])];
     const values = all.filter((e) => e[2] === 0);
     assert.equal(values.length, 20);
@@ -70,15 +88,22 @@ describe('HTTP bulk', () => {
     const n = 200; // 20 MB of body
     const before = h.gw.stats().pool as { allocated: number };
     const status = await new Promise<number>((resolve, reject) => {
-      const req = request(`${h.base}/v1/mset`, { method: 'POST', headers: { 'content-type': 'application/msgpack' } }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
+      const req = request(
+        `${h.base}/v1/mset`,
+        { method: 'POST', headers: { 'content-type': 'application/msgpack' } },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
       req.on('error', reject);
       let i = 0;
       const pump = (): void => {
         while (i < n) {
-          if (!req.write(pack({ key: `bulk:large:${i++}`, value }))) { req.once('drain', pump); return; }
+          if (!req.write(pack({ key: `bulk:large:${i++}`, value }))) {
+            req.once('drain', pump);
+            return;
+          }
         }
         req.end();
       };
@@ -88,47 +113,73 @@ describe('HTTP bulk', () => {
     const got = await h.http.mget([`bulk:large:0`, `bulk:large:${n - 1}`]);
     assert.ok(got.every((r) => 'hit' in r && r.hit && r.value.equals(value)));
     const afterStats = h.gw.stats().pool as { allocated: number; inUse: number };
-    assert.ok(afterStats.allocated - before.allocated < 64, `pool grew by ${afterStats.allocated - before.allocated} buffers`);
+    assert.ok(
+      afterStats.allocated - before.allocated < 64,
+      `pool grew by ${afterStats.allocated - before.allocated} buffers`,
+    );
   });
 
   it('rejects a wrong content type, malformed bodies and oversized items with stable codes', async () => {
-    let res = await fetch(`${h.base}/v1/mget`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'k' });
+    let res = await fetch(`${h.base}/v1/mget`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: 'k',
+    });
     assert.equal(res.status, 415);
-    assert.equal(((await res.json()) as any).error.code, 'BAD_CONTENT_TYPE');
-    res = await fetch(`${h.base}/v1/mget`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: 'not json\n' });
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'BAD_CONTENT_TYPE');
+    res = await fetch(`${h.base}/v1/mget`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: 'not json\n',
+    });
     assert.equal(res.status, 400);
-    assert.equal(((await res.json()) as any).error.code, 'BAD_REQUEST');
-    res = await fetch(`${h.base}/v1/mset`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: Buffer.from([0x82, 0xa3]) });
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'BAD_REQUEST');
+    res = await fetch(`${h.base}/v1/mset`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/msgpack' },
+      body: Buffer.from([0x82, 0xa3]),
+    });
     assert.equal(res.status, 400);
     res = await fetch(`${h.base}/v1/mset`, {
-      method: 'POST', headers: { 'content-type': 'application/msgpack' },
+      method: 'POST',
+      headers: { 'content-type': 'application/msgpack' },
       body: pack({ key: 'bulk:huge', value: Buffer.alloc(1024 * 1024 + 10) }),
     });
     const entries = res.status === 200 ? (unpackMultiple(Buffer.from(await res.arrayBuffer())) as unknown[][]) : [];
-    const code = res.status === 200 ? entries.find((e) => e[2] === 4)?.[3] : ((await res.json()) as any).error.code;
+    const code =
+      res.status === 200
+        ? entries.find((e) => e[2] === 4)?.[3]
+        : ((await res.json()) as { error: { code: string } }).error.code;
     assert.equal(code, 'TOO_LARGE');
     // An NDJSON body that goes bad after good lines: the good items are stored, the error is reported.
     res = await fetch(`${h.base}/v1/mset`, {
-      method: 'POST', headers: { 'content-type': 'application/x-ndjson' },
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson' },
       body: '{"key":"bulk:nd:ok","value":"fine"}\n{"key":"bulk:nd:bad","value":42}\n{oops\n',
     });
     const text = await res.text();
-    const lines = text.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.ok(lines.some((l) => l.i === 1 && l.error?.code === 'BAD_VALUE'));
     assert.ok(lines.some((l) => l.i === -1 && l.error?.code === 'BAD_REQUEST'));
-    assert.deepEqual((await h.http.get('bulk:nd:ok')), { hit: true, value: Buffer.from('fine'), flags: 0 });
+    assert.deepEqual(await h.http.get('bulk:nd:ok'), { hit: true, value: Buffer.from('fine'), flags: 0 });
   });
 
   it('NDJSON carries binary values of every size around its frame boundaries as exact base64, with UTF-8 keys', async () => {
     const sizes = [0, 1, 2, 3, 12287, 12288, 12289, 16380, 16383, 16384, 16385, 32768, 49151, 65536, 100_000];
     const items = sizes.map((n, k) => {
       const value = Buffer.alloc(n);
-      for (let j = 0; j < n; j++) value[j] = (j * 131 + k) & 0xff | 0x80; // never valid UTF-8 throughout
+      for (let j = 0; j < n; j++) value[j] = ((j * 131 + k) & 0xff) | 0x80; // never valid UTF-8 throughout
       return { key: `ключ:${k}:${'ü'.repeat(k)}`, value };
     });
     const set = await h.http.mset(items, { format: 'msgpack' });
     assert.ok(set.every((r) => 'ok' in r && r.ok));
-    const got = await h.http.mget(items.map((x) => x.key), { format: 'ndjson' });
+    const got = await h.http.mget(
+      items.map((x) => x.key),
+      { format: 'ndjson' },
+    );
     items.forEach((x, k) => assert.deepEqual(got[k], { hit: true, value: x.value, flags: 0 }, `size ${sizes[k]}`));
   });
 });

@@ -27,12 +27,14 @@ import {
 /** A server message: entries packed one by one and concatenated, as the gateway writes them. */
 const msg = (...entries: unknown[]): Buffer => Buffer.concat(entries.map((e) => pack(e)));
 const bin = (s: string): Buffer => Buffer.from(s);
-const isProtocolError = (re?: RegExp) => (e: unknown): boolean => {
-  assert.ok(e instanceof ProtocolError, `expected ProtocolError, got ${String(e)}`);
-  assert.equal(e.code, 'BAD_RESPONSE');
-  if (re) assert.match(e.message, re);
-  return true;
-};
+const isProtocolError =
+  (re?: RegExp) =>
+  (e: unknown): boolean => {
+    assert.ok(e instanceof ProtocolError, `expected ProtocolError, got ${String(e)}`);
+    assert.equal(e.code, 'BAD_RESPONSE');
+    if (re) assert.match(e.message, re);
+    return true;
+  };
 
 // ---- requests ------------------------------------------------------------------------------------------
 
@@ -50,8 +52,26 @@ test('set: value always bin (a string as its UTF-8), optional fields omitted, ui
   const bytes = encodeRequest({ id: 3, op: 'set', key: 'k', value: 'h\u00e9llo' });
   assert.deepEqual(unpack(bytes), { id: 3, op: 'set', key: 'k', value: bin('h\u00e9llo') });
   assert.ok(bytes.includes(Buffer.from([0xc4, 6])), 'value encoded as bin8 of 6 bytes');
-  const full = unpack(encodeRequest({ id: 0xffffffff, op: 'set', key: 'k', value: Buffer.alloc(0), ttl: 2592000, flags: 0xffffffff, wait: 0 }));
-  assert.deepEqual(full, { id: 0xffffffff, op: 'set', key: 'k', value: Buffer.alloc(0), ttl: 2592000, flags: 0xffffffff, wait: 0 });
+  const full = unpack(
+    encodeRequest({
+      id: 0xffffffff,
+      op: 'set',
+      key: 'k',
+      value: Buffer.alloc(0),
+      ttl: 2592000,
+      flags: 0xffffffff,
+      wait: 0,
+    }),
+  );
+  assert.deepEqual(full, {
+    id: 0xffffffff,
+    op: 'set',
+    key: 'k',
+    value: Buffer.alloc(0),
+    ttl: 2592000,
+    flags: 0xffffffff,
+    wait: 0,
+  });
   assert.deepEqual(Object.keys(full), ['id', 'op', 'key', 'value', 'ttl', 'flags', 'wait']);
 });
 
@@ -59,18 +79,36 @@ test('mget/mdel/mset bodies and concatenated requests', () => {
   const reqs = encodeRequests([
     { id: 1, op: 'mget', keys: ['a', bin('b')] },
     { id: 2, op: 'mdel', keys: [] },
-    { id: 3, op: 'mset', items: [{ key: 'a', value: 'x', ttl: 60 }, { key: bin('b'), value: Buffer.from([0, 1]), flags: 9 }], wait: 10 },
+    {
+      id: 3,
+      op: 'mset',
+      items: [
+        { key: 'a', value: 'x', ttl: 60 },
+        { key: bin('b'), value: Buffer.from([0, 1]), flags: 9 },
+      ],
+      wait: 10,
+    },
   ]);
   assert.deepEqual(unpackMultiple(reqs), [
     { id: 1, op: 'mget', keys: ['a', bin('b')] },
     { id: 2, op: 'mdel', keys: [] },
-    { id: 3, op: 'mset', items: [{ key: 'a', value: bin('x'), ttl: 60 }, { key: bin('b'), value: Buffer.from([0, 1]), flags: 9 }], wait: 10 },
+    {
+      id: 3,
+      op: 'mset',
+      items: [
+        { key: 'a', value: bin('x'), ttl: 60 },
+        { key: bin('b'), value: Buffer.from([0, 1]), flags: 9 },
+      ],
+      wait: 10,
+    },
   ]);
 });
 
 test('HTTP msgpack bulk bodies are concatenated keys / item maps', () => {
   assert.deepEqual(unpackMultiple(encodeBulkKeys(['user:1', bin('user:2')])), ['user:1', bin('user:2')]);
-  assert.deepEqual(unpackMultiple(encodeBulkItems([{ key: 'k', value: 'v', ttl: 1 }])), [{ key: 'k', value: bin('v'), ttl: 1 }]);
+  assert.deepEqual(unpackMultiple(encodeBulkItems([{ key: 'k', value: 'v', ttl: 1 }])), [
+    { key: 'k', value: bin('v'), ttl: 1 },
+  ]);
   assert.equal(encodeBulkKeys([]).length, 0);
   assert.deepEqual(unpackMultiple(encodeRaw([{ id: 1, op: 'nope' }, 'x'])), [{ id: 1, op: 'nope' }, 'x']);
 });
@@ -84,7 +122,15 @@ test('URL keys: strings via encodeURIComponent, bytes one by one', () => {
 
 test('decodes every entry kind from one concatenated message', () => {
   const entries = decodeEntries(
-    msg([1, 0, 0, 7, bin('hello')], [1, 1, 1, 0, 5, 0, bin('ab')], [1, 2, 2], [1, 3, 3], [1, 4, 4, 'SHARD_DOWN', 'down'], [1, -1, 4, 'BUSY', 'busy'], [1, -1, 5]),
+    msg(
+      [1, 0, 0, 7, bin('hello')],
+      [1, 1, 1, 0, 5, 0, bin('ab')],
+      [1, 2, 2],
+      [1, 3, 3],
+      [1, 4, 4, 'SHARD_DOWN', 'down'],
+      [1, -1, 4, 'BUSY', 'busy'],
+      [1, -1, 5],
+    ),
   );
   assert.deepEqual(entries, [
     { kind: 'value', id: 1, i: 0, flags: 7, value: bin('hello') },
@@ -130,7 +176,11 @@ test('malformed entries are rejected with a ProtocolError naming the problem', (
   ];
   for (const [raw, re] of cases) {
     assert.throws(() => decodeEntry(raw), isProtocolError(re), JSON.stringify(raw));
-    assert.throws(() => decodeEntries(msg([1, -1, 5], raw)), isProtocolError(re), `in a message: ${JSON.stringify(raw)}`);
+    assert.throws(
+      () => decodeEntries(msg([1, -1, 5], raw)),
+      isProtocolError(re),
+      `in a message: ${JSON.stringify(raw)}`,
+    );
   }
 });
 
@@ -143,7 +193,15 @@ test('messages that are not a msgpack stream are rejected', () => {
 
 // ---- reassembly and results ----------------------------------------------------------------------------
 
-const part = (i: number, total: number, offset: number, chunk: string, flags = 0): PartEntry => ({ kind: 'part', id: 1, i, flags, total, offset, chunk: bin(chunk) });
+const part = (i: number, total: number, offset: number, chunk: string, flags = 0): PartEntry => ({
+  kind: 'part',
+  id: 1,
+  i,
+  flags,
+  total,
+  offset,
+  chunk: bin(chunk),
+});
 
 test('VALUE_PART pieces reassemble into one Buffer per item', () => {
   const pa = new PartAssembler();
@@ -156,10 +214,12 @@ test('VALUE_PART pieces reassemble into one Buffer per item', () => {
 });
 
 test('VALUE_PART pieces out of order, overlapping or inconsistent are rejected', () => {
-  const fresh = (...ps: PartEntry[]) => () => {
-    const pa = new PartAssembler();
-    for (const p of ps) pa.add(p);
-  };
+  const fresh =
+    (...ps: PartEntry[]) =>
+    () => {
+      const pa = new PartAssembler();
+      for (const p of ps) pa.add(p);
+    };
   assert.throws(fresh(part(0, 6, 2, 'cd')), isProtocolError(/offset 2, expected 0/));
   assert.throws(fresh(part(0, 6, 0, 'ab'), part(0, 6, 4, 'ef')), isProtocolError(/offset 4, expected 2/));
   assert.throws(fresh(part(0, 6, 0, 'abc'), part(0, 6, 2, 'cd')), isProtocolError(/offset 2, expected 3/));
@@ -168,7 +228,10 @@ test('VALUE_PART pieces out of order, overlapping or inconsistent are rejected',
 });
 
 /** Feeds a whole message to a ResultAssembler; returns whether the request ended. */
-const feed = (asm: ResultAssembler, m: Buffer): boolean => decodeEntries(m).map((e: Entry) => asm.add(e)).pop() ?? false;
+const feed = (asm: ResultAssembler, m: Buffer): boolean =>
+  decodeEntries(m)
+    .map((e: Entry) => asm.add(e))
+    .pop() ?? false;
 
 test('mget results are aligned with the keys whatever order the entries come in', () => {
   const asm = new ResultAssembler('mget', 4);
@@ -205,7 +268,8 @@ test('a request-level error (i = -1) fails the request with its code', () => {
   assert.equal(feed(asm, msg([1, 0, 2], [1, -1, 4, 'TOO_MANY', 'too many'])), true);
   assert.throws(
     () => asm.finish(),
-    (e: unknown) => e instanceof KvError && !(e instanceof ProtocolError) && e.code === 'TOO_MANY' && e.message === 'too many',
+    (e: unknown) =>
+      e instanceof KvError && !(e instanceof ProtocolError) && e.code === 'TOO_MANY' && e.message === 'too many',
   );
 });
 
@@ -234,8 +298,14 @@ test('msgpack bulk responses: id 0 entries ending with END', () => {
   ]);
   assert.throws(() => parseMsgpackBulk('mget', msg([0, 0, 2]), 1), isProtocolError(/without END/));
   assert.throws(() => parseMsgpackBulk('mget', msg([3, 0, 2], [3, -1, 5]), 1), isProtocolError(/id 3/));
-  assert.throws(() => parseMsgpackBulk('mget', msg([0, 0, 2], [0, -1, 5], [0, -1, 5]), 1), isProtocolError(/after END/));
-  assert.throws(() => parseMsgpackBulk('mset', msg([0, 0, 3], [0, -1, 4, 'BAD_REQUEST', 'cut']), 2), (e: unknown) => e instanceof KvError && e.code === 'BAD_REQUEST' && e.status === 200);
+  assert.throws(
+    () => parseMsgpackBulk('mget', msg([0, 0, 2], [0, -1, 5], [0, -1, 5]), 1),
+    isProtocolError(/after END/),
+  );
+  assert.throws(
+    () => parseMsgpackBulk('mset', msg([0, 0, 3], [0, -1, 4, 'BAD_REQUEST', 'cut']), 2),
+    (e: unknown) => e instanceof KvError && e.code === 'BAD_REQUEST' && e.status === 200,
+  );
 });
 
 test('NDJSON bulk responses: one line per item, then done', () => {
@@ -254,11 +324,30 @@ test('NDJSON bulk responses: one line per item, then done', () => {
     { error: { code: 'SHARD_DOWN', message: 'down' } },
     { hit: true, value: Buffer.from([0, 1, 2]), flags: 3 },
   ]);
-  assert.deepEqual(parseNdjsonBulk('mset', lines({ i: 0, key: 'k', ok: true }, { done: true, count: 1 }), ['k']), [{ ok: true }]);
-  assert.throws(() => parseNdjsonBulk('mget', lines({ i: 0, key: 'k', miss: true }), ['k']), isProtocolError(/without a done line/));
-  assert.throws(() => parseNdjsonBulk('mget', lines({ i: 0, key: 'k', miss: true }, { done: true, count: 2 }), ['k']), isProtocolError(/count should be 1/));
-  assert.throws(() => parseNdjsonBulk('mget', lines({ i: 0, key: 'other', miss: true }), ['k']), isProtocolError(/key should be "k"/));
+  assert.deepEqual(parseNdjsonBulk('mset', lines({ i: 0, key: 'k', ok: true }, { done: true, count: 1 }), ['k']), [
+    { ok: true },
+  ]);
+  assert.throws(
+    () => parseNdjsonBulk('mget', lines({ i: 0, key: 'k', miss: true }), ['k']),
+    isProtocolError(/without a done line/),
+  );
+  assert.throws(
+    () => parseNdjsonBulk('mget', lines({ i: 0, key: 'k', miss: true }, { done: true, count: 2 }), ['k']),
+    isProtocolError(/count should be 1/),
+  );
+  assert.throws(
+    () => parseNdjsonBulk('mget', lines({ i: 0, key: 'other', miss: true }), ['k']),
+    isProtocolError(/key should be "k"/),
+  );
   assert.throws(() => parseNdjsonBulk('mget', lines({ i: 0, key: 'k', value: 'v' }), ['k']), isProtocolError(/flags/));
   assert.throws(() => parseNdjsonBulk('mget', '{"i":0,\n', ['k']), isProtocolError(/not JSON/));
-  assert.throws(() => parseNdjsonBulk('mset', lines({ i: 0, key: 'k', ok: true }, { i: -1, error: { code: 'BAD_REQUEST', message: 'cut' } }), ['k', 'j']), (e: unknown) => e instanceof KvError && e.code === 'BAD_REQUEST');
+  assert.throws(
+    () =>
+      parseNdjsonBulk(
+        'mset',
+        lines({ i: 0, key: 'k', ok: true }, { i: -1, error: { code: 'BAD_REQUEST', message: 'cut' } }),
+        ['k', 'j'],
+      ),
+    (e: unknown) => e instanceof KvError && e.code === 'BAD_REQUEST',
+  );
 });

@@ -8,11 +8,15 @@ const shardStats = (h: Harness): ShardStat[] => h.gw.stats().shards as ShardStat
 
 describe('coalescing', () => {
   let h: Harness;
-  before(async () => { h = await startHarness(); });
+  before(async () => {
+    h = await startHarness();
+  });
   after(() => h.stop());
 
   it('1,000 concurrent gets from 50 connections become a handful of multi-gets per shard, each key fetched once', async () => {
-    const clients = await Promise.all(Array.from({ length: 50 }, () => KvWsClient.connect(h.wsUrl, { batchSends: true })));
+    const clients = await Promise.all(
+      Array.from({ length: 50 }, () => KvWsClient.connect(h.wsUrl, { batchSends: true })),
+    );
     const keys = Array.from({ length: 200 }, (_, i) => `co:${i}`);
     await clients[0].mset(keys.map((key) => ({ key, value: Buffer.from(`val-${key}`) })));
     const gwBefore = shardStats(h);
@@ -29,7 +33,10 @@ describe('coalescing', () => {
       assert.ok(writes >= 1 && writes <= 5, `shard ${s}: ${writes} writes for ${owned.length} keys`);
       // memcached saw each key at most once per write (dedupe), never once per request.
       const cmdGet = mcAfter[s].cmd_get - mcBefore[s].cmd_get;
-      assert.ok(cmdGet >= owned.length && cmdGet <= owned.length * writes, `shard ${s}: cmd_get ${cmdGet} for ${owned.length} keys`);
+      assert.ok(
+        cmdGet >= owned.length && cmdGet <= owned.length * writes,
+        `shard ${s}: cmd_get ${cmdGet} for ${owned.length} keys`,
+      );
       // Bytes memcached read: the multi-get lines only ("get" + " key"... + "\r\n" per write), far from 1,000 requests' worth.
       const keyBytes = owned.reduce((a, k) => a + 1 + k.length, 0);
       const read = mcAfter[s].bytes_read - mcBefore[s].bytes_read;
@@ -52,7 +59,10 @@ describe('coalescing', () => {
       const cmdSet = mcAfter[s].cmd_set - mcBefore[s].cmd_set;
       total += cmdSet;
       assert.ok(writes <= 3, `shard ${s}: ${writes} writes`);
-      assert.equal(cmdSet, Array.from({ length: 300 }, (_, i) => `co:set:${i}`).filter((k) => h.gw.ring.lookupKey(k) === s).length);
+      assert.equal(
+        cmdSet,
+        Array.from({ length: 300 }, (_, i) => `co:set:${i}`).filter((k) => h.gw.ring.lookupKey(k) === s).length,
+      );
     }
     assert.equal(total, 300);
     const dels = await Promise.all(Array.from({ length: 300 }, (_, i) => c.del(`co:set:${i}`)));

@@ -20,7 +20,10 @@ import { head, RawHttp, type RawResponse } from './helpers/raw-http';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process';
 
 const UPGRADE = head('GET', '/v1/ws', {
-  Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version': 13,
+  Upgrade: 'websocket',
+  Connection: 'Upgrade',
+  'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+  'Sec-WebSocket-Version': 13,
 });
 
 /** One request on a fresh connection: the response, how long it took, and whether the server closed. */
@@ -46,10 +49,16 @@ function assertRefused(what: string, x: { r: RawResponse; ms: number }): void {
 describe('connection limit', () => {
   let h: Harness;
   const max = 5;
-  before(async () => { h = await startHarness({ limits: { maxConnections: max } }); });
+  before(async () => {
+    h = await startHarness({ limits: { maxConnections: max } });
+  });
   after(() => h.stop());
 
-  const gate = (): { ws: number; http: number; refused: number } => ({ ws: h.gw.ctx.gate.ws, http: h.gw.ctx.gate.http, refused: h.gw.ctx.gate.refused });
+  const gate = (): { ws: number; http: number; refused: number } => ({
+    ws: h.gw.ctx.gate.ws,
+    http: h.gw.ctx.gate.http,
+    refused: h.gw.ctx.gate.refused,
+  });
 
   it('refuses upgrades and HTTP requests past the limit quickly, counts them, and lets clients in once others leave', async () => {
     assert.equal(h.gw.ctx.gate.max, max);
@@ -68,8 +77,15 @@ describe('connection limit', () => {
       ['GET', head('GET', '/v1/kv/limit:a')],
       ['DELETE', head('DELETE', '/v1/kv/limit:a')],
       ['PUT', head('PUT', '/v1/kv/limit:a', { 'content-length': 5 }) + 'hello'],
-      ['POST /v1/mget', head('POST', '/v1/mget', { 'content-type': 'application/x-ndjson', 'content-length': 9 }) + '"limit:a"'],
-      ['POST /v1/mset', head('POST', '/v1/mset', { 'content-type': 'application/x-ndjson', 'content-length': 30 }) + '{"key":"limit:a","value":"xy"}'],
+      [
+        'POST /v1/mget',
+        head('POST', '/v1/mget', { 'content-type': 'application/x-ndjson', 'content-length': 9 }) + '"limit:a"',
+      ],
+      [
+        'POST /v1/mset',
+        head('POST', '/v1/mset', { 'content-type': 'application/x-ndjson', 'content-length': 30 }) +
+          '{"key":"limit:a","value":"xy"}',
+      ],
     ];
     for (const [what, req] of requests) {
       const x = await once(h.gw.port, req);
@@ -78,7 +94,9 @@ describe('connection limit', () => {
     }
     assert.equal(gate().refused - refused0, 4 + requests.length, 'every refusal is counted');
     assert.deepEqual({ ws: gate().ws, http: gate().http }, { ws: max, http: 0 }, 'refusals hold no place in the gate');
-    const health = (await (await fetch(`${h.base}/healthz`)).json()) as { connections: { current: number; max: number; refused: number } };
+    const health = (await (await fetch(`${h.base}/healthz`)).json()) as {
+      connections: { current: number; max: number; refused: number };
+    };
     assert.deepEqual(health.connections, { current: max, max, refused: gate().refused }, '/healthz reports the gate');
 
     // The clients already in are served as usual.
@@ -105,12 +123,18 @@ describe('connection limit', () => {
     const clients: KvWsClient[] = [];
     for (let k = 0; k < max - 2; k++) clients.push(await KvWsClient.connect(h.wsUrl));
     // Two uploads in progress: their bodies are not finished.
-    const uploads = await Promise.all([0, 1].map(async (k) => {
-      const c = await RawHttp.connect(h.gw.port);
-      await c.send(head('PUT', `/v1/kv/limit:upload:${k}`, { 'content-length': 10 }) + 'hello');
-      return c;
-    }));
-    await until(() => h.gw.ctx.gate.ws === max - 2 && h.gw.ctx.gate.http === 2, 3000, `${max - 2} WebSockets and 2 uploads in the gate`);
+    const uploads = await Promise.all(
+      [0, 1].map(async (k) => {
+        const c = await RawHttp.connect(h.gw.port);
+        await c.send(head('PUT', `/v1/kv/limit:upload:${k}`, { 'content-length': 10 }) + 'hello');
+        return c;
+      }),
+    );
+    await until(
+      () => h.gw.ctx.gate.ws === max - 2 && h.gw.ctx.gate.http === 2,
+      3000,
+      `${max - 2} WebSockets and 2 uploads in the gate`,
+    );
     assertRefused('an upgrade past WebSockets + uploads', await once(h.gw.port, UPGRADE));
     assertRefused('a GET past WebSockets + uploads', await once(h.gw.port, head('GET', '/v1/kv/limit:upload:0')));
     // The uploads finish: their places come back.
@@ -131,8 +155,13 @@ describe('connection limit', () => {
     for (let k = 0; k < max; k++) clients.push(await KvWsClient.connect(h.wsUrl));
     await until(() => h.gw.ctx.gate.ws === max, 3000, 'the gate full');
     const refused0 = gate().refused;
-    const burst = await Promise.all(Array.from({ length: 100 }, (_, k) => once(h.gw.port, k % 2 === 0 ? UPGRADE : head('GET', '/v1/kv/limit:a'))));
-    for (const x of burst) { assert.equal(x.r.status, 503); x.c.destroy(); }
+    const burst = await Promise.all(
+      Array.from({ length: 100 }, (_, k) => once(h.gw.port, k % 2 === 0 ? UPGRADE : head('GET', '/v1/kv/limit:a'))),
+    );
+    for (const x of burst) {
+      assert.equal(x.r.status, 503);
+      x.c.destroy();
+    }
     assert.equal(gate().refused - refused0, 100);
     assert.deepEqual({ ws: gate().ws, http: gate().http }, { ws: max, http: 0 });
     for (const c of clients) c.terminate();
@@ -151,13 +180,19 @@ describe('connection limit', () => {
     await member.stop();
     await until(() => !h.gw.shards[1].up, 5000, 'the gateway to see shard 1 down');
     const down = await clients[0].mget(keys);
-    assert.ok(down.every((r) => 'error' in r && r.error.code === 'SHARD_DOWN'), `keys of the stopped shard fail: ${JSON.stringify(down)}`);
+    assert.ok(
+      down.every((r) => 'error' in r && r.error.code === 'SHARD_DOWN'),
+      `keys of the stopped shard fail: ${JSON.stringify(down)}`,
+    );
     await member.start();
     await until(() => h.gw.shards[1].up, 10_000, 'the gateway to reconnect shard 1 with the gate full');
     assert.equal(h.gw.ctx.gate.ws, max, 'the gate is still full');
     for (const [n, key] of keys.entries()) await clients[n % max].set(key, `back ${n}`);
     const back = await clients[4].mget(keys);
-    assert.deepEqual(back, keys.map((_, n) => ({ hit: true, value: Buffer.from(`back ${n}`), flags: 0 })));
+    assert.deepEqual(
+      back,
+      keys.map((_, n) => ({ hit: true, value: Buffer.from(`back ${n}`), flags: 0 })),
+    );
     assertRefused('a new client while the gate is full', await once(h.gw.port, UPGRADE));
     for (const c of clients) await c.close();
   });
@@ -193,13 +228,31 @@ describe('connection limit under a low open-file limit (gateway process)', () =>
     const keys = keysByShardOf(3);
     for (const [s, member] of fleet.members.entries()) {
       await member.stop();
-      await until(async () => {
-        try { await clients[0].get(keys[s][0]); return false; } catch (e) { return (e as KvError).code === 'SHARD_DOWN'; }
-      }, 5000, `shard ${s} to be seen down`);
+      await until(
+        async () => {
+          try {
+            await clients[0].get(keys[s][0]);
+            return false;
+          } catch (e) {
+            return (e as KvError).code === 'SHARD_DOWN';
+          }
+        },
+        5000,
+        `shard ${s} to be seen down`,
+      );
       await member.start();
-      await until(async () => {
-        try { await clients[s].set(keys[s][0], `v${s}`); return true; } catch { return false; }
-      }, 10_000, `shard ${s} to be reconnected`);
+      await until(
+        async () => {
+          try {
+            await clients[s].set(keys[s][0], `v${s}`);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        10_000,
+        `shard ${s} to be reconnected`,
+      );
       assert.deepEqual(await clients[max - 1].get(keys[s][0]), { hit: true, value: Buffer.from(`v${s}`), flags: 0 });
     }
     for (const c of clients) c.terminate();
@@ -212,7 +265,11 @@ describe('connection limit under a low open-file limit (gateway process)', () =>
       s.on('error', () => undefined);
       return s;
     });
-    await until(() => descriptors() >= openFiles || socks.every((s) => !s.connecting), 5000, 'the idle connections to be accepted');
+    await until(
+      () => descriptors() >= openFiles || socks.every((s) => !s.connecting),
+      5000,
+      'the idle connections to be accepted',
+    );
     return socks;
   }
 
@@ -230,9 +287,18 @@ describe('connection limit under a low open-file limit (gateway process)', () =>
       const member = fleet.members[1];
       await member.stop();
       await member.start();
-      await until(async () => {
-        try { await client.set(key, 'after the flood'); return true; } catch { return false; }
-      }, 5000, 'shard 1 to be reconnected while idle connections hold the other descriptors');
+      await until(
+        async () => {
+          try {
+            await client.set(key, 'after the flood');
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        5000,
+        'shard 1 to be reconnected while idle connections hold the other descriptors',
+      );
     } finally {
       for (const s of flood) s.destroy();
       client.terminate();
@@ -258,9 +324,18 @@ describe('connection limit under a low open-file limit (gateway process)', () =>
     }
     // Once the descriptors are free again, so is the door.
     let client: KvWsClient | null = null;
-    await until(async () => {
-      try { client = await KvWsClient.connect(`ws://127.0.0.1:${gw.port}/v1/ws`); return true; } catch { return false; }
-    }, 5000, 'the gateway to accept clients again');
+    await until(
+      async () => {
+        try {
+          client = await KvWsClient.connect(`ws://127.0.0.1:${gw.port}/v1/ws`);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      5000,
+      'the gateway to accept clients again',
+    );
     await client!.set('limit:fd:after', 'in');
     client!.terminate();
   });

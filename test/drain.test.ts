@@ -25,7 +25,14 @@ import { frame, nonReadingWs } from './helpers/raw-ws';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process';
 
 /** One request and what became of it; times are performance.now() of this process. */
-interface Sent { via: 'ws' | 'http'; op: 'set' | 'get'; key: string; value: string; at: number; outcome: string }
+interface Sent {
+  via: 'ws' | 'http';
+  op: 'set' | 'get';
+  key: string;
+  value: string;
+  at: number;
+  outcome: string;
+}
 
 const codeOf = (e: unknown): string => (e instanceof KvError ? e.code : `thrown: ${String(e)}`);
 
@@ -75,13 +82,18 @@ describe('graceful drain (gateway process)', () => {
     process.kill(pid, 'SIGCONT');
     frozen.splice(frozen.indexOf(pid), 1);
   };
-  const thawAll = (): void => { for (const pid of [...frozen]) thaw(pid); };
+  const thawAll = (): void => {
+    for (const pid of [...frozen]) thaw(pid);
+  };
 
   /** The item as memcached holds it now (a raw `get` on the key's shard), or null. */
   async function stored(key: string): Promise<string | null> {
     const reply = await memcachedCommand(fleet.members[ring.lookupKey(key)].port, `get ${key}\r\n`);
     const m = /^VALUE \S+ \d+ (\d+)\r\n/.exec(reply);
-    if (m === null) { assert.equal(reply, 'END\r\n', `get ${key}`); return null; }
+    if (m === null) {
+      assert.equal(reply, 'END\r\n', `get ${key}`);
+      return null;
+    }
     const start = m[0].length;
     return reply.slice(start, start + Number(m[1]));
   }
@@ -89,25 +101,34 @@ describe('graceful drain (gateway process)', () => {
   /** Polls /healthz on an open keep-alive connection until it says draining; returns when it did. */
   async function awaitDraining(probe: RawHttp): Promise<{ at: number; r: RawResponse }> {
     let seen: { at: number; r: RawResponse } | null = null;
-    await until(async () => {
-      await probe.send(head('GET', '/healthz'));
-      const r = await probe.response(3000);
-      if (r.status === 200) return false;
-      seen = { at: performance.now(), r };
-      return true;
-    }, 3000, '/healthz to answer draining');
+    await until(
+      async () => {
+        await probe.send(head('GET', '/healthz'));
+        const r = await probe.response(3000);
+        if (r.status === 200) return false;
+        seen = { at: performance.now(), r };
+        return true;
+      },
+      3000,
+      '/healthz to answer draining',
+    );
     return seen!;
   }
 
   /** Gateway counters from /debug/stats (before the drain: it opens a new connection). */
-  async function stats(gw: GatewayProcess): Promise<{ connections: { http: number }; ws: { requests: number }; shards: { inflightBatches: number }[] }> {
+  async function stats(
+    gw: GatewayProcess,
+  ): Promise<{ connections: { http: number }; ws: { requests: number }; shards: { inflightBatches: number }[] }> {
     return (await (await fetch(`http://127.0.0.1:${gw.port}/debug/stats`)).json()) as never;
   }
 
   function connectRefused(port: number): Promise<string> {
     return new Promise((resolve) => {
       const s = createConnection({ host: '127.0.0.1', port });
-      s.once('connect', () => { s.destroy(); resolve('connected'); });
+      s.once('connect', () => {
+        s.destroy();
+        resolve('connected');
+      });
       s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
     });
   }
@@ -141,14 +162,21 @@ describe('graceful drain (gateway process)', () => {
           const value = `ws value of ${key}`;
           const set: Sent = { via: 'ws', op: 'set', key, value, at: performance.now(), outcome: '' };
           log.push(set);
-          try { await busyWs.set(key, value); set.outcome = 'ok'; } catch (e) { set.outcome = codeOf(e); }
+          try {
+            await busyWs.set(key, value);
+            set.outcome = 'ok';
+          } catch (e) {
+            set.outcome = codeOf(e);
+          }
           if (set.outcome !== 'ok') return;
           const get: Sent = { via: 'ws', op: 'get', key, value, at: performance.now(), outcome: '' };
           log.push(get);
           try {
             const r = await busyWs.get(key);
             get.outcome = r.hit ? (r.value.toString() === value ? 'ok' : 'wrong value') : 'miss';
-          } catch (e) { get.outcome = codeOf(e); }
+          } catch (e) {
+            get.outcome = codeOf(e);
+          }
         }
       };
       const httpWorker = async (c: RawHttp): Promise<void> => {
@@ -163,15 +191,20 @@ describe('graceful drain (gateway process)', () => {
             await c.send(head('PUT', `/v1/kv/${key}`, { 'content-length': value.length }) + value);
             last = await c.response(5000);
             set.outcome = outcomeOf(last, 204);
-          } catch (e) { set.outcome = `connection: ${(e as Error).message}`; }
+          } catch (e) {
+            set.outcome = `connection: ${(e as Error).message}`;
+          }
           if (set.outcome !== 'ok' || last?.headers.connection === 'close') return;
           const get: Sent = { via: 'http', op: 'get', key, value, at: performance.now(), outcome: '' };
           log.push(get);
           try {
             await c.send(head('GET', `/v1/kv/${key}`));
             last = await c.response(5000);
-            get.outcome = last.status === 200 ? (last.body.toString() === value ? 'ok' : 'wrong value') : outcomeOf(last, 200);
-          } catch (e) { get.outcome = `connection: ${(e as Error).message}`; }
+            get.outcome =
+              last.status === 200 ? (last.body.toString() === value ? 'ok' : 'wrong value') : outcomeOf(last, 200);
+          } catch (e) {
+            get.outcome = `connection: ${(e as Error).message}`;
+          }
           if (get.outcome !== 'ok' || last?.headers.connection === 'close') return;
         }
       };
@@ -197,11 +230,24 @@ describe('graceful drain (gateway process)', () => {
       const bulkKeys = [byShard[0][2], live1, byShard[0][3], live2];
       const bulkBody = Buffer.concat(bulkKeys.map((k) => pack(k)));
       const stuckBulk = await RawHttp.connect(gw.port);
-      await stuckBulk.send(Buffer.concat([Buffer.from(head('POST', '/v1/mget', { 'content-type': 'application/msgpack', 'content-length': bulkBody.length })), bulkBody]));
-      await until(async () => {
-        const st = await stats(gw);
-        return st.connections.http >= 2 && st.ws.requests >= before0.ws.requests + 2 && st.shards[0].inflightBatches >= 1;
-      }, 5000, 'the stuck requests to be in flight');
+      await stuckBulk.send(
+        Buffer.concat([
+          Buffer.from(
+            head('POST', '/v1/mget', { 'content-type': 'application/msgpack', 'content-length': bulkBody.length }),
+          ),
+          bulkBody,
+        ]),
+      );
+      await until(
+        async () => {
+          const st = await stats(gw);
+          return (
+            st.connections.http >= 2 && st.ws.requests >= before0.ws.requests + 2 && st.shards[0].inflightBatches >= 1
+          );
+        },
+        5000,
+        'the stuck requests to be in flight',
+      );
 
       const t0 = gw.signal('SIGTERM');
       const { at: t1, r: health } = await awaitDraining(probe);
@@ -219,9 +265,14 @@ describe('graceful drain (gateway process)', () => {
       assert.equal(outcomeOf(late, 204), 'SHUTTING_DOWN');
       assert.equal(late.headers.connection, 'close');
       await idleHttp.closedByPeer(2000);
-      await idleUpgrade.send(head('GET', '/v1/ws', {
-        Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version': 13,
-      }));
+      await idleUpgrade.send(
+        head('GET', '/v1/ws', {
+          Upgrade: 'websocket',
+          Connection: 'Upgrade',
+          'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==',
+          'Sec-WebSocket-Version': 13,
+        }),
+      );
       const upgrade = await idleUpgrade.response(2000);
       assert.equal(upgrade.status, 503, 'an upgrade on a connection opened before the drain');
       assert.equal(outcomeOf(upgrade, 101), 'SHUTTING_DOWN');
@@ -230,7 +281,10 @@ describe('graceful drain (gateway process)', () => {
       await assert.rejects(busyWs.get(byShard[1][0]), (e: KvError) => e.code === 'SHUTTING_DOWN');
       const idleClose = await idleWsClosed;
       assert.deepEqual(idleClose.info, { code: 1001, reason: 'SHUTTING_DOWN' }, 'an idle WebSocket is closed');
-      assert.ok(idleClose.at - t0 < drainMs / 2, `the idle WebSocket closed ${(idleClose.at - t0).toFixed(0)} ms after the signal`);
+      assert.ok(
+        idleClose.at - t0 < drainMs / 2,
+        `the idle WebSocket closed ${(idleClose.at - t0).toFixed(0)} ms after the signal`,
+      );
 
       await Promise.all(workers);
       // What the frozen shard owes gets SHUTTING_DOWN at the deadline, not before.
@@ -239,28 +293,40 @@ describe('graceful drain (gateway process)', () => {
       const stuckAnswer = await stuckHttp.response(drainMs + 1000);
       const stuckAt = performance.now();
       assert.equal(outcomeOf(stuckAnswer, 200), 'SHUTTING_DOWN', 'the HTTP GET the frozen shard owes');
-      assert.ok(stuckAt - t0 > drainMs / 2, `the drain gave up on the frozen shard after only ${(stuckAt - t0).toFixed(0)} ms`);
+      assert.ok(
+        stuckAt - t0 > drainMs / 2,
+        `the drain gave up on the frozen shard after only ${(stuckAt - t0).toFixed(0)} ms`,
+      );
       assert.equal(stuckAnswer.headers.connection, 'close', 'an HTTP connection is closed after its response');
       await stuckHttp.closedByPeer(1000);
       const bulk = await stuckBulk.response(1000);
       assert.equal(bulk.status, 200);
       const items = parseMsgpackBulk('mget', bulk.body, bulkKeys.length);
       const codes = items.map((x) => ('error' in x ? x.error.code : 'hit' in x ? String(x.hit) : '?'));
-      assert.deepEqual(codes, ['SHUTTING_DOWN', 'true', 'SHUTTING_DOWN', 'true'], 'the bulk read: results where shards answered, SHUTTING_DOWN where not');
+      assert.deepEqual(
+        codes,
+        ['SHUTTING_DOWN', 'true', 'SHUTTING_DOWN', 'true'],
+        'the bulk read: results where shards answered, SHUTTING_DOWN where not',
+      );
       const closed: CloseInfo = await busyWs.closed;
       assert.deepEqual(closed, { code: 1001, reason: 'SHUTTING_DOWN' });
 
       const exit = await gw.exited;
       nonReader.destroy();
       assert.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, gw.output());
-      assert.ok(exit.at - t0 < drainMs + 750, `exited ${(exit.at - t0).toFixed(0)} ms after the signal (drainMs ${drainMs})`);
+      assert.ok(
+        exit.at - t0 < drainMs + 750,
+        `exited ${(exit.at - t0).toFixed(0)} ms after the signal (drainMs ${drainMs})`,
+      );
 
       // Every request sent before the signal was answered: a result or SHUTTING_DOWN, nothing cut off.
       const early = log.filter((e) => e.at < t0);
       assert.ok(early.length > 200, `${early.length} requests before the signal`);
       const bad = early.filter((e) => e.outcome !== 'ok' && e.outcome !== 'SHUTTING_DOWN');
       assert.deepEqual(bad, [], 'requests sent before the signal that got neither a result nor SHUTTING_DOWN');
-      const unanswered = log.filter((e) => e.outcome === '' || e.outcome.startsWith('connection:') || e.outcome === 'CONNECTION_CLOSED');
+      const unanswered = log.filter(
+        (e) => e.outcome === '' || e.outcome.startsWith('connection:') || e.outcome === 'CONNECTION_CLOSED',
+      );
       assert.deepEqual(unanswered, [], 'requests cut off without an answer');
 
       // Acknowledged writes are in memcached; writes refused during the drain are not.
@@ -287,15 +353,25 @@ describe('graceful drain (gateway process)', () => {
       const statsConn = await RawHttp.connect(gw.port);
       const pid = await freezeShard(0);
       let settled = 0;
-      const get = ws.get(k0).then((r) => (r.hit ? r.value.toString() : 'miss'), codeOf).finally(() => settled++);
-      const set = ws.set(k1, 'during').then(() => 'ok', codeOf).finally(() => settled++);
+      const get = ws
+        .get(k0)
+        .then((r) => (r.hit ? r.value.toString() : 'miss'), codeOf)
+        .finally(() => settled++);
+      const set = ws
+        .set(k1, 'during')
+        .then(() => 'ok', codeOf)
+        .finally(() => settled++);
       const put = await RawHttp.connect(gw.port);
       await put.send(head('PUT', `/v1/kv/${k2}`, { 'content-length': 4 }) + 'http');
       // An upload begun before the signal and finished during the drain is a request already received.
       const [k3] = byShard[1].slice(-1);
       const upload = await RawHttp.connect(gw.port);
       await upload.send(head('PUT', `/v1/kv/${k3}`, { 'content-length': 8 }) + 'half');
-      await until(async () => (await stats(gw)).shards[0].inflightBatches >= 1 && (await stats(gw)).connections.http >= 2, 5000, 'the requests in flight');
+      await until(
+        async () => (await stats(gw)).shards[0].inflightBatches >= 1 && (await stats(gw)).connections.http >= 2,
+        5000,
+        'the requests in flight',
+      );
       const t0 = gw.signal('SIGTERM');
       await awaitDraining(probe);
       await upload.send('full');
@@ -304,7 +380,10 @@ describe('graceful drain (gateway process)', () => {
       assert.equal(uploaded.headers.connection, 'close');
       // Draining, and still waiting for the shard (stats on a connection opened before the signal).
       await statsConn.send(head('GET', '/debug/stats'));
-      const during = JSON.parse((await statsConn.response()).body.toString()) as { draining: boolean; shards: { inflightBatches: number }[] };
+      const during = JSON.parse((await statsConn.response()).body.toString()) as {
+        draining: boolean;
+        shards: { inflightBatches: number }[];
+      };
       assert.equal(during.draining, true);
       assert.ok(during.shards[0].inflightBatches >= 1, 'the frozen shard still owes its answers');
       assert.equal(settled, 0, 'nothing was answered yet');
@@ -317,7 +396,10 @@ describe('graceful drain (gateway process)', () => {
       assert.deepEqual(await ws.closed, { code: 1001, reason: 'SHUTTING_DOWN' });
       const exit = await gw.exited;
       assert.equal(exit.code, 0, gw.output());
-      assert.ok(exit.at - t0 < drainMs - 1000, `exited ${(exit.at - t0).toFixed(0)} ms after the signal, once nothing was left`);
+      assert.ok(
+        exit.at - t0 < drainMs - 1000,
+        `exited ${(exit.at - t0).toFixed(0)} ms after the signal, once nothing was left`,
+      );
       assert.equal(await stored(k1), 'during');
       assert.equal(await stored(k2), 'http');
       assert.equal(await stored(k3), 'halffull');
@@ -328,8 +410,19 @@ describe('graceful drain (gateway process)', () => {
   });
 
   /** A child with a gate of 3 filled by two WebSockets and a bulk read, all waiting on a frozen shard. */
-  async function fullGateDuringDrain(): Promise<{ gw: GatewayProcess; keepAlive: RawHttp[]; bulk: RawHttp; bulkKeys: string[]; t0: number }> {
-    const gw = await start({ servers: fleet.servers(), limits: { maxConnections: 3 }, shutdown: { drainMs: 1500 }, shard: { timeoutMs: 10_000 } });
+  async function fullGateDuringDrain(): Promise<{
+    gw: GatewayProcess;
+    keepAlive: RawHttp[];
+    bulk: RawHttp;
+    bulkKeys: string[];
+    t0: number;
+  }> {
+    const gw = await start({
+      servers: fleet.servers(),
+      limits: { maxConnections: 3 },
+      shutdown: { drainMs: 1500 },
+      shard: { timeoutMs: 10_000 },
+    });
     const wsUrl = `ws://127.0.0.1:${gw.port}/v1/ws`;
     const probe = await RawHttp.connect(gw.port);
     const keepAlive = await Promise.all([0, 1].map(() => RawHttp.connect(gw.port)));
@@ -345,11 +438,22 @@ describe('graceful drain (gateway process)', () => {
     const bulkKeys = byShard[0].slice(40, 43);
     const body = Buffer.concat(bulkKeys.map((k) => pack(k)));
     const bulk = await RawHttp.connect(gw.port);
-    await bulk.send(Buffer.concat([Buffer.from(head('POST', '/v1/mget', { 'content-type': 'application/msgpack', 'content-length': body.length })), body]));
-    await until(async () => {
-      const st = (await (await fetch(`http://127.0.0.1:${gw.port}/debug/stats`)).json()) as { connections: { ws: number; http: number } };
-      return st.connections.ws === 2 && st.connections.http === 1;
-    }, 5000, 'two WebSockets and a bulk read in the gate');
+    await bulk.send(
+      Buffer.concat([
+        Buffer.from(head('POST', '/v1/mget', { 'content-type': 'application/msgpack', 'content-length': body.length })),
+        body,
+      ]),
+    );
+    await until(
+      async () => {
+        const st = (await (await fetch(`http://127.0.0.1:${gw.port}/debug/stats`)).json()) as {
+          connections: { ws: number; http: number };
+        };
+        return st.connections.ws === 2 && st.connections.http === 1;
+      },
+      5000,
+      'two WebSockets and a bulk read in the gate',
+    );
     const t0 = gw.signal('SIGTERM');
     await awaitDraining(probe);
     return { gw, keepAlive, bulk, bulkKeys, t0 };
@@ -377,12 +481,22 @@ describe('graceful drain (gateway process)', () => {
     const { gw, keepAlive, bulk, bulkKeys } = await fullGateDuringDrain();
     try {
       const late = Buffer.from(JSON.stringify(byShard[1][0]) + '\n');
-      await keepAlive[0].send(Buffer.concat([Buffer.from(head('POST', '/v1/mget', { 'content-type': 'application/x-ndjson', 'content-length': late.length })), late]));
+      await keepAlive[0].send(
+        Buffer.concat([
+          Buffer.from(
+            head('POST', '/v1/mget', { 'content-type': 'application/x-ndjson', 'content-length': late.length }),
+          ),
+          late,
+        ]),
+      );
       const r = await keepAlive[0].response(1000);
       assert.equal(outcomeOf(r, 200), 'SHUTTING_DOWN', 'a bulk read on an open connection during the drain');
       // The bulk read in flight had written nothing before the signal: its response starts in the drain.
       const b = await bulk.response(3000);
-      assert.deepEqual(parseMsgpackBulk('mget', b.body, bulkKeys.length).map((x) => 'error' in x && x.error.code), bulkKeys.map(() => 'SHUTTING_DOWN'));
+      assert.deepEqual(
+        parseMsgpackBulk('mget', b.body, bulkKeys.length).map((x) => 'error' in x && x.error.code),
+        bulkKeys.map(() => 'SHUTTING_DOWN'),
+      );
       assert.equal(b.headers.connection, 'close', 'a bulk response that starts during the drain closes its connection');
     } finally {
       await gw.kill();
@@ -392,28 +506,48 @@ describe('graceful drain (gateway process)', () => {
 
   it('a signal while the gateway starts its local fleet exits 0 and leaves no memcached behind', async () => {
     /** Processes whose parent is `pid`. */
-    const childrenOf = (pid: number): { pid: number; comm: string }[] => readdirSync('/proc').filter((n) => /^\d+$/.test(n)).flatMap((n) => {
-      try {
-        const stat = readFileSync(`/proc/${n}/stat`, 'utf8');
-        const close = stat.lastIndexOf(')');
-        return Number(stat.slice(close + 2).split(' ')[1]) === pid ? [{ pid: Number(n), comm: stat.slice(stat.indexOf('(') + 1, close) }] : [];
-      } catch {
-        return []; // gone meanwhile
-      }
-    });
+    const childrenOf = (pid: number): { pid: number; comm: string }[] =>
+      readdirSync('/proc')
+        .filter((n) => /^\d+$/.test(n))
+        .flatMap((n) => {
+          try {
+            const stat = readFileSync(`/proc/${n}/stat`, 'utf8');
+            const close = stat.lastIndexOf(')');
+            return Number(stat.slice(close + 2).split(' ')[1]) === pid
+              ? [{ pid: Number(n), comm: stat.slice(stat.indexOf('(') + 1, close) }]
+              : [];
+          } catch {
+            return []; // gone meanwhile
+          }
+        });
     const gone = (pid: number): boolean => {
-      try { return /^\S+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return true; }
+      try {
+        return /^\S+ \(.*\) Z/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      } catch {
+        return true;
+      }
     };
     // The window between the first memcached and "listening" is short: try a few times to land in it.
     for (let attempt = 0; attempt < 5; attempt++) {
       const gw = await start({ servers: [], localFleet: { count: 8, memoryMb: 8 } }, { listening: false });
       let kids: { pid: number; comm: string }[] = [];
-      await until(() => (kids = childrenOf(gw.proc.pid!)).length > 0 || gw.proc.exitCode !== null, 10_000, 'the local fleet to be spawned');
-      if (/listening on/.test(gw.output()) || gw.proc.exitCode !== null) { await gw.kill(); continue; }
+      await until(
+        () => (kids = childrenOf(gw.proc.pid!)).length > 0 || gw.proc.exitCode !== null,
+        10_000,
+        'the local fleet to be spawned',
+      );
+      if (/listening on/.test(gw.output()) || gw.proc.exitCode !== null) {
+        await gw.kill();
+        continue;
+      }
       gw.signal('SIGTERM');
       const exit = await gw.exited;
       try {
-        assert.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, `exit while starting: ${gw.output()}`);
+        assert.deepEqual(
+          { code: exit.code, signal: exit.signal },
+          { code: 0, signal: null },
+          `exit while starting: ${gw.output()}`,
+        );
         await until(() => kids.every((k) => gone(k.pid)), 3000, 'the memcached it started to be gone');
       } finally {
         for (const k of kids) if (!gone(k.pid)) process.kill(k.pid, 'SIGKILL');

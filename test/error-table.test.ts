@@ -8,7 +8,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorTable, errorRow, type ErrorCode } from '../src/errors';
 
-interface DocRow { status: number; retry: string; retryAfter: number | undefined }
+interface DocRow {
+  status: number;
+  retry: string;
+  retryAfter: number | undefined;
+}
 
 /** The "Error codes" section: its hint definitions and its table rows. */
 function readDocs(): { hints: string[]; rows: Map<string, DocRow> } {
@@ -20,17 +24,27 @@ function readDocs(): { hints: string[]; rows: Map<string, DocRow> } {
   const section = md.slice(start, end < 0 ? undefined : end);
   const hints = [...section.matchAll(/^- `([a-z]+)`: /gm)].map((m) => m[1]);
   const lines = section.split('\n').filter((l) => l.startsWith('|'));
-  const header = lines[0].split('|').slice(1, -1).map((c) => c.trim());
+  const header = lines[0]
+    .split('|')
+    .slice(1, -1)
+    .map((c) => c.trim());
   assert.deepEqual(header.slice(0, 4), ['code', 'HTTP', 'retry', 'Retry-After'], 'the table columns');
   const rows = new Map<string, DocRow>();
   for (const l of lines.slice(2)) {
-    const cells = l.split('|').slice(1, -1).map((c) => c.trim());
+    const cells = l
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim());
     const m = /^`([A-Z_]+)`$/.exec(cells[0]);
     assert.ok(m, `a table row names its code in backquotes: ${l}`);
     assert.ok(!rows.has(m[1]), `${m[1]} appears once in the docs`);
     assert.match(cells[1], /^\d{3}$/, `${m[1]}: a status`);
     assert.match(cells[3], /^(\d+)?$/, `${m[1]}: Retry-After is empty or seconds`);
-    rows.set(m[1], { status: Number(cells[1]), retry: cells[2], retryAfter: cells[3] === '' ? undefined : Number(cells[3]) });
+    rows.set(m[1], {
+      status: Number(cells[1]),
+      retry: cells[2],
+      retryAfter: cells[3] === '' ? undefined : Number(cells[3]),
+    });
   }
   return { hints, rows };
 }
@@ -41,7 +55,8 @@ describe('error table', () => {
 
   it('the docs define the retry hints the code uses, and only those', () => {
     assert.deepEqual([...hints].sort(), ['after', 'idempotent', 'no']);
-    for (const c of codes) assert.ok(hints.includes(errorRow(c).retry), `${c}: hint ${errorRow(c).retry} is defined in the docs`);
+    for (const c of codes)
+      assert.ok(hints.includes(errorRow(c).retry), `${c}: hint ${errorRow(c).retry} is defined in the docs`);
     for (const [c, r] of rows) assert.ok(hints.includes(r.retry), `${c}: the docs' hint ${r.retry} is defined`);
   });
 

@@ -28,7 +28,10 @@ async function rejectsWith(p: Promise<unknown>, code: string, what: string): Pro
   assert.fail(`${what}: expected ${code}, but it succeeded`);
 }
 
-async function httpJson(url: string, init?: RequestInit): Promise<{ status: number; body: { error?: { code: string; message: string } } }> {
+async function httpJson(
+  url: string,
+  init?: RequestInit,
+): Promise<{ status: number; body: { error?: { code: string; message: string } } }> {
   const res = await fetch(url, init);
   const text = await res.text();
   let body: { error?: { code: string; message: string } } = {};
@@ -50,16 +53,30 @@ describe('shard down', () => {
     await h?.stop();
   });
 
-  it('fails a dead shard\'s items fast with SHARD_DOWN, serves the others, and recovers after a restart', async () => {
+  it("fails a dead shard's items fast with SHARD_DOWN, serves the others, and recovers after a restart", async () => {
     const dead = 1;
     const byShard = keysByShard(h.gw.ring, 3, 'faults:down:', 4);
-    const all = [byShard[0][0], byShard[1][0], byShard[2][0], byShard[0][1], byShard[1][1], byShard[2][1], byShard[1][2], byShard[0][2], byShard[2][2]];
+    const all = [
+      byShard[0][0],
+      byShard[1][0],
+      byShard[2][0],
+      byShard[0][1],
+      byShard[1][1],
+      byShard[2][1],
+      byShard[1][2],
+      byShard[0][2],
+      byShard[2][2],
+    ];
     const valueOf = (k: string): Buffer => Buffer.from(`value of ${k}`);
     const ws = await h.ws();
     const stored = await ws.mset(all.map((k, n) => ({ key: k, value: valueOf(k), flags: n })));
-    assert.deepEqual(stored, all.map(() => ({ ok: true })));
+    assert.deepEqual(
+      stored,
+      all.map(() => ({ ok: true })),
+    );
     // the dead-shard keys really are on the shard we are about to kill
-    for (const k of byShard[dead].slice(0, 3)) assert.deepEqual((await rawGet(h.fleet.members[dead].port, k))?.value, valueOf(k));
+    for (const k of byShard[dead].slice(0, 3))
+      assert.deepEqual((await rawGet(h.fleet.members[dead].port, k))?.value, valueOf(k));
 
     await h.fleet.members[dead].stop();
 
@@ -71,9 +88,14 @@ describe('shard down', () => {
     const httpRes = await h.http.mget(all);
     const httpMs = performance.now() - t0;
     const ndRes = await h.http.mget(all, { format: 'ndjson' });
-    for (const [name, res] of [['ws', wsRes], ['http msgpack', httpRes], ['http ndjson', ndRes]] as [string, MgetResult[]][]) {
+    for (const [name, res] of [
+      ['ws', wsRes],
+      ['http msgpack', httpRes],
+      ['http ndjson', ndRes],
+    ] as [string, MgetResult[]][]) {
       all.forEach((k, n) => {
-        if (h.gw.ring.lookupKey(k) === dead) assert.equal(errCode(res[n]), 'SHARD_DOWN', `${name} ${k}: ${JSON.stringify(res[n])}`);
+        if (h.gw.ring.lookupKey(k) === dead)
+          assert.equal(errCode(res[n]), 'SHARD_DOWN', `${name} ${k}: ${JSON.stringify(res[n])}`);
         else {
           const r = hit(res[n]);
           assert.deepEqual(r.value, valueOf(k), `${name} ${k}`);
@@ -95,7 +117,11 @@ describe('shard down', () => {
     const put = await httpJson(`${h.base}/v1/kv/${encodeURIComponent(deadKey)}`, { method: 'PUT', body: 'x' });
     assert.equal(put.status, 503);
     assert.equal(put.body.error?.code, 'SHARD_DOWN');
-    const mixed = await ws.mset([{ key: byShard[0][3], value: 'live-0' }, { key: byShard[dead][3], value: 'dead' }, { key: byShard[2][3], value: 'live-2' }]);
+    const mixed = await ws.mset([
+      { key: byShard[0][3], value: 'live-0' },
+      { key: byShard[dead][3], value: 'dead' },
+      { key: byShard[2][3], value: 'live-2' },
+    ]);
     assert.deepEqual(mixed[0], { ok: true });
     assert.equal(errCode(mixed[1]), 'SHARD_DOWN');
     assert.deepEqual(mixed[2], { ok: true });
@@ -106,23 +132,34 @@ describe('shard down', () => {
 
     const health = await h.http.health();
     assert.equal(health.status, 'degraded');
-    assert.deepEqual(health.shards.map((s) => s.up), [0, 1, 2].map((i) => i !== dead));
+    assert.deepEqual(
+      health.shards.map((s) => s.up),
+      [0, 1, 2].map((i) => i !== dead),
+    );
     assert.equal(health.shards[dead].server, `127.0.0.1:${h.fleet.members[dead].port}`);
 
     // restart the same memcached (same port, empty cache): the gateway reconnects by itself
     await h.fleet.members[dead].start();
     await until(async () => (await h.http.health()).status === 'ok', 5000, 'healthz back to ok');
-    assert.deepEqual((await h.http.health()).shards.map((s) => s.up), [true, true, true]);
+    assert.deepEqual(
+      (await h.http.health()).shards.map((s) => s.up),
+      [true, true, true],
+    );
     const again = await ws.get(deadKey);
     assert.deepEqual(again, { hit: false }, 'a restarted memcached starts empty');
     await ws.set(deadKey, 'after restart', { flags: 7 });
     assert.deepEqual(await ws.get(deadKey), { hit: true, value: Buffer.from('after restart'), flags: 7 });
     assert.deepEqual((await rawGet(h.fleet.members[dead].port, deadKey))?.value, Buffer.from('after restart'));
     await h.http.set(byShard[dead][1], 'http after restart');
-    assert.deepEqual(await h.http.get(byShard[dead][1]), { hit: true, value: Buffer.from('http after restart'), flags: 0 });
+    assert.deepEqual(await h.http.get(byShard[dead][1]), {
+      hit: true,
+      value: Buffer.from('http after restart'),
+      flags: 0,
+    });
     const final = await ws.mget(all);
     all.forEach((k, n) => {
-      if (h.gw.ring.lookupKey(k) !== dead) assert.deepEqual(hit(final[n]).value, valueOf(k), `live shard key ${k} kept its value`);
+      if (h.gw.ring.lookupKey(k) !== dead)
+        assert.deepEqual(hit(final[n]).value, valueOf(k), `live shard key ${k} kept its value`);
     });
   });
   it('requests in flight when a shard dies fail SHARD_DOWN at once, not after the timeout', async () => {
@@ -135,10 +172,15 @@ describe('shard down', () => {
     await freeze(pid);
     const t0 = performance.now();
     const pending = ws.mget(byShard.flat());
-    const pendingSet = ws.set(byShard[victim][1], 'never').then(() => 'stored', (e: KvError) => e.code);
-    await until(() => h.gw.shards[victim].inflightBatches >= 2, 2000, 'the get and the set are on the wire').catch((e: Error) => {
-      throw new Error(`${e.message}: ${JSON.stringify(h.gw.coalescer.stats()[victim])}`);
-    });
+    const pendingSet = ws.set(byShard[victim][1], 'never').then(
+      () => 'stored',
+      (e: KvError) => e.code,
+    );
+    await until(() => h.gw.shards[victim].inflightBatches >= 2, 2000, 'the get and the set are on the wire').catch(
+      (e: Error) => {
+        throw new Error(`${e.message}: ${JSON.stringify(h.gw.coalescer.stats()[victim])}`);
+      },
+    );
     await member.stop(); // SIGKILL: the kernel closes its sockets
     const [res, set] = await Promise.all([pending, pendingSet]);
     const ms = performance.now() - t0;
@@ -147,7 +189,10 @@ describe('shard down', () => {
       if (h.gw.ring.lookupKey(k) === victim) assert.equal(errCode(res[n]), 'SHARD_DOWN', k);
       else assert.deepEqual(hit(res[n]).value, Buffer.from(k), k);
     });
-    assert.ok(ms < h.config.shard.timeoutMs, `in-flight items failed after ${ms.toFixed(0)} ms, not before the ${h.config.shard.timeoutMs} ms timeout`);
+    assert.ok(
+      ms < h.config.shard.timeoutMs,
+      `in-flight items failed after ${ms.toFixed(0)} ms, not before the ${h.config.shard.timeoutMs} ms timeout`,
+    );
     await member.start();
     await until(async () => (await h.http.health()).status === 'ok', 5000, 'healthz back to ok');
     await ws.set(byShard[victim][0], 'back');
@@ -163,7 +208,10 @@ describe('shard down', () => {
       const http2 = new KvHttpClient(`http://127.0.0.1:${gw2.port}`);
       const health = await http2.health();
       assert.equal(health.status, 'degraded');
-      assert.deepEqual(health.shards.map((s) => s.up), [true, true, false]);
+      assert.deepEqual(
+        health.shards.map((s) => s.up),
+        [true, true, false],
+      );
       const byShard = keysByShard(gw2.ring, 3, 'faults:startdown:', 1);
       const keys = byShard.flat();
       const stored = await http2.mset(keys.map((k) => ({ key: k, value: k })));
@@ -172,7 +220,11 @@ describe('shard down', () => {
         else assert.deepEqual(stored[n], { ok: true }, k);
       });
       await member.start();
-      await until(async () => (await http2.health()).status === 'ok', 5000, 'the new gateway connects to the late shard');
+      await until(
+        async () => (await http2.health()).status === 'ok',
+        5000,
+        'the new gateway connects to the late shard',
+      );
       await http2.set(byShard[down][0], 'late');
       assert.deepEqual(await http2.get(byShard[down][0]), { hit: true, value: Buffer.from('late'), flags: 0 });
       assert.deepEqual((await rawGet(member.port, byShard[down][0]))?.value, Buffer.from('late'));
@@ -192,18 +244,25 @@ describe('shard frozen (SIGSTOP)', () => {
   });
   after(async () => {
     if (frozenPid !== undefined) {
-      try { process.kill(frozenPid, 'SIGCONT'); } catch { /* already gone */ }
+      try {
+        process.kill(frozenPid, 'SIGCONT');
+      } catch {
+        /* already gone */
+      }
     }
     await h?.stop();
   });
 
-  it('fails the frozen shard\'s items with TIMEOUT after timeoutMs, serves the others, and never delivers a stale reply', async () => {
+  it("fails the frozen shard's items with TIMEOUT after timeoutMs, serves the others, and never delivers a stale reply", async () => {
     const frozen = 2;
     const byShard = keysByShard(h.gw.ring, 3, 'faults:freeze:', 4);
     const v1 = (k: string): Buffer => Buffer.from(`first value of ${k}`);
     const ws = await h.ws();
     const keys = byShard.flat();
-    assert.deepEqual(await ws.mset(keys.map((k) => ({ key: k, value: v1(k) }))), keys.map(() => ({ ok: true })));
+    assert.deepEqual(
+      await ws.mset(keys.map((k) => ({ key: k, value: v1(k) }))),
+      keys.map(() => ({ ok: true })),
+    );
 
     const member = h.fleet.members[frozen];
     assert.ok(member.proc?.pid, 'memcached is running');
@@ -212,18 +271,23 @@ describe('shard frozen (SIGSTOP)', () => {
 
     // one WebSocket get per key, all at once; each settles on its own
     const t0 = performance.now();
-    const outcomes = await Promise.all(keys.map(async (k) => {
-      try {
-        const r = await ws.get(k);
-        return { k, ms: performance.now() - t0, r, code: undefined as string | undefined };
-      } catch (e) {
-        return { k, ms: performance.now() - t0, r: undefined, code: (e as KvError).code };
-      }
-    }));
+    const outcomes = await Promise.all(
+      keys.map(async (k) => {
+        try {
+          const r = await ws.get(k);
+          return { k, ms: performance.now() - t0, r, code: undefined as string | undefined };
+        } catch (e) {
+          return { k, ms: performance.now() - t0, r: undefined, code: (e as KvError).code };
+        }
+      }),
+    );
     for (const o of outcomes) {
       if (h.gw.ring.lookupKey(o.k) === frozen) {
         assert.equal(o.code, 'TIMEOUT', `${o.k} on the frozen shard`);
-        assert.ok(o.ms >= timeoutMs * 0.9, `${o.k} timed out after ${o.ms.toFixed(0)} ms, before timeoutMs ${timeoutMs}`);
+        assert.ok(
+          o.ms >= timeoutMs * 0.9,
+          `${o.k} timed out after ${o.ms.toFixed(0)} ms, before timeoutMs ${timeoutMs}`,
+        );
         assert.ok(o.ms < timeoutMs * 5, `${o.k} timed out only after ${o.ms.toFixed(0)} ms`);
       } else {
         assert.equal(o.code, undefined, `${o.k} on a live shard failed with ${o.code}`);
@@ -249,21 +313,33 @@ describe('shard frozen (SIGSTOP)', () => {
 
     // a get is in flight to the frozen shard when it resumes
     await until(() => h.gw.shards[frozen].up, 2000, 'the gateway reconnected to the frozen shard');
-    const inFlight = ws.get(byShard[frozen][3]).then((r) => ({ r }), (e: KvError) => ({ code: e.code }));
+    const inFlight = ws.get(byShard[frozen][3]).then(
+      (r) => ({ r }),
+      (e: KvError) => ({ code: e.code }),
+    );
     await until(() => h.gw.shards[frozen].inflightBatches > 0, 2000, 'the get was written to the frozen shard');
     assert.ok(process.kill(frozenPid, 'SIGCONT'));
     frozenPid = undefined;
     const first = await inFlight;
-    if ('r' in first) assert.deepEqual(first.r, { hit: true, value: v1(byShard[frozen][3]), flags: 0 }, 'an answer that arrives must be the right one');
+    if ('r' in first)
+      assert.deepEqual(
+        first.r,
+        { hit: true, value: v1(byShard[frozen][3]), flags: 0 },
+        'an answer that arrives must be the right one',
+      );
     else assert.equal(first.code, 'TIMEOUT');
 
-    await until(async () => {
-      try {
-        return (await ws.get(byShard[frozen][0])).hit;
-      } catch {
-        return false;
-      }
-    }, 5000, 'the resumed shard answers again');
+    await until(
+      async () => {
+        try {
+          return (await ws.get(byShard[frozen][0])).hit;
+        } catch {
+          return false;
+        }
+      },
+      5000,
+      'the resumed shard answers again',
+    );
 
     // nothing from the frozen period leaks into later answers: new values read back as new,
     // keys asked during the freeze read back as themselves
@@ -275,7 +351,8 @@ describe('shard frozen (SIGSTOP)', () => {
       const want = h.gw.ring.lookupKey(k) === frozen ? v2(k) : v1(k);
       assert.deepEqual(hit(after1[n]).value, want, `mget after the freeze: ${k}`);
     });
-    for (const k of byShard[frozen]) assert.deepEqual(await h.http.get(k), { hit: true, value: v2(k), flags: 2 }, `HTTP ${k}`);
+    for (const k of byShard[frozen])
+      assert.deepEqual(await h.http.get(k), { hit: true, value: v2(k), flags: 2 }, `HTTP ${k}`);
     assert.equal((await h.http.health()).status, 'ok');
   });
 });
@@ -300,7 +377,11 @@ describe('bad input leaves everything else untouched', () => {
   const assertCanaries = async (): Promise<void> => {
     for (const c of canaries) {
       const v = await rawGet(c.port, c.key);
-      assert.deepEqual(v?.value, Buffer.from(`canary ${c.port}`), `canary on port ${c.port} survived (no flush_all ran)`);
+      assert.deepEqual(
+        v?.value,
+        Buffer.from(`canary ${c.port}`),
+        `canary on port ${c.port} survived (no flush_all ran)`,
+      );
     }
   };
 
@@ -311,11 +392,16 @@ describe('bad input leaves everything else untouched', () => {
     await ws.set(pre, 'stored before');
     const stray: { id: number; i: number; kind: string; code?: string }[] = [];
     ws.onEntry = (e) => {
-      if (e.kind === 'error' && (e.id === 0 || e.id === 4242424)) stray.push({ id: e.id, i: e.i, kind: e.kind, code: e.code });
+      if (e.kind === 'error' && (e.id === 0 || e.id === 4242424))
+        stray.push({ id: e.id, i: e.i, kind: e.kind, code: e.code });
     };
     const key251 = 'k'.repeat(251);
     const big = Buffer.alloc(maxValueBytes + 1, 0x61);
-    const settle = <T>(p: Promise<T>) => p.then((v) => ({ ok: v }), (e: KvError) => ({ code: e.code }));
+    const settle = <T>(p: Promise<T>) =>
+      p.then(
+        (v) => ({ ok: v }),
+        (e: KvError) => ({ code: e.code }),
+      );
 
     // everything below leaves in one synchronous burst
     const burst = {
@@ -323,7 +409,12 @@ describe('bad input leaves everything else untouched', () => {
       rawBad: ws.sendRaw(Buffer.from([0xc1, 0x00, 0x01])),
       rawText: ws.sendRaw('{"id":1,"op":"get","key":"x"}'),
       // a good request and a truncated map in one frame: the good one runs, the rest is BAD_REQUEST with its id
-      rawTail: ws.sendRaw(Buffer.concat([encodeRaw([{ id: 4242423, op: 'set', key: 'faults:bad:tail', value: Buffer.from('tail') }]), encodeRaw([{ id: 4242424, op: 'get', key: 'faults:bad:x' }]).subarray(0, 12)])),
+      rawTail: ws.sendRaw(
+        Buffer.concat([
+          encodeRaw([{ id: 4242423, op: 'set', key: 'faults:bad:tail', value: Buffer.from('tail') }]),
+          encodeRaw([{ id: 4242424, op: 'get', key: 'faults:bad:x' }]).subarray(0, 12),
+        ]),
+      ),
       unknownOp: settle(ws.request({ op: 'frobnicate', key: 'faults:bad:op' }, 1)),
       crlfSet: settle(ws.set('a\r\nflush_all', 'x')),
       crlfGet: settle(ws.get('a\r\nflush_all')),
@@ -352,7 +443,9 @@ describe('bad input leaves everything else untouched', () => {
       getPre: settle(ws.get(pre)),
       getGood: settle(ws.get(good)),
     };
-    void burst.rawBad; void burst.rawText; void burst.rawTail;
+    void burst.rawBad;
+    void burst.rawText;
+    void burst.rawTail;
 
     assert.deepEqual(await burst.set, { ok: undefined });
     assert.deepEqual(await burst.unknownOp, { code: 'UNKNOWN_OP' });
@@ -381,25 +474,47 @@ describe('bad input leaves everything else untouched', () => {
     const mg = await burst.mgetMixed;
     assert.deepEqual(mg[0], { hit: true, value: Buffer.from('stored before'), flags: 0 });
     assert.equal(errCode(mg[1]), 'BAD_KEY');
-    assert.deepEqual(mg[2], { hit: true, value: Buffer.from('good value'), flags: 5 }, 'a get sees the set sent before it in the same burst');
+    assert.deepEqual(
+      mg[2],
+      { hit: true, value: Buffer.from('good value'), flags: 5 },
+      'a get sees the set sent before it in the same burst',
+    );
     assert.deepEqual(await burst.getPre, { ok: { hit: true, value: Buffer.from('stored before'), flags: 0 } });
     assert.deepEqual(await burst.getGood, { ok: { hit: true, value: Buffer.from('good value'), flags: 5 } });
 
     // the raw frames: malformed msgpack and the text frame each got one BAD_REQUEST with id 0; the
     // truncated map after a good request got one with the id it carried
     await until(() => stray.length >= 3, 2000, 'errors for the raw frames');
-    assert.deepEqual(stray.filter((e) => e.id === 0), [
-      { id: 0, i: -1, kind: 'error', code: 'BAD_REQUEST' },
-      { id: 0, i: -1, kind: 'error', code: 'BAD_REQUEST' },
-    ]);
-    assert.deepEqual(stray.filter((e) => e.id === 4242424), [{ id: 4242424, i: -1, kind: 'error', code: 'BAD_REQUEST' }]);
+    assert.deepEqual(
+      stray.filter((e) => e.id === 0),
+      [
+        { id: 0, i: -1, kind: 'error', code: 'BAD_REQUEST' },
+        { id: 0, i: -1, kind: 'error', code: 'BAD_REQUEST' },
+      ],
+    );
+    assert.deepEqual(
+      stray.filter((e) => e.id === 4242424),
+      [{ id: 4242424, i: -1, kind: 'error', code: 'BAD_REQUEST' }],
+    );
 
     // the connection is still open and usable
     assert.equal(ws.socket.readyState, WebSocket.OPEN);
     assert.deepEqual(await ws.get('faults:bad:m4'), { hit: true, value: Buffer.from('m4'), flags: 9 });
-    assert.deepEqual(await ws.get('faults:bad:tail'), { hit: true, value: Buffer.from('tail'), flags: 0 }, 'the good request before the truncated map ran');
+    assert.deepEqual(
+      await ws.get('faults:bad:tail'),
+      { hit: true, value: Buffer.from('tail'), flags: 0 },
+      'the good request before the truncated map ran',
+    );
     assert.deepEqual(await ws.get('m'.repeat(250)), { hit: true, value: Buffer.from('max key'), flags: 0 });
-    for (const k of ['faults:bad:ttl1', 'faults:bad:ttl2', 'faults:bad:ttl3', 'faults:bad:flags', 'faults:bad:big', 'faults:bad:m2', 'faults:bad:m3']) {
+    for (const k of [
+      'faults:bad:ttl1',
+      'faults:bad:ttl2',
+      'faults:bad:ttl3',
+      'faults:bad:flags',
+      'faults:bad:big',
+      'faults:bad:m2',
+      'faults:bad:m3',
+    ]) {
       assert.deepEqual(await ws.get(k), { hit: false }, `${k} was refused, so it must not be stored`);
     }
     // the good set reached its shard with its flags
@@ -426,7 +541,10 @@ describe('bad input leaves everything else untouched', () => {
     assert.equal(badEscape.body.error?.code, 'BAD_KEY');
 
     // a body over the limit, with a content-length
-    const tooBig = await httpJson(`${h.base}/v1/kv/faults:http:big`, { method: 'PUT', body: Buffer.alloc(maxValueBytes + 1, 0x62) });
+    const tooBig = await httpJson(`${h.base}/v1/kv/faults:http:big`, {
+      method: 'PUT',
+      body: Buffer.alloc(maxValueBytes + 1, 0x62),
+    });
     assert.equal(tooBig.status, 413);
     assert.equal(tooBig.body.error?.code, 'TOO_LARGE');
     // ... and streamed without one (chunked), so the gateway only learns the size as it reads
@@ -438,7 +556,11 @@ describe('bad input leaves everything else untouched', () => {
         else ctl.close();
       },
     });
-    const tooBigChunked = await httpJson(`${h.base}/v1/kv/faults:http:big2`, { method: 'PUT', body: stream, duplex: 'half' } as RequestInit);
+    const tooBigChunked = await httpJson(`${h.base}/v1/kv/faults:http:big2`, {
+      method: 'PUT',
+      body: stream,
+      duplex: 'half',
+    } as RequestInit);
     assert.equal(tooBigChunked.status, 413);
     assert.equal(tooBigChunked.body.error?.code, 'TOO_LARGE');
     // exactly at the limit is fine
@@ -474,7 +596,10 @@ describe('bad input leaves everything else untouched', () => {
       body: lines.map((l) => JSON.stringify(l)).join('\n') + '\n',
     });
     assert.equal(res.status, 200);
-    const out = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const out = (await res.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const done = out.pop();
     assert.deepEqual(done, { done: true, count: lines.length });
     const byI = new Map(out.map((o) => [o.i as number, o]));
@@ -491,7 +616,8 @@ describe('bad input leaves everything else untouched', () => {
     assert.deepEqual(await h.http.get('faults:nd:0'), { hit: true, value: Buffer.from('zero'), flags: 0 });
     assert.deepEqual(await h.http.get('faults:nd:3'), { hit: true, value: Buffer.from([0, 1, 2, 255]), flags: 3 });
     assert.deepEqual(await h.http.get('faults:nd:7'), { hit: true, value: Buffer.from('seven'), flags: 0 });
-    for (const k of ['faults:nd:1', 'faults:nd:4', 'faults:nd:5']) assert.deepEqual(await h.http.get(k), { hit: false }, k);
+    for (const k of ['faults:nd:1', 'faults:nd:4', 'faults:nd:5'])
+      assert.deepEqual(await h.http.get(k), { hit: false }, k);
 
     // a line that is not JSON ends the response with an i = -1 error; the items before it were stored
     const res2 = await fetch(`${h.base}/v1/mset`, {
@@ -500,8 +626,14 @@ describe('bad input leaves everything else untouched', () => {
       body: `${JSON.stringify({ key: 'faults:nd2:0', value: 'a' })}\n{not json\n${JSON.stringify({ key: 'faults:nd2:2', value: 'c' })}\n`,
     });
     assert.equal(res2.status, 200);
-    const out2 = (await res2.text()).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    assert.ok(out2.some((o) => o.i === -1 && (o.error as { code?: string })?.code === 'BAD_REQUEST'), JSON.stringify(out2));
+    const out2 = (await res2.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.ok(
+      out2.some((o) => o.i === -1 && (o.error as { code?: string })?.code === 'BAD_REQUEST'),
+      JSON.stringify(out2),
+    );
     assert.deepEqual(await h.http.get('faults:nd2:0'), { hit: true, value: Buffer.from('a'), flags: 0 });
     assert.deepEqual(await h.http.get('faults:nd2:2'), { hit: false }, 'nothing after the malformed line is stored');
 

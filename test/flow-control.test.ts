@@ -12,7 +12,11 @@ import { startHarness, Harness, memcachedStats, until } from './helpers/harness'
 import { frame, nonReadingWs } from './helpers/raw-ws';
 
 const KB100 = 100 * 1024;
-const valueOf = (i: number): Buffer => { const b = Buffer.alloc(KB100, i & 0xff); b.writeUInt32BE(i, 0); return b; };
+const valueOf = (i: number): Buffer => {
+  const b = Buffer.alloc(KB100, i & 0xff);
+  b.writeUInt32BE(i, 0);
+  return b;
+};
 
 async function cmdGets(h: Harness): Promise<number> {
   let n = 0;
@@ -28,7 +32,12 @@ async function fetchesStopped(h: Harness, ms = 300): Promise<boolean> {
 }
 
 /** A bystander: single gets in a loop while `busy()` holds; returns latencies and error codes. */
-async function bystander(h: Harness, key: string, expect: Buffer, busy: () => boolean): Promise<{ ms: number[]; errors: string[] }> {
+async function bystander(
+  h: Harness,
+  key: string,
+  expect: Buffer,
+  busy: () => boolean,
+): Promise<{ ms: number[]; errors: string[] }> {
   const c = await h.ws();
   const ms: number[] = [];
   const errors: string[] = [];
@@ -50,7 +59,9 @@ async function bystander(h: Harness, key: string, expect: Buffer, busy: () => bo
 function nonReadingMget(port: number, keys: string[]): Socket {
   const body = keys.map((k) => JSON.stringify(k)).join('\n') + '\n';
   const s = createConnection({ host: '127.0.0.1', port }, () => {
-    s.write(`POST /v1/mget HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/x-ndjson\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
+    s.write(
+      `POST /v1/mget HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/x-ndjson\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`,
+    );
     s.write(body);
   });
   s.pause();
@@ -74,7 +85,9 @@ describe('flow control', () => {
   it('a fast WebSocket reader gets every value of a 500 x 100 KB mget (49 MiB), never SLOW_CONSUMER', async () => {
     const c = await h.ws();
     let peak = 0;
-    const probe = setInterval(() => { peak = Math.max(peak, h.gw.ctx.budget.heldBytes); }, 5);
+    const probe = setInterval(() => {
+      peak = Math.max(peak, h.gw.ctx.budget.heldBytes);
+    }, 5);
     const got = await c.mget(keys);
     clearInterval(probe);
     assert.equal(got.length, 500);
@@ -91,13 +104,24 @@ describe('flow control', () => {
     const side = bystander(h, keys[7], valueOf(7), () => !done);
     const lines = await new Promise<string[]>((resolve, reject) => {
       const body = many.map((k) => JSON.stringify(k)).join('\n');
-      const req = request({ host: '127.0.0.1', port: h.gw.port, method: 'POST', path: '/v1/mget', headers: { 'content-type': 'application/x-ndjson' } }, (res) => {
-        let acc = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => { acc += d; });
-        res.on('end', () => resolve(acc.trim().split('\n')));
-        res.on('error', reject);
-      });
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: h.gw.port,
+          method: 'POST',
+          path: '/v1/mget',
+          headers: { 'content-type': 'application/x-ndjson' },
+        },
+        (res) => {
+          let acc = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => {
+            acc += d;
+          });
+          res.on('end', () => resolve(acc.trim().split('\n')));
+          res.on('error', reject);
+        },
+      );
       req.on('error', reject);
       req.end(body);
     });
@@ -116,7 +140,11 @@ describe('flow control', () => {
     assert.deepEqual(JSON.parse(lines[2000]), { done: true, count: 2000 });
     assert.deepEqual(errors, [], 'bystander errors');
     assert.ok(ms.length > 0);
-    assert.equal(h.gw.coalescer.stats().reduce((n, s) => n + s.resets, 0), 0, 'no shard connection was reset');
+    assert.equal(
+      h.gw.coalescer.stats().reduce((n, s) => n + s.resets, 0),
+      0,
+      'no shard connection was reset',
+    );
   });
 
   it('a non-reading HTTP bulk client over 8,000 x 100 KB keys holds a bounded amount, and costs no fetch once gone', async () => {
@@ -129,7 +157,10 @@ describe('flow control', () => {
     // The window, one value over it (as base64 in NDJSON), a part-filled frame and uWS's chunk, parked keys.
     // (A value already encoded when its frames are counted may add a few part-filled 16 KiB buffers.)
     if (held > window + 2 * Math.ceil(KB100 * 1.34) + 256 * 1024) s.destroy();
-    assert.ok(held <= window + 2 * Math.ceil(KB100 * 1.34) + 256 * 1024, `held ${held} bytes for one non-reader (window ${window})`);
+    assert.ok(
+      held <= window + 2 * Math.ceil(KB100 * 1.34) + 256 * 1024,
+      `held ${held} bytes for one non-reader (window ${window})`,
+    );
     // The gateway runs in this process: its growth is bounded by what it holds, not by 800 MB asked for.
     const grown = process.memoryUsage().rss - rss0;
     assert.ok(grown < 96 * 1024 * 1024, `RSS grew by ${(grown / 1048576).toFixed(1)} MiB`);
@@ -146,18 +177,31 @@ describe('flow control', () => {
     const clientsBefore = h.gw.ctx.gate.ws;
     const socks: Socket[] = [];
     for (let k = 0; k < 2000; k++) socks.push(await nonReadingWs(h.gw.port));
-    for (const [k, s] of socks.entries()) s.write(frame(pack({ id: 1, op: 'mget', keys: [keys[k % 500], keys[(k + 1) % 500], keys[(k + 2) % 500]] })));
+    for (const [k, s] of socks.entries())
+      s.write(frame(pack({ id: 1, op: 'mget', keys: [keys[k % 500], keys[(k + 1) % 500], keys[(k + 2) % 500]] })));
     let peak = 0;
-    await until(async () => { peak = Math.max(peak, h.gw.ctx.budget.heldBytes); return fetchesStopped(h, 200); }, 20_000, 'fetches to stop');
+    await until(
+      async () => {
+        peak = Math.max(peak, h.gw.ctx.budget.heldBytes);
+        return fetchesStopped(h, 200);
+      },
+      20_000,
+      'fetches to stop',
+    );
     peak = Math.max(peak, h.gw.ctx.budget.heldBytes);
-    assert.ok(peak <= limit + 2000 * 1024, `peak held ${(peak / 1048576).toFixed(1)} MiB with a ${(limit / 1048576).toFixed(0)} MiB budget`);
+    assert.ok(
+      peak <= limit + 2000 * 1024,
+      `peak held ${(peak / 1048576).toFixed(1)} MiB with a ${(limit / 1048576).toFixed(0)} MiB budget`,
+    );
     const c = await h.ws();
     const r = await c.get(keys[3]);
     assert.ok(r.hit && r.value.equals(valueOf(3)), 'a bystander is still served');
     for (const s of socks) s.destroy();
     await until(() => h.gw.ctx.gate.ws <= clientsBefore + 1, 10_000, 'the non-readers to be gone');
     await until(() => h.gw.ctx.budget.used === 0, 5000, 'the budget to return to zero').catch((e) => {
-      throw new Error(`${(e as Error).message}: ${JSON.stringify(h.gw.ctx.budget.stats())} ${JSON.stringify(h.gw.stats().pool)}`);
+      throw new Error(
+        `${(e as Error).message}: ${JSON.stringify(h.gw.ctx.budget.stats())} ${JSON.stringify(h.gw.stats().pool)}`,
+      );
     });
   });
 });
@@ -168,7 +212,8 @@ describe('global budget under clients that stopped reading', () => {
   before(async () => {
     h = await startHarness({ limits: { maxBufferedBytesTotal: 16 * 1024 * 1024, stallTimeoutMs: 2000 } });
     const c = await h.ws();
-    for (let k = 0; k < keys.length; k += 10) await c.mset(keys.slice(k, k + 10).map((key, j) => ({ key, value: valueOf(k + j) })));
+    for (let k = 0; k < keys.length; k += 10)
+      await c.mset(keys.slice(k, k + 10).map((key, j) => ({ key, value: valueOf(k + j) })));
   });
   after(() => h.stop());
 
@@ -183,7 +228,14 @@ describe('global budget under clients that stopped reading', () => {
       socks.push(s);
     }
     let peak = 0;
-    await until(() => { peak = Math.max(peak, budget.heldBytes); return budget.waiting > 0; }, 10_000, 'the budget to be spent');
+    await until(
+      () => {
+        peak = Math.max(peak, budget.heldBytes);
+        return budget.waiting > 0;
+      },
+      10_000,
+      'the budget to be spent',
+    );
     const c = await h.ws();
     const t = performance.now();
     const r = await c.get(keys[5]);
@@ -191,11 +243,14 @@ describe('global budget under clients that stopped reading', () => {
     assert.ok(r.hit && r.value.equals(valueOf(5)), 'a client that reads is served from the reserve');
     assert.ok(ms < 1000, `its get took ${ms.toFixed(0)} ms`);
     const got = await c.mget(keys.slice(0, 20));
-    assert.ok(got.every((x, i) => 'hit' in x && x.hit && x.value.equals(valueOf(i))), 'and its bulk reads go through, one value at a time');
+    assert.ok(
+      got.every((x, i) => 'hit' in x && x.hit && x.value.equals(valueOf(i))),
+      'and its bulk reads go through, one value at a time',
+    );
     peak = Math.max(peak, budget.heldBytes);
     assert.ok(peak <= budget.limit + budget.reserve + 2 * 1024 * 1024, `peak held ${(peak / 1048576).toFixed(1)} MiB`);
     await until(() => h.gw.ctx.gate.ws === before + 1, 10_000, 'the stalled clients to be cut off');
-    assert.ok((h.gw.ws.counters.stalled) >= 8, `stalled cut-offs: ${h.gw.ws.counters.stalled}`);
+    assert.ok(h.gw.ws.counters.stalled >= 8, `stalled cut-offs: ${h.gw.ws.counters.stalled}`);
     await until(() => budget.used === 0, 5000, 'the budget to return to zero');
     for (const s of socks) s.destroy();
   });

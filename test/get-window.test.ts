@@ -20,8 +20,12 @@ class NullRequest extends Request {
   protected onValue(): void {}
   protected onMiss(): void {}
   protected onOk(): void {}
-  protected onError(): void { this.rejected++; }
-  protected onFinish(): void { this.finishedCount++; }
+  protected onError(): void {
+    this.rejected++;
+  }
+  protected onFinish(): void {
+    this.finishedCount++;
+  }
 }
 
 describe('key backlog', () => {
@@ -48,7 +52,10 @@ describe('key backlog', () => {
           b.shift();
         }
         assert.equal(b.size, oracle.length);
-        assert.equal(b.bytes, oracle.reduce((n, o) => n + o.key.length, 0));
+        assert.equal(
+          b.bytes,
+          oracle.reduce((n, o) => n + o.key.length, 0),
+        );
       }
     }
   });
@@ -59,7 +66,10 @@ class FakeRouter {
   issued: { req: Request; i: number; key: string }[] = [];
   get(req: Request, i: number, key: Uint8Array, off: number, len: number): boolean {
     const k = Buffer.from(key.subarray(off, off + len)).toString('latin1');
-    if (k.startsWith('bad')) { req.reject(i, 'BAD_KEY'); return false; }
+    if (k.startsWith('bad')) {
+      req.reject(i, 'BAD_KEY');
+      return false;
+    }
     req.submitted();
     this.issued.push({ req, i, key: k });
     return true;
@@ -72,18 +82,31 @@ class WindowedRequest extends Request {
   values = new Map<number, number>();
   finishedCount = 0;
   held: { n: number };
-  constructor(held: { n: number }) { super(); this.held = held; }
-  protected override accepts(i: number, total: number, whole: boolean): boolean { return this.w.accepts(this, i, total, whole); }
-  protected override onSettled(i: number): void { this.w.settled(this, i); }
-  protected override onRedo(i: number, key: Uint8Array, off: number, len: number): void { this.w.requeue(this, i, key, off, len); }
+  constructor(held: { n: number }) {
+    super();
+    this.held = held;
+  }
+  protected override accepts(i: number, total: number, whole: boolean): boolean {
+    return this.w.accepts(this, i, total, whole);
+  }
+  protected override onSettled(i: number): void {
+    this.w.settled(this, i);
+  }
+  protected override onRedo(i: number, key: Uint8Array, off: number, len: number): void {
+    this.w.requeue(this, i, key, off, len);
+  }
   protected onValue(i: number, _f: number, total: number, offset: number, _b: Buffer, _o: number, len: number): void {
     this.held.n += len;
     if (offset + len === total) this.values.set(i, total);
   }
-  protected onMiss(): void { this.w.learnSmall(); }
+  protected onMiss(): void {
+    this.w.learnSmall();
+  }
   protected onOk(): void {}
   protected onError(): void {}
-  protected onFinish(): void { this.finishedCount++; }
+  protected onFinish(): void {
+    this.finishedCount++;
+  }
 }
 
 describe('get window', () => {
@@ -114,10 +137,17 @@ describe('get window', () => {
       let steps = 0;
       while (router.issued.length > 0 || w.parked > 0 || arriving.length > 0) {
         assert.ok(++steps < 200_000, `seed ${seed}: no progress`);
-        if (router.issued.length === 0 && arriving.length === 0) { held.n = 0; w.pump(); continue; } // the client drains it all
+        if (router.issued.length === 0 && arriving.length === 0) {
+          held.n = 0;
+          w.pump();
+          continue;
+        } // the client drains it all
         if (arriving.length < 3 && router.issued.length > 0) {
           const { req: r, i } = router.issued.splice(Math.floor(rand() * router.issued.length), 1)[0];
-          if (sizes[i] < 0) { r.miss(i); continue; }
+          if (sizes[i] < 0) {
+            r.miss(i);
+            continue;
+          }
           arriving.push({ r, i, off: 0 });
         }
         const k = Math.floor(rand() * arriving.length);
@@ -134,11 +164,15 @@ describe('get window', () => {
         // The window's bound: what the client holds never passes the window, but for one value taken
         // when it held nothing.
         assert.ok(held.n <= limit + 200_000, `seed ${seed}: held ${held.n}`);
-        if (rand() < 0.3) { held.n = Math.max(0, held.n - Math.floor(rand() * limit)); w.pump(); }
+        if (rand() < 0.3) {
+          held.n = Math.max(0, held.n - Math.floor(rand() * limit));
+          w.pump();
+        }
       }
       assert.equal(req.finishedCount, 1, `seed ${seed}: the request finished once`);
       for (let i = 0; i < n; i++) {
-        if (sizes[i] >= 0 && !bad.has(i)) assert.equal(req.values.get(i), sizes[i], `seed ${seed}: item ${i} answered whole`);
+        if (sizes[i] >= 0 && !bad.has(i))
+          assert.equal(req.values.get(i), sizes[i], `seed ${seed}: item ${i} answered whole`);
         if (bad.has(i)) assert.ok(!req.values.has(i));
       }
       assert.equal(w.inflight, 0);

@@ -37,10 +37,12 @@ async function stored(h: Harness, key: string): Promise<string | null> {
 describe('hint lanes: one shard, default window (end of turn), maxWaitMs 50', () => {
   let h: Harness;
   const hint = 50;
-  before(async () => { h = await startHarness({ batch: { windowMs: 0, maxWaitMs: hint } }, 1); });
+  before(async () => {
+    h = await startHarness({ batch: { windowMs: 0, maxWaitMs: hint } }, 1);
+  });
   after(() => h.stop());
 
-  it('a client hinting 50 ms on every get does not delay another client\'s gets on the same shard', async () => {
+  it("a client hinting 50 ms on every get does not delay another client's gets on the same shard", async () => {
     const victim = await h.ws();
     const hammer = await h.ws();
     await victim.set('lanes:victim', 'v');
@@ -61,10 +63,12 @@ describe('hint lanes: one shard, default window (end of turn), maxWaitMs 50', ()
     const hammerMs: number[] = [];
     const hammering: Promise<void>[] = [];
     const tick = setInterval(() => {
-      hammering.push(timed(hammer.get('lanes:hammer', { wait: hint })).then((t) => {
-        assert.ok(t.r.hit && t.r.value.toString() === 'h');
-        hammerMs.push(t.ms);
-      }));
+      hammering.push(
+        timed(hammer.get('lanes:hammer', { wait: hint })).then((t) => {
+          assert.ok(t.r.hit && t.r.value.toString() === 'h');
+          hammerMs.push(t.ms);
+        }),
+      );
     }, 1);
     let withHammer: number;
     let sentDuring: number;
@@ -80,7 +84,8 @@ describe('hint lanes: one shard, default window (end of turn), maxWaitMs 50', ()
 
     const hammerMedian = median(hammerMs);
     const hammerMax = Math.max(...hammerMs);
-    const what = `victim median ${alone.toFixed(2)} ms alone, ${withHammer.toFixed(2)} ms with the hammer; ` +
+    const what =
+      `victim median ${alone.toFixed(2)} ms alone, ${withHammer.toFixed(2)} ms with the hammer; ` +
       `hammer: ${hammerMs.length} gets, median ${hammerMedian.toFixed(1)} ms, max ${hammerMax.toFixed(1)} ms`;
     assert.ok(sentDuring >= 100, `the hammer kept hinting while the victim ran (${sentDuring} gets): ${what}`);
     assert.ok(withHammer < 15, `the victim's gets were held by another client's hint: ${what}`);
@@ -136,7 +141,9 @@ describe('hint lanes: one shard, default window (end of turn), maxWaitMs 50', ()
 // -------------------------------------------------------------------------------------------------------
 describe('hint lanes with a window: the held lane leaving first takes the older writes with it', () => {
   let h: Harness;
-  before(async () => { h = await startHarness({ batch: { windowMs: 20, maxWaitMs: 200 } }, 1); });
+  before(async () => {
+    h = await startHarness({ batch: { windowMs: 20, maxWaitMs: 200 } }, 1);
+  });
   after(() => h.stop());
 
   it('an un-hinted set held by the window goes ahead of a later hinted set whose hold ends first', async () => {
@@ -162,7 +169,9 @@ describe('hint lanes with a window: the held lane leaving first takes the older 
 describe('the held lane keeps its bounds: maxWaitMs from its first op, maxOps per lane', () => {
   let h: Harness;
   const maxWaitMs = 60;
-  before(async () => { h = await startHarness({ batch: { windowMs: 0, maxWaitMs, maxOps: 10 } }, 1); });
+  before(async () => {
+    h = await startHarness({ batch: { windowMs: 0, maxWaitMs, maxOps: 10 } }, 1);
+  });
   after(() => h.stop());
 
   it('later hints extend the hold, never past maxWaitMs after the first op', async () => {
@@ -187,7 +196,9 @@ describe('the held lane keeps its bounds: maxWaitMs from its first op, maxOps pe
     const c = await KvWsClient.connect(h.wsUrl, { batchSends: true });
     try {
       const before = shardStat(h);
-      const all = await Promise.all(Array.from({ length: 25 }, (_, n) => timed(c.get(`lanes:cap:${n}`, { wait: maxWaitMs }))));
+      const all = await Promise.all(
+        Array.from({ length: 25 }, (_, n) => timed(c.get(`lanes:cap:${n}`, { wait: maxWaitMs }))),
+      );
       const after1 = shardStat(h);
       const ms = all.map((t) => t.ms);
       const what = `latencies ${ms.map((x) => x.toFixed(0)).join(', ')} ms`;

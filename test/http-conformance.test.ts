@@ -44,7 +44,9 @@ const ndjsonHead = (path: string, body: string | Buffer, extra: Record<string, s
 
 describe('HTTP conformance', () => {
   let h: Harness;
-  before(async () => { h = await startHarness({ limits: { maxTtlSeconds: 3600 } }); });
+  before(async () => {
+    h = await startHarness({ limits: { maxTtlSeconds: 3600 } });
+  });
   after(() => h.stop());
   const port = (): number => h.gw.port;
 
@@ -57,7 +59,11 @@ describe('HTTP conformance', () => {
       [head('GET', '/'), 404, 'Not Found'],
       [head('POST', '/v1/kv/k', { 'content-length': 0 }), 405, 'Method Not Allowed'],
       [head('POST', '/v1/mget', { 'content-type': 'text/plain', 'content-length': 0 }), 415, 'Unsupported Media Type'],
-      [head('POST', '/v1/mget', { 'content-type': 'application/x-ndjson', accept: 'text/html', 'content-length': 0 }), 406, 'Not Acceptable'],
+      [
+        head('POST', '/v1/mget', { 'content-type': 'application/x-ndjson', accept: 'text/html', 'content-length': 0 }),
+        406,
+        'Not Acceptable',
+      ],
       [head('PUT', '/v1/kv/conf:big', { 'content-length': 2 * MB }) + 'x'.repeat(2 * MB), 413, 'Content Too Large'],
     ];
     for (const [req, status, reason] of cases) {
@@ -76,9 +82,13 @@ describe('HTTP conformance', () => {
   });
 
   it('unknown routes answer NO_ROUTE 404, wrong methods METHOD_NOT_ALLOWED 405 with Allow', async () => {
-    const { rs: [root] } = await exchange(port(), head('GET', '/'));
+    const {
+      rs: [root],
+    } = await exchange(port(), head('GET', '/'));
     assertError(root, 'NO_ROUTE', 'GET /');
-    const { rs: [deep] } = await exchange(port(), head('DELETE', '/v2/anything?x=1'));
+    const {
+      rs: [deep],
+    } = await exchange(port(), head('DELETE', '/v2/anything?x=1'));
     assertError(deep, 'NO_ROUTE', 'DELETE /v2/anything');
     const cases: [string, string, string][] = [
       ['POST', '/v1/kv/k', 'GET, PUT, DELETE'],
@@ -88,7 +98,10 @@ describe('HTTP conformance', () => {
       ['POST', '/healthz', 'GET'],
     ];
     for (const [m, p, allow] of cases) {
-      const { c, rs: [r] } = await exchange(port(), head(m, p, { 'content-length': 0 }));
+      const {
+        c,
+        rs: [r],
+      } = await exchange(port(), head(m, p, { 'content-length': 0 }));
       assertError(r, 'METHOD_NOT_ALLOWED', `${m} ${p}`);
       assert.equal(r.headers.allow, allow, `${m} ${p}: Allow`);
       // The connection is kept: another request on it is answered.
@@ -97,7 +110,10 @@ describe('HTTP conformance', () => {
       c.destroy();
     }
     // HEAD gets no body (it would be read as the next response).
-    const { c, rs: [hd] } = await exchange(port(), head('HEAD', '/v1/kv/k'));
+    const {
+      c,
+      rs: [hd],
+    } = await exchange(port(), head('HEAD', '/v1/kv/k'));
     assert.equal(hd.status, 405);
     assert.equal(hd.body.length, 0);
     await c.send(head('GET', '/healthz'));
@@ -106,10 +122,15 @@ describe('HTTP conformance', () => {
   });
 
   it('two Content-Length headers, equal or not, are refused with 400 and the connection closed; nothing is stored', async () => {
-    for (const [a, b, body] of [[8, 5, 'helloGET'], [5, 5, 'hello']] as const) {
+    for (const [a, b, body] of [
+      [8, 5, 'helloGET'],
+      [5, 5, 'hello'],
+    ] as const) {
       const key = `conf:dupcl:${a}:${b}`;
       const c = await RawHttp.connect(port());
-      await c.send(`PUT /v1/kv/${key} HTTP/1.1\r\nHost: x\r\nContent-Length: ${a}\r\nContent-Length: ${b}\r\n\r\n${body}`);
+      await c.send(
+        `PUT /v1/kv/${key} HTTP/1.1\r\nHost: x\r\nContent-Length: ${a}\r\nContent-Length: ${b}\r\n\r\n${body}`,
+      );
       const r = await c.responseHead();
       assert.equal(r.status, 400, `Content-Length ${a} and ${b}`);
       assert.equal(r.headers.connection, 'close');
@@ -120,7 +141,10 @@ describe('HTTP conformance', () => {
     // Also on routes without a body of their own: what follows is never read as a request.
     const c = await RawHttp.connect(port());
     await h.http.set('conf:victim', 'kept');
-    await c.send('GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 40\r\n\r\n' + head('DELETE', '/v1/kv/conf:victim'));
+    await c.send(
+      'GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 40\r\n\r\n' +
+        head('DELETE', '/v1/kv/conf:victim'),
+    );
     await c.closedByPeer();
     // uWS reads the DELETE as a pipelined request while the 400 is unfinished and closes at once, so the
     // 400 may not be sent; either way nothing after the ambiguous framing was acted on.
@@ -132,7 +156,9 @@ describe('HTTP conformance', () => {
   it('a bulk body with two Content-Length headers is refused before any item is applied', async () => {
     const body = '{"key":"conf:dupcl:bulk","value":"x"}\n';
     const c = await RawHttp.connect(port());
-    await c.send(`POST /v1/mset HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${body.length}\r\nContent-Length: ${body.length + 1}\r\n\r\n${body}x`);
+    await c.send(
+      `POST /v1/mset HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${body.length}\r\nContent-Length: ${body.length + 1}\r\n\r\n${body}x`,
+    );
     assert.equal((await c.responseHead()).status, 400);
     await c.closedByPeer();
     assert.equal((await h.http.get('conf:dupcl:bulk')).hit, false);
@@ -140,18 +166,24 @@ describe('HTTP conformance', () => {
 
   it('Transfer-Encoding other than chunked is refused with 400 and closed; with Content-Length uWS closes at once', async () => {
     const c = await RawHttp.connect(port());
-    await c.send('PUT /v1/kv/conf:te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    await c.send(
+      'PUT /v1/kv/conf:te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    );
     assert.equal((await c.responseHead()).status, 400);
     await c.closedByPeer();
     // Both framings at once: uWS's parser refuses it before any handler runs (no answer, a close).
     const both = await RawHttp.connect(port());
-    await both.send('PUT /v1/kv/conf:te HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    await both.send(
+      'PUT /v1/kv/conf:te HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    );
     await both.closedByPeer();
     assert.equal(both.received, 0);
     assert.equal((await h.http.get('conf:te')).hit, false);
     // Plain chunked still works.
     const ok = await RawHttp.connect(port());
-    await ok.send('PUT /v1/kv/conf:te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+    await ok.send(
+      'PUT /v1/kv/conf:te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    );
     assert.equal((await ok.response()).status, 204);
     ok.destroy();
     const got = await h.http.get('conf:te');
@@ -160,19 +192,41 @@ describe('HTTP conformance', () => {
 
   it('bulk routes take only the documented media types, parsed whole', async () => {
     const body = '{"key":"conf:ct","value":"stored"}\n';
-    for (const ct of ['text/plain;charset=ndjson', 'application/json', 'text/x-ndjson', 'application/x-ndjsonx', 'application/x-ndjson/x', 'ndjson', '']) {
-      const { rs: [r] } = await exchange(port(), ndjsonHead('/v1/mset', body, { 'content-type': ct }) + body);
+    for (const ct of [
+      'text/plain;charset=ndjson',
+      'application/json',
+      'text/x-ndjson',
+      'application/x-ndjsonx',
+      'application/x-ndjson/x',
+      'ndjson',
+      '',
+    ]) {
+      const {
+        rs: [r],
+      } = await exchange(port(), ndjsonHead('/v1/mset', body, { 'content-type': ct }) + body);
       assertError(r, 'BAD_CONTENT_TYPE', `content-type ${JSON.stringify(ct)}`);
     }
     assert.equal((await h.http.get('conf:ct')).hit, false, 'no refused body was stored');
-    for (const ct of ['application/x-ndjson', 'Application/X-NDJSON', 'application/x-ndjson ; charset=utf-8', 'application/x-ndjson;charset="utf-8"']) {
-      const { rs: [r] } = await exchange(port(), ndjsonHead('/v1/mset', body, { 'content-type': ct }) + body);
+    for (const ct of [
+      'application/x-ndjson',
+      'Application/X-NDJSON',
+      'application/x-ndjson ; charset=utf-8',
+      'application/x-ndjson;charset="utf-8"',
+    ]) {
+      const {
+        rs: [r],
+      } = await exchange(port(), ndjsonHead('/v1/mset', body, { 'content-type': ct }) + body);
       assert.equal(r.status, 200, `content-type ${ct}`);
       assert.match(r.body.toString(), /"ok":true/);
     }
     for (const ct of ['application/msgpack', 'application/x-msgpack', 'APPLICATION/MSGPACK; x=1']) {
       const b = pack('conf:ct');
-      const { rs: [r] } = await exchange(port(), Buffer.concat([Buffer.from(head('POST', '/v1/mget', { 'content-type': ct, 'content-length': b.length })), b]));
+      const {
+        rs: [r],
+      } = await exchange(
+        port(),
+        Buffer.concat([Buffer.from(head('POST', '/v1/mget', { 'content-type': ct, 'content-length': b.length })), b]),
+      );
       assert.equal(r.status, 200, `content-type ${ct}`);
       assert.equal(r.headers['content-type'], 'application/msgpack');
     }
@@ -214,35 +268,82 @@ describe('HTTP conformance', () => {
 
   it('empty, bare or repeated query numbers are refused; BAD_TTL names the configured limit', async () => {
     const cases: [string, keyof typeof ErrorTable][] = [
-      ['?ttl=', 'BAD_TTL'], ['?ttl', 'BAD_TTL'], ['?flags=', 'BAD_FLAGS'], ['?flags', 'BAD_FLAGS'], ['?wait=', 'BAD_WAIT'],
-      ['?ttl=1&ttl=2', 'BAD_TTL'], ['?ttl=3601', 'BAD_TTL'], ['?ttl=-1', 'BAD_TTL'], ['?ttl=+1', 'BAD_TTL'], ['?ttl=1.5', 'BAD_TTL'],
-      ['?flags=4294967296', 'BAD_FLAGS'], ['?x=1&flags=a', 'BAD_FLAGS'],
+      ['?ttl=', 'BAD_TTL'],
+      ['?ttl', 'BAD_TTL'],
+      ['?flags=', 'BAD_FLAGS'],
+      ['?flags', 'BAD_FLAGS'],
+      ['?wait=', 'BAD_WAIT'],
+      ['?ttl=1&ttl=2', 'BAD_TTL'],
+      ['?ttl=3601', 'BAD_TTL'],
+      ['?ttl=-1', 'BAD_TTL'],
+      ['?ttl=+1', 'BAD_TTL'],
+      ['?ttl=1.5', 'BAD_TTL'],
+      ['?flags=4294967296', 'BAD_FLAGS'],
+      ['?x=1&flags=a', 'BAD_FLAGS'],
     ];
     for (const [q, code] of cases) {
-      const { rs: [r] } = await exchange(port(), head('PUT', `/v1/kv/conf:q${q}`, { 'content-length': 1 }) + 'x');
+      const {
+        rs: [r],
+      } = await exchange(port(), head('PUT', `/v1/kv/conf:q${q}`, { 'content-length': 1 }) + 'x');
       const e = assertError(r, code, `PUT ${q}`);
-      if (code === 'BAD_TTL' && !q.includes('&')) assert.match(e.message, /from 0 to 3600\b/, `PUT ${q}: the real limit`);
+      if (code === 'BAD_TTL' && !q.includes('&'))
+        assert.match(e.message, /from 0 to 3600\b/, `PUT ${q}: the real limit`);
     }
     assert.equal((await h.http.get('conf:q')).hit, false);
-    const { rs: [ok] } = await exchange(port(), head('PUT', '/v1/kv/conf:q?ttl=3600&flags=4294967295&other=', { 'content-length': 1 }) + 'x');
+    const {
+      rs: [ok],
+    } = await exchange(
+      port(),
+      head('PUT', '/v1/kv/conf:q?ttl=3600&flags=4294967295&other=', { 'content-length': 1 }) + 'x',
+    );
     assert.equal(ok.status, 204);
-    const { rs: [bulk] } = await exchange(port(), ndjsonHead('/v1/mset?ttl=', '') + '');
+    const {
+      rs: [bulk],
+    } = await exchange(port(), ndjsonHead('/v1/mset?ttl=', '') + '');
     assertError(bulk, 'BAD_TTL', 'mset ?ttl=');
     // NDJSON items: the same limit, named.
     const line = '{"key":"conf:q:item","value":"x","ttl":3601}\n';
-    const { rs: [item] } = await exchange(port(), ndjsonHead('/v1/mset', line) + line);
-    const res = item.body.toString().trim().split('\n').map((l) => JSON.parse(l) as { error?: { code: string; message: string } });
+    const {
+      rs: [item],
+    } = await exchange(port(), ndjsonHead('/v1/mset', line) + line);
+    const res = item.body
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { error?: { code: string; message: string } });
     assert.equal(res[0].error?.code, 'BAD_TTL');
     assert.match(res[0].error!.message, /from 0 to 3600\b/);
   });
 
   it('NDJSON base64 is validated: a bad value gets a per-item BAD_VALUE and nothing is stored', async () => {
-    const bad = ['!!!not base64!!!', 'AAE', 'AAE==', 'A===', 'AB=C', 'AAEC\n', ' AAEC', 'AQ==AQ==', 'AR==', 'AAF=', 'YWJj-_', 'YW Jj'];
-    const lines = bad.map((b, k) => JSON.stringify({ key: `conf:b64:${k}`, base64: b })).join('\n') + '\n'
-      + JSON.stringify({ key: 'conf:b64:good', base64: 'AAEC/+8=' }) + '\n';
-    const { rs: [r] } = await exchange(port(), ndjsonHead('/v1/mset', lines) + lines);
+    const bad = [
+      '!!!not base64!!!',
+      'AAE',
+      'AAE==',
+      'A===',
+      'AB=C',
+      'AAEC\n',
+      ' AAEC',
+      'AQ==AQ==',
+      'AR==',
+      'AAF=',
+      'YWJj-_',
+      'YW Jj',
+    ];
+    const lines =
+      bad.map((b, k) => JSON.stringify({ key: `conf:b64:${k}`, base64: b })).join('\n') +
+      '\n' +
+      JSON.stringify({ key: 'conf:b64:good', base64: 'AAEC/+8=' }) +
+      '\n';
+    const {
+      rs: [r],
+    } = await exchange(port(), ndjsonHead('/v1/mset', lines) + lines);
     assert.equal(r.status, 200);
-    const out = r.body.toString().trim().split('\n').map((l) => JSON.parse(l) as { i?: number; ok?: boolean; error?: { code: string } });
+    const out = r.body
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { i?: number; ok?: boolean; error?: { code: string } });
     for (let k = 0; k < bad.length; k++) {
       assert.equal(out.find((o) => o.i === k)?.error?.code, 'BAD_VALUE', `base64 ${JSON.stringify(bad[k])}`);
       assert.equal((await h.http.get(`conf:b64:${k}`)).hit, false, `base64 ${JSON.stringify(bad[k])} stored nothing`);
@@ -258,22 +359,48 @@ describe('HTTP conformance', () => {
       let body: Buffer;
       let ct: string;
       if (fmt === 'ndjson') {
-        body = Buffer.from(Array.from({ length: n }, (_, k) => JSON.stringify({ key: `conf:order:${k}`, value: 'v' })).join('\n') + '\n{oops\n');
+        body = Buffer.from(
+          Array.from({ length: n }, (_, k) => JSON.stringify({ key: `conf:order:${k}`, value: 'v' })).join('\n') +
+            '\n{oops\n',
+        );
         ct = 'application/x-ndjson';
       } else {
-        body = Buffer.concat([...Array.from({ length: n }, (_, k) => pack({ key: `conf:order:${k}`, value: 'v' })), Buffer.from([0xc1])]);
+        body = Buffer.concat([
+          ...Array.from({ length: n }, (_, k) => pack({ key: `conf:order:${k}`, value: 'v' })),
+          Buffer.from([0xc1]),
+        ]);
         ct = 'application/msgpack';
       }
-      const { rs: [r] } = await exchange(port(), Buffer.concat([Buffer.from(head('POST', '/v1/mset', { 'content-type': ct, 'content-length': body.length })), body]));
+      const {
+        rs: [r],
+      } = await exchange(
+        port(),
+        Buffer.concat([
+          Buffer.from(head('POST', '/v1/mset', { 'content-type': ct, 'content-length': body.length })),
+          body,
+        ]),
+      );
       assert.equal(r.status, 200);
       // [i, kind] per entry, in the order written.
-      const seq: [number, string][] = fmt === 'ndjson'
-        ? r.body.toString().trim().split('\n').map((l) => JSON.parse(l) as { i?: number; ok?: boolean; error?: unknown; done?: boolean })
-          .map((o) => [o.i ?? -2, o.done ? 'end' : o.ok ? 'ok' : 'error'])
-        : (unpackMultiple(r.body) as unknown[][]).map((e) => [e[1] as number, e[2] === 3 ? 'ok' : e[2] === 5 ? 'end' : 'error']);
+      const seq: [number, string][] =
+        fmt === 'ndjson'
+          ? r.body
+              .toString()
+              .trim()
+              .split('\n')
+              .map((l) => JSON.parse(l) as { i?: number; ok?: boolean; error?: unknown; done?: boolean })
+              .map((o) => [o.i ?? -2, o.done ? 'end' : o.ok ? 'ok' : 'error'])
+          : (unpackMultiple(r.body) as unknown[][]).map((e) => [
+              e[1] as number,
+              e[2] === 3 ? 'ok' : e[2] === 5 ? 'end' : 'error',
+            ]);
       const broken = seq.findIndex(([i, k]) => i === -1 && k === 'error');
       assert.ok(broken >= 0, `${fmt}: the body's error is reported`);
-      assert.equal(seq.slice(0, broken).filter(([, k]) => k === 'ok').length, n, `${fmt}: every item's result precedes the error: ${JSON.stringify(seq)}`);
+      assert.equal(
+        seq.slice(0, broken).filter(([, k]) => k === 'ok').length,
+        n,
+        `${fmt}: every item's result precedes the error: ${JSON.stringify(seq)}`,
+      );
       assert.equal(seq[broken + 1]?.[1], 'end', `${fmt}: then the end`);
       assert.equal(seq.length, broken + 2);
     }
@@ -283,7 +410,9 @@ describe('HTTP conformance', () => {
     const body = Buffer.alloc(4 * MB, 0x61);
     for (let k = 0; k < 10; k++) {
       const c = await RawHttp.connect(port());
-      await c.send(Buffer.concat([Buffer.from(head('PUT', `/v1/kv/conf:413:${k}`, { 'content-length': body.length })), body]));
+      await c.send(
+        Buffer.concat([Buffer.from(head('PUT', `/v1/kv/conf:413:${k}`, { 'content-length': body.length })), body]),
+      );
       const r = await c.response();
       assert.equal(c.error, null, `try ${k}: ${c.error?.message}`);
       assertError(r, 'TOO_LARGE', `try ${k}`);
@@ -301,7 +430,10 @@ describe('HTTP conformance', () => {
     const piece = Buffer.alloc(MB, 0x62);
     let sent = 0;
     const pump = (async () => {
-      while (sent < total && !c.closed) { await c.send(piece); sent += piece.length; }
+      while (sent < total && !c.closed) {
+        await c.send(piece);
+        sent += piece.length;
+      }
     })().catch(() => undefined);
     const r = await c.responseHead();
     assert.equal(r.status, 413);
@@ -398,18 +530,26 @@ describe('HTTP conformance', () => {
     // loopback their buffers take a megabyte), or what it holds for the client no longer moving.
     let last = -1;
     let still = 0;
-    await until(() => {
-      const n = h.gw.ctx.pool.inUse;
-      still = n === last ? still + 1 : 0;
-      last = n;
-      return h.gw.ctx.gate.http === 0 || (n > 0 && still >= 5);
-    }, 5000, 'the gateway to stop writing');
+    await until(
+      () => {
+        const n = h.gw.ctx.pool.inUse;
+        still = n === last ? still + 1 : 0;
+        last = n;
+        return h.gw.ctx.gate.http === 0 || (n > 0 && still >= 5);
+      },
+      5000,
+      'the gateway to stop writing',
+    );
     assert.ok(c.received < MB, 'the client has not read the value yet');
     for (let step = 0; step < 1000 && !c.closed; step++) {
       const had = c.received;
       c.readAtMost(had + 64 * KB);
       c.socket.resume();
-      try { await c.waitFor(() => c.received > had || c.closed, 2000, 'more bytes'); } catch { break; }
+      try {
+        await c.waitFor(() => c.received > had || c.closed, 2000, 'more bytes');
+      } catch {
+        break;
+      }
       if (c.unread.indexOf('\r\n\r\n') >= 0) {
         const end = c.unread.indexOf('\r\n\r\n');
         const { headers } = parseHead(c.unread.toString('latin1', 0, end));
@@ -436,7 +576,19 @@ describe('media types (unit)', () => {
     assert.equal(m.params.get('charset'), 'utf-8');
     assert.equal(m.params.get('q'), '1');
     assert.equal(parseMediaType('a/b; x="semi;colon"')?.params.get('x'), 'semi;colon');
-    for (const bad of ['', 'application', 'application/', '/x', 'a/b/c', 'a b/c', 'a/b; x', 'a/b; =1', 'a/b; x="open', '*/*', 'a/*']) {
+    for (const bad of [
+      '',
+      'application',
+      'application/',
+      '/x',
+      'a/b/c',
+      'a b/c',
+      'a/b; x',
+      'a/b; =1',
+      'a/b; x="open',
+      '*/*',
+      'a/*',
+    ]) {
       assert.equal(parseMediaType(bad), null, JSON.stringify(bad));
     }
     assert.ok(parseMediaType('*/*', true));
@@ -448,7 +600,13 @@ describe('media types (unit)', () => {
     const types = ['application/msgpack', 'application/x-ndjson'];
     assert.equal(matchContentType('application/x-ndjson; charset=utf-8', types), 'application/x-ndjson');
     assert.equal(matchContentType('APPLICATION/MSGPACK', types), 'application/msgpack');
-    for (const t of ['text/plain;charset=ndjson', 'application/json', 'application/x-ndjson-seq', 'x/application/msgpack', '']) {
+    for (const t of [
+      'text/plain;charset=ndjson',
+      'application/json',
+      'application/x-ndjson-seq',
+      'x/application/msgpack',
+      '',
+    ]) {
       assert.equal(matchContentType(t, types), null, t);
     }
   });

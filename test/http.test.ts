@@ -4,7 +4,13 @@ import { startHarness, Harness, memcachedCommand } from './helpers/harness';
 
 const SIZES = [0, 1, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 64 * 1024 + 3, 1024 * 1024];
 
-async function raw(base: string, method: string, path: string, body?: Buffer | string): Promise<{ status: number; json: any; bytes: Buffer; headers: Headers }> {
+async function raw(
+  base: string,
+  method: string,
+  path: string,
+  body?: Buffer | string,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON of several shapes, read field by field
+): Promise<{ status: number; json: any; bytes: Buffer; headers: Headers }> {
   const res = await fetch(base + path, { method, body });
   const bytes = Buffer.from(await res.arrayBuffer());
   let json: unknown = null;
@@ -14,7 +20,9 @@ async function raw(base: string, method: string, path: string, body?: Buffer | s
 
 describe('HTTP single key', () => {
   let h: Harness;
-  before(async () => { h = await startHarness(); });
+  before(async () => {
+    h = await startHarness();
+  });
   after(() => h.stop());
 
   it('PUT 204, GET 200 with bytes and flags, DELETE 204 then 404, GET 404 with a JSON error', async () => {

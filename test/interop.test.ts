@@ -17,7 +17,11 @@ import type { KvWsClient, MgetResult } from '../src/client';
  * A memjs client for one server whose sets carry `flags`: memjs writes its set extras (flags, expiry)
  * and hands them to the serializer, which may change them; its own code always sends flags 0.
  */
-function memjsFor(port: number): { client: memjs.Client; set(key: string, value: Buffer, flags: number): Promise<void>; get(key: string): Promise<{ value: Buffer; flags: number } | null> } {
+function memjsFor(port: number): {
+  client: memjs.Client;
+  set(key: string, value: Buffer, flags: number): Promise<void>;
+  get(key: string): Promise<{ value: Buffer; flags: number } | null>;
+} {
   let nextFlags = 0;
   const client = memjs.Client.create(`127.0.0.1:${port}`, {
     retries: 0,
@@ -95,7 +99,10 @@ describe('memjs on the owning shard', () => {
     await ws.set(utf8Key, ALL_BYTES, { flags: 42 });
     written.push({ key: utf8Key, value: ALL_BYTES, flags: 42 });
     const msetItems = cases.map((c) => ({ key: `interop:gw-mset:${c.name}`, value: c.value, flags: c.flags }));
-    assert.deepEqual(await ws.mset(msetItems), msetItems.map(() => ({ ok: true })));
+    assert.deepEqual(
+      await ws.mset(msetItems),
+      msetItems.map(() => ({ ok: true })),
+    );
     written.push(...msetItems);
 
     for (const w of written) {
@@ -106,7 +113,8 @@ describe('memjs on the owning shard', () => {
       assert.ok(got.value.equals(w.value), `${w.key} bytes`);
       assert.equal(got.flags, w.flags, `${w.key} flags`);
       for (let s = 0; s < h.fleet.members.length; s++) {
-        if (s !== owner) assert.equal(await rawGet(h.fleet.members[s].port, w.key), null, `${w.key} must not be on shard ${s}`);
+        if (s !== owner)
+          assert.equal(await rawGet(h.fleet.members[s].port, w.key), null, `${w.key} must not be on shard ${s}`);
       }
     }
   });
@@ -127,7 +135,9 @@ describe('memjs on the owning shard', () => {
 
     const keys = items.map((i) => i.key);
     const check = (how: string, res: MgetResult[]): void => {
-      items.forEach((it, n) => assert.deepEqual(res[n], { hit: true, value: it.value, flags: it.flags }, `${how}: ${it.key}`));
+      items.forEach((it, n) =>
+        assert.deepEqual(res[n], { hit: true, value: it.value, flags: it.flags }, `${how}: ${it.key}`),
+      );
     };
     for (const it of items) {
       assert.deepEqual(await ws.get(it.key), { hit: true, value: it.value, flags: it.flags }, `WS get ${it.key}`);
@@ -165,7 +175,9 @@ for (const hash of ['fnv1a_64', 'md5'] as const) {
 
     const N = 500;
     const valueFor = (tag: string, i: number): Buffer =>
-      i % 50 === 7 ? Buffer.concat([Buffer.from(`${tag}-${i}:`), randomBytes(i % 300), Buffer.from('\r\nEND\r\n')]) : Buffer.from(`${tag} value ${i} ${'x'.repeat(i % 40)}`);
+      i % 50 === 7
+        ? Buffer.concat([Buffer.from(`${tag}-${i}:`), randomBytes(i % 300), Buffer.from('\r\nEND\r\n')])
+        : Buffer.from(`${tag} value ${i} ${'x'.repeat(i % 40)}`);
 
     it('keys stored through nutcracker are all found through the gateway (WS mget, HTTP mget)', async () => {
       // ~N/3 keys per shard as the gateway places them; if nutcracker placed them elsewhere, the gateway
@@ -173,9 +185,18 @@ for (const hash of ['fnv1a_64', 'md5'] as const) {
       const keys = keysByShard(h.gw.ring, 3, `tw:${hash}:in:`, Math.ceil(N / 3)).flat();
       const values = keys.map((_, i) => valueFor('nc', i));
       const flags = keys.map((_, i) => (i * 2654435761) >>> 0);
-      const payload = Buffer.concat(keys.flatMap((k, i) => [Buffer.from(`set ${k} ${flags[i]} 0 ${values[i].length}\r\n`), values[i], Buffer.from('\r\n')]));
+      const payload = Buffer.concat(
+        keys.flatMap((k, i) => [
+          Buffer.from(`set ${k} ${flags[i]} 0 ${values[i].length}\r\n`),
+          values[i],
+          Buffer.from('\r\n'),
+        ]),
+      );
       const replies = await exchange(nc.port, payload, keys.length);
-      assert.deepEqual(replies.map((r) => (r.kind === 'line' ? r.line : 'values')), keys.map(() => 'STORED'));
+      assert.deepEqual(
+        replies.map((r) => (r.kind === 'line' ? r.line : 'values')),
+        keys.map(() => 'STORED'),
+      );
       // the fleet really is shared: every shard got some of them
       const perShard = [0, 0, 0];
       for (const k of keys) perShard[h.gw.ring.lookupKey(k)]++;
@@ -183,7 +204,11 @@ for (const hash of ['fnv1a_64', 'md5'] as const) {
       const want = keys.map((_, i) => ({ hit: true, value: values[i], flags: flags[i] }));
       const wsRes = await ws.mget(keys);
       const missing = keys.filter((_, i) => !('hit' in wsRes[i] && wsRes[i].hit));
-      assert.deepEqual(missing, [], `keys stored by nutcracker that the gateway did not find (gateway spread ${perShard})`);
+      assert.deepEqual(
+        missing,
+        [],
+        `keys stored by nutcracker that the gateway did not find (gateway spread ${perShard})`,
+      );
       assert.deepEqual(wsRes, want);
       assert.deepEqual(await h.http.mget(keys), want);
       for (let s = 0; s < 3; s++) {
@@ -198,14 +223,20 @@ for (const hash of ['fnv1a_64', 'md5'] as const) {
       const values = keys.map((_, i) => valueFor('gw', i));
       const flags = keys.map((_, i) => (i % 3 === 0 ? 0 : (i * 40503) >>> 0));
       const stored = await ws.mset(keys.map((k, i) => ({ key: k, value: values[i], flags: flags[i] })));
-      assert.deepEqual(stored, keys.map(() => ({ ok: true })));
+      assert.deepEqual(
+        stored,
+        keys.map(() => ({ ok: true })),
+      );
       // pipelined single gets
       const replies = await exchange(nc.port, keys.map((k) => `get ${k}\r\n`).join(''), keys.length);
       const lost: string[] = [];
       replies.forEach((r, i) => {
         assert.equal(r.kind, 'values', `reply ${i}`);
         if (r.kind !== 'values') return;
-        if (r.values.length === 0) { lost.push(keys[i]); return; }
+        if (r.values.length === 0) {
+          lost.push(keys[i]);
+          return;
+        }
         assert.equal(r.values[0].key, keys[i]);
         assert.ok(r.values[0].value.equals(values[i]), `${keys[i]} bytes`);
         assert.equal(r.values[0].flags, flags[i], `${keys[i]} flags`);

@@ -43,7 +43,9 @@ function keyByte(rnd: () => number, high: boolean): number {
 function testKeys(seed: number): Buffer[] {
   const rnd = prng(seed);
   const keys = new Map<string, Buffer>();
-  const add = (b: Buffer): void => { keys.set(b.toString('latin1'), b); };
+  const add = (b: Buffer): void => {
+    keys.set(b.toString('latin1'), b);
+  };
   for (let i = 0; i < 300; i++) add(Buffer.from(`sd:${i}`));
   for (let i = 0; i < 1000; i++) {
     const len = 1 + Math.floor(rnd() * 40);
@@ -76,7 +78,11 @@ function exchange<T>(port: number, payload: Buffer, done: (acc: Buffer) => T | u
     const chunks: Buffer[] = [];
     let size = 0;
     const timer = setTimeout(() => fail(new Error(`no complete answer from port ${port} in 10 s`)), 10_000);
-    const fail = (e: Error): void => { clearTimeout(timer); sock.destroy(); reject(e); };
+    const fail = (e: Error): void => {
+      clearTimeout(timer);
+      sock.destroy();
+      reject(e);
+    };
     sock.on('error', fail);
     sock.on('close', () => fail(new Error(`port ${port} closed the connection early`)));
     sock.on('data', (chunk: Buffer) => {
@@ -176,7 +182,9 @@ class Rig {
       if (names[i] !== undefined) s.name = names[i];
       return s;
     });
-    this.nut = await NutcrackerProcess.start(HASHES.map((hash) => ({ name: `pool_${hash}`, hash, servers: this.servers })));
+    this.nut = await NutcrackerProcess.start(
+      HASHES.map((hash) => ({ name: `pool_${hash}`, hash, servers: this.servers })),
+    );
   }
 
   async stop(): Promise<void> {
@@ -195,7 +203,9 @@ class Rig {
     await exchange(pool.port, setPayload(keys, tag), storedReplies(keys.length));
     const holder = new Int32Array(keys.length).fill(-1);
     const request = getPayload(keys);
-    const answers = await Promise.all(this.fleet!.members.map((m) => exchange(m.port, request, getReplies(keys.length))));
+    const answers = await Promise.all(
+      this.fleet!.members.map((m) => exchange(m.port, request, getReplies(keys.length))),
+    );
     answers.forEach((values, server) => {
       values.forEach((v, i) => {
         if (v !== tag(i)) return;
@@ -229,9 +239,17 @@ interface Scenario {
 const SCENARIOS: Scenario[] = [
   { title: '3 equal servers', weights: [1, 1, 1] },
   // names are hashed instead of host:port; twemproxy sorts servers by name (length first) internally
-  { title: '4 servers, unequal weights, two named', weights: [1, 2, 3, 5], names: [undefined, 'cache-b', undefined, 'z'] },
+  {
+    title: '4 servers, unequal weights, two named',
+    weights: [1, 2, 3, 5],
+    names: [undefined, 'cache-b', undefined, 'z'],
+  },
   // float32: 28, 92, 160, 188, 320 points where exact arithmetic gives 32, 96, 160, 192, 320
-  { title: '5 servers whose point counts only float32 explains', weights: [1, 3, 5, 6, 10], points: [28, 92, 160, 188, 320] },
+  {
+    title: '5 servers whose point counts only float32 explains',
+    weights: [1, 3, 5, 6, 10],
+    points: [28, 92, 160, 188, 320],
+  },
 ];
 
 const KEYS = testKeys(20240611);
@@ -244,7 +262,10 @@ for (const sc of SCENARIOS) {
 
     if (sc.points) {
       it('gives each server the float32 point count', () => {
-        assert.deepEqual(new KetamaRing(rig.servers, 'md5').spread().map((s) => s.points), sc.points);
+        assert.deepEqual(
+          new KetamaRing(rig.servers, 'md5').spread().map((s) => s.points),
+          sc.points,
+        );
       });
     }
 
@@ -309,7 +330,11 @@ describe('ketama vs nutcracker: two servers sharing a ring point', () => {
         if (v > prev && v <= tie.value) keys.push(k);
       }
       const holder = await rig.holders(hash, keys);
-      assert.deepEqual([...holder], keys.map(() => 1), 'nutcracker gave the tied arc to server 1');
+      assert.deepEqual(
+        [...holder],
+        keys.map(() => 1),
+        'nutcracker gave the tied arc to server 1',
+      );
       assertSamePlacement(new KetamaRing(rig.servers, hash), keys, holder);
     });
   }
@@ -320,10 +345,13 @@ describe('ketama vs nutcracker: two servers sharing a ring point', () => {
 
 describe('hashes', () => {
   it('fnv1a32Signed matches a literal transcription of twemproxy hash_fnv1a_64', () => {
-    const fixed = ['', 'a', 'foobar', 'sd:0', 'sd:299', 'key with spaces is fine for a hash'].map((s) => Buffer.from(s));
+    const fixed = ['', 'a', 'foobar', 'sd:0', 'sd:299', 'key with spaces is fine for a hash'].map((s) =>
+      Buffer.from(s),
+    );
     fixed.push(Buffer.from([0x80]), Buffer.from([0xff, 0x00, 0x7f]), Buffer.from('caf\u00e9'), Buffer.alloc(250, 0xaa));
     const rnd = prng(7);
-    for (let i = 0; i < 2000; i++) fixed.push(Buffer.from(Array.from({ length: Math.floor(rnd() * 300) }, () => Math.floor(rnd() * 256))));
+    for (let i = 0; i < 2000; i++)
+      fixed.push(Buffer.from(Array.from({ length: Math.floor(rnd() * 300) }, () => Math.floor(rnd() * 256))));
     for (const b of fixed) assert.equal(fnv1a32Signed(b, 0, b.length), naiveFnv(b), b.toString('hex'));
     // the offset basis alone, and sign extension making 0x80 differ from an unsigned-char FNV
     assert.equal(fnv1a32Signed(Buffer.alloc(0), 0, 0), 0x84222325);
@@ -335,7 +363,11 @@ describe('hashes', () => {
     const big = randomBytes(4096);
     for (let len = 0; len <= 300; len++) {
       for (const off of [0, 5]) {
-        assert.equal(md5First32(big, off, len), cryptoMd5First32(big.subarray(off, off + len)), `len ${len} off ${off}`);
+        assert.equal(
+          md5First32(big, off, len),
+          cryptoMd5First32(big.subarray(off, off + len)),
+          `len ${len} off ${off}`,
+        );
       }
     }
     assert.equal(md5First32(big, 3, 4000), cryptoMd5First32(big.subarray(3, 4003)));
@@ -376,21 +408,51 @@ describe('KetamaRing', () => {
         for (const s of spread) assert.ok(s.share > 0 && s.share < 1);
       }
     }
-    assert.deepEqual(new KetamaRing(three, 'md5').spread().map((s) => s.points), [160, 160, 160]);
+    assert.deepEqual(
+      new KetamaRing(three, 'md5').spread().map((s) => s.points),
+      [160, 160, 160],
+    );
     assert.deepEqual(new KetamaRing([three[0]], 'md5').spread(), [{ server: '10.0.0.1:11311', share: 1, points: 160 }]);
   });
 
   it('computes points in float32 like twemproxy', () => {
     assert.equal(ketamaPoints(1, 3, 3), 160);
     assert.equal(ketamaPoints(1, 25, 25), 156); // 39.999996 in float32
-    assert.deepEqual([1, 3, 5, 6, 10].map((w) => ketamaPoints(w, 25, 5)), [28, 92, 160, 188, 320]);
+    assert.deepEqual(
+      [1, 3, 5, 6, 10].map((w) => ketamaPoints(w, 25, 5)),
+      [28, 92, 160, 188, 320],
+    );
   });
 
   it('hashes host alone for port 11211, host:port otherwise, name when given', () => {
-    const a = new KetamaRing([{ host: '10.0.0.1', port: 11211, weight: 1 }, { host: '10.0.0.2', port: 11211, weight: 1 }], 'md5');
-    const b = new KetamaRing([{ host: 'x', port: 1, weight: 1, name: '10.0.0.1' }, { host: 'y', port: 2, weight: 1, name: '10.0.0.2' }], 'md5');
-    const c = new KetamaRing([{ host: '10.0.0.1', port: 11212, weight: 1 }, { host: 'z', port: 3, weight: 1, name: '10.0.0.2:11212' }], 'md5');
-    const d = new KetamaRing([{ host: 'w', port: 4, weight: 1, name: '10.0.0.1:11212' }, { host: '10.0.0.2', port: 11212, weight: 1 }], 'md5');
+    const a = new KetamaRing(
+      [
+        { host: '10.0.0.1', port: 11211, weight: 1 },
+        { host: '10.0.0.2', port: 11211, weight: 1 },
+      ],
+      'md5',
+    );
+    const b = new KetamaRing(
+      [
+        { host: 'x', port: 1, weight: 1, name: '10.0.0.1' },
+        { host: 'y', port: 2, weight: 1, name: '10.0.0.2' },
+      ],
+      'md5',
+    );
+    const c = new KetamaRing(
+      [
+        { host: '10.0.0.1', port: 11212, weight: 1 },
+        { host: 'z', port: 3, weight: 1, name: '10.0.0.2:11212' },
+      ],
+      'md5',
+    );
+    const d = new KetamaRing(
+      [
+        { host: 'w', port: 4, weight: 1, name: '10.0.0.1:11212' },
+        { host: '10.0.0.2', port: 11212, weight: 1 },
+      ],
+      'md5',
+    );
     let differ = 0;
     for (const k of KEYS) {
       assert.equal(a.lookupKey(k), b.lookupKey(k));
@@ -410,7 +472,17 @@ describe('KetamaRing', () => {
     assert.throws(() => new KetamaRing([{ ...three[0], weight: 0 }], 'md5'), RangeError);
     assert.throws(() => new KetamaRing([{ ...three[0], weight: 1.5 }], 'md5'), RangeError);
     // same ring name twice: 10.0.0.1 on 11211 and a server named 10.0.0.1
-    assert.throws(() => new KetamaRing([{ host: '10.0.0.1', port: 11211, weight: 1 }, { host: 'b', port: 1, weight: 1, name: '10.0.0.1' }], 'md5'), /same ring name/);
+    assert.throws(
+      () =>
+        new KetamaRing(
+          [
+            { host: '10.0.0.1', port: 11211, weight: 1 },
+            { host: 'b', port: 1, weight: 1, name: '10.0.0.1' },
+          ],
+          'md5',
+        ),
+      /same ring name/,
+    );
     // "<name>-<i>" must fit twemproxy's 86-byte buffer
     assert.throws(() => new KetamaRing([{ host: 'h', port: 1, weight: 1, name: 'n'.repeat(83) }], 'md5'), /too long/);
     assert.doesNotThrow(() => new KetamaRing([{ host: 'h', port: 1, weight: 1, name: 'n'.repeat(82) }], 'md5'));

@@ -17,22 +17,31 @@ import { memcachedStats, until } from './helpers/harness';
 import { frame, nonReadingWs } from './helpers/raw-ws';
 
 const MiB = 1024 * 1024;
-const valueOf = (i: number): Buffer => { const b = Buffer.alloc(100 * 1024, i & 0xff); b.writeUInt32BE(i, 0); return b; };
+const valueOf = (i: number): Buffer => {
+  const b = Buffer.alloc(100 * 1024, i & 0xff);
+  b.writeUInt32BE(i, 0);
+  return b;
+};
 
 describe('memory bound', () => {
   let fleet: LocalFleet;
   let gw: GatewayProcess;
-  const rss = (): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${gw.proc.pid}/status`, 'utf8'))![1]) * 1024;
+  const rss = (): number =>
+    Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${gw.proc.pid}/status`, 'utf8'))![1]) * 1024;
   const over = { limits: { maxBufferedBytesTotal: 64 * MiB } };
   const keys = Array.from({ length: 300 }, (_, i) => `mb:${i}`);
   before(async () => {
     fleet = await LocalFleet.start({ count: 3, memoryMb: 64, itemSizeMb: 2 });
     gw = await spawnGateway({ ...over, servers: fleet.servers() });
     const c = await KvWsClient.connect(`ws://127.0.0.1:${gw.port}/v1/ws`);
-    for (let k = 0; k < keys.length; k += 10) await c.mset(keys.slice(k, k + 10).map((key, j) => ({ key, value: valueOf(k + j) })));
+    for (let k = 0; k < keys.length; k += 10)
+      await c.mset(keys.slice(k, k + 10).map((key, j) => ({ key, value: valueOf(k + j) })));
     c.terminate();
   });
-  after(async () => { await gw.kill(); await fleet.stop(); });
+  after(async () => {
+    await gw.kill();
+    await fleet.stop();
+  });
 
   it('holds the gateway process within the formula of its limits', async () => {
     const config = validateConfig(mergeConfig(defaultConfig(), { ...over, servers: fleet.servers() }));
@@ -49,7 +58,9 @@ describe('memory bound', () => {
     }
     const body = Array.from({ length: 8000 }, (_, i) => JSON.stringify(keys[i % 300])).join('\n');
     const bulk = createConnection({ host: '127.0.0.1', port: gw.port }, () => {
-      bulk.write(`POST /v1/mget HTTP/1.1\r\nHost: x\r\ncontent-type: application/x-ndjson\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      bulk.write(
+        `POST /v1/mget HTTP/1.1\r\nHost: x\r\ncontent-type: application/x-ndjson\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
     });
     bulk.pause();
     bulk.on('error', () => {});
@@ -60,16 +71,22 @@ describe('memory bound', () => {
       return n;
     };
     let peak = 0;
-    await until(async () => {
-      const a = await gets();
-      peak = Math.max(peak, rss());
-      await new Promise((r) => setTimeout(r, 300));
-      peak = Math.max(peak, rss());
-      return (await gets()) === a;
-    }, 30_000, 'fetches to stop');
+    await until(
+      async () => {
+        const a = await gets();
+        peak = Math.max(peak, rss());
+        await new Promise((r) => setTimeout(r, 300));
+        peak = Math.max(peak, rss());
+        return (await gets()) === a;
+      },
+      30_000,
+      'fetches to stop',
+    );
     const bound = memoryBound(config, 2021);
-    assert.ok(peak <= bound.total,
-      `gateway RSS peaked at ${(peak / MiB).toFixed(0)} MiB, over its bound ${(bound.total / MiB).toFixed(0)} MiB: ${JSON.stringify(bound)}`);
+    assert.ok(
+      peak <= bound.total,
+      `gateway RSS peaked at ${(peak / MiB).toFixed(0)} MiB, over its bound ${(bound.total / MiB).toFixed(0)} MiB: ${JSON.stringify(bound)}`,
+    );
     for (const s of socks) s.destroy();
     bulk.destroy();
     console.log(`# gateway RSS peak ${(peak / MiB).toFixed(0)} MiB; bound ${(bound.total / MiB).toFixed(0)} MiB`);

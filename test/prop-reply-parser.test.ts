@@ -22,7 +22,15 @@ const MAX_VALUE = 4096;
 class Recorder extends Request {
   readonly out: string[] = [];
   private readonly parts = new Map<number, Buffer[]>();
-  protected onValue(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): void {
+  protected onValue(
+    i: number,
+    flags: number,
+    total: number,
+    offset: number,
+    buf: Buffer,
+    off: number,
+    len: number,
+  ): void {
     let p = this.parts.get(i);
     if (!p) this.parts.set(i, (p = []));
     p.push(Buffer.from(buf.subarray(off, off + len)));
@@ -31,14 +39,26 @@ class Recorder extends Request {
       this.parts.delete(i);
     }
   }
-  protected onMiss(i: number): void { this.out.push(`${i}:miss`); }
-  protected onOk(i: number): void { this.out.push(`${i}:ok`); }
-  protected onError(i: number, code: ErrorCode): void { this.out.push(`${i}:${code}`); }
+  protected onMiss(i: number): void {
+    this.out.push(`${i}:miss`);
+  }
+  protected onOk(i: number): void {
+    this.out.push(`${i}:ok`);
+  }
+  protected onError(i: number, code: ErrorCode): void {
+    this.out.push(`${i}:${code}`);
+  }
   protected onFinish(): void {}
 }
 
-interface GetSpec { kind: 'get'; keys: { key: string; hit: boolean; flags: number; value: Uint8Array }[] }
-interface MutSpec { kind: 'mut'; ops: { del: boolean; reply: 'HD' | 'NS' | 'NF' | 'EX' | 'SE'; pre: string; post: string }[] }
+interface GetSpec {
+  kind: 'get';
+  keys: { key: string; hit: boolean; flags: number; value: Uint8Array }[];
+}
+interface MutSpec {
+  kind: 'mut';
+  ops: { del: boolean; reply: 'HD' | 'NS' | 'NF' | 'EX' | 'SE'; pre: string; post: string }[];
+}
 type Spec = GetSpec | MutSpec;
 
 // ---- the oracle: the whole stream at once, by the book -------------------------------------------------
@@ -75,7 +95,8 @@ function oracle(s: Buffer, specs: Spec[]): Decoded {
         }
         const m = /^VALUE ([^ ]+) (\d+) (\d+)$/.exec(t);
         if (!m) return { out, status: 'error' };
-        const flags = Number(m[2]), bytes = Number(m[3]);
+        const flags = Number(m[2]),
+          bytes = Number(m[3]);
         if (flags > 0xffffffff || bytes > MAX_VALUE) return { out, status: 'error' };
         let k = cursor;
         while (k < spec.keys.length && spec.keys[k].key !== m[1]) k++;
@@ -95,7 +116,10 @@ function oracle(s: Buffer, specs: Spec[]): Decoded {
         if (t === null) return { out, status: 'incomplete' };
         if (t === false) return { out, status: 'error' };
         const i = item++;
-        if (t.startsWith('SERVER_ERROR')) { out.push(`${i}:SHARD_ERROR`); continue; }
+        if (t.startsWith('SERVER_ERROR')) {
+          out.push(`${i}:SHARD_ERROR`);
+          continue;
+        }
         if (t.length < 2 || (t.length > 2 && t[2] !== ' ')) return { out, status: 'error' };
         const at = t.indexOf(' O');
         const tok = at < 0 ? '' : t.slice(at + 2).split(' ')[0];
@@ -122,8 +146,15 @@ function encode(specs: Spec[]): { bytes: Buffer; expect: string[] } {
     if (spec.kind === 'get') {
       for (const k of spec.keys) {
         const i = item++;
-        if (!k.hit) { expect.push(`${i}:miss`); continue; }
-        parts.push(Buffer.from(`VALUE ${k.key} ${k.flags} ${k.value.length}\r\n`), Buffer.from(k.value), Buffer.from('\r\n'));
+        if (!k.hit) {
+          expect.push(`${i}:miss`);
+          continue;
+        }
+        parts.push(
+          Buffer.from(`VALUE ${k.key} ${k.flags} ${k.value.length}\r\n`),
+          Buffer.from(k.value),
+          Buffer.from('\r\n'),
+        );
         expect.push(`${i}:value:${k.flags}:${Buffer.from(k.value).toString('hex')}`);
       }
       parts.push(Buffer.from('END\r\n'));
@@ -131,7 +162,11 @@ function encode(specs: Spec[]): { bytes: Buffer; expect: string[] } {
       for (const op of spec.ops) {
         const i = item++;
         const o = ++opaque;
-        if (op.reply === 'SE') { parts.push(Buffer.from('SERVER_ERROR out of memory\r\n')); expect.push(`${i}:SHARD_ERROR`); continue; }
+        if (op.reply === 'SE') {
+          parts.push(Buffer.from('SERVER_ERROR out of memory\r\n'));
+          expect.push(`${i}:SHARD_ERROR`);
+          continue;
+        }
         parts.push(Buffer.from(`${op.reply}${op.pre} O${o}${op.post}\r\n`));
         expect.push(op.reply === 'HD' ? `${i}:ok` : op.reply === 'NF' && op.del ? `${i}:miss` : `${i}:NOT_STORED`);
       }
@@ -151,7 +186,10 @@ function parse(specs: Spec[], stream: Buffer, cuts: number[]): { out: string[]; 
   for (const spec of specs) {
     if (spec.kind === 'get') {
       const b = new GetBatch(64);
-      for (const k of spec.keys) { const kb = Buffer.from(k.key, 'latin1'); b.add(rec, item++, kb, 0, kb.length); }
+      for (const k of spec.keys) {
+        const kb = Buffer.from(k.key, 'latin1');
+        b.add(rec, item++, kb, 0, kb.length);
+      }
       b.seal();
       fifo.push(b);
     } else {
@@ -159,13 +197,25 @@ function parse(specs: Spec[], stream: Buffer, cuts: number[]): { out: string[]; 
       for (const op of spec.ops) {
         const kb = Buffer.from(`w${item}`);
         if (op.del) b.addDel(rec, item++, kb, 0, kb.length);
-        else { b.beginSet(rec, item++, kb, 0, kb.length, 0, 0, 1); b.appendValue(Buffer.from('v'), 0, 1); b.endSet(); }
+        else {
+          b.beginSet(rec, item++, kb, 0, kb.length, 0, 0, 1);
+          b.appendValue(Buffer.from('v'), 0, 1);
+          b.endSet();
+        }
       }
       fifo.push(b);
     }
   }
   let outOfStep = false;
-  const parser = new ReplyParser({ head: () => fifo[0] ?? null, answered: () => { fifo.shift(); }, outOfStep: () => { outOfStep = true; } });
+  const parser = new ReplyParser({
+    head: () => fifo[0] ?? null,
+    answered: () => {
+      fifo.shift();
+    },
+    outOfStep: () => {
+      outOfStep = true;
+    },
+  });
   parser.maxValueBytes = MAX_VALUE;
   const readBuf = Buffer.alloc(stream.length + 16, 0xee);
   let p = 0;
@@ -183,30 +233,36 @@ function parse(specs: Spec[], stream: Buffer, cuts: number[]): { out: string[]; 
 
 // ---- arbitraries -------------------------------------------------------------------------------------
 
-const special = ['', '\r', '\n', '\r\n', 'END\r\n', '\r\nEND\r\n', 'VALUE a 0 1\r\n', 'HD O1\r\n'].map((t) => new Uint8Array(Buffer.from(t)));
+const special = ['', '\r', '\n', '\r\n', 'END\r\n', '\r\nEND\r\n', 'VALUE a 0 1\r\n', 'HD O1\r\n'].map(
+  (t) => new Uint8Array(Buffer.from(t)),
+);
 const valueArb = fc.oneof(
   { weight: 4, arbitrary: fc.uint8Array({ maxLength: 40 }) },
   { weight: 2, arbitrary: fc.constantFrom(...special) },
   { weight: 1, arbitrary: fc.uint8Array({ minLength: 100, maxLength: 1500 }) },
 );
-const getArb: fc.Arbitrary<Spec> = fc.uniqueArray(
-  fc.record({
-    key: fc.stringMatching(/^[a-z0-9:]{1,12}$/),
-    hit: fc.boolean(),
-    flags: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffffffff })),
-    value: valueArb,
-  }),
-  { minLength: 1, maxLength: 8, selector: (k) => k.key },
-).map((keys) => ({ kind: 'get' as const, keys }));
-const mutArb: fc.Arbitrary<Spec> = fc.array(
-  fc.record({
-    del: fc.boolean(),
-    reply: fc.constantFrom('HD' as const, 'NS' as const, 'NF' as const, 'EX' as const, 'SE' as const),
-    pre: fc.constantFrom('', ' t5', ' b'),
-    post: fc.constantFrom('', ' c12', ' k'),
-  }),
-  { minLength: 1, maxLength: 6 },
-).map((ops) => ({ kind: 'mut' as const, ops }));
+const getArb: fc.Arbitrary<Spec> = fc
+  .uniqueArray(
+    fc.record({
+      key: fc.stringMatching(/^[a-z0-9:]{1,12}$/),
+      hit: fc.boolean(),
+      flags: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffffffff })),
+      value: valueArb,
+    }),
+    { minLength: 1, maxLength: 8, selector: (k) => k.key },
+  )
+  .map((keys) => ({ kind: 'get' as const, keys }));
+const mutArb: fc.Arbitrary<Spec> = fc
+  .array(
+    fc.record({
+      del: fc.boolean(),
+      reply: fc.constantFrom('HD' as const, 'NS' as const, 'NF' as const, 'EX' as const, 'SE' as const),
+      pre: fc.constantFrom('', ' t5', ' b'),
+      post: fc.constantFrom('', ' c12', ' k'),
+    }),
+    { minLength: 1, maxLength: 6 },
+  )
+  .map((ops) => ({ kind: 'mut' as const, ops }));
 const specsArb = fc.array(fc.oneof(getArb, mutArb), { minLength: 1, maxLength: 4 });
 const cutsArb = fc.oneof(
   { weight: 5, arbitrary: fc.array(fc.nat(), { maxLength: 8 }) },
@@ -245,31 +301,41 @@ const limits = { numRuns: 2000, interruptAfterTimeLimit: 4000 };
 
 describe('reply parser: properties', () => {
   it('valid reply streams, split at random points, decode exactly as the oracle decodes them whole', () => {
-    fc.assert(fc.property(specsArb, cutsArb, (specs, cuts) => {
-      const { bytes, expect } = encode(specs);
-      const o = oracle(bytes, specs);
-      assert.equal(o.status, 'ok', 'the oracle reads the generated stream');
-      assert.deepEqual(o.out, expect, 'the oracle agrees with the generator');
-      const r = parse(specs, bytes, cutsFor(bytes.length, cuts));
-      assert.equal(r.outOfStep, false);
-      assert.equal(r.left, 0, 'every batch answered');
-      assert.deepEqual(r.out, o.out);
-    }), limits);
+    fc.assert(
+      fc.property(specsArb, cutsArb, (specs, cuts) => {
+        const { bytes, expect } = encode(specs);
+        const o = oracle(bytes, specs);
+        assert.equal(o.status, 'ok', 'the oracle reads the generated stream');
+        assert.deepEqual(o.out, expect, 'the oracle agrees with the generator');
+        const r = parse(specs, bytes, cutsFor(bytes.length, cuts));
+        assert.equal(r.outOfStep, false);
+        assert.equal(r.left, 0, 'every batch answered');
+        assert.deepEqual(r.out, o.out);
+      }),
+      limits,
+    );
   });
 
   it('mutated streams decode as the oracle decodes them, or are reported out of step; never another outcome', () => {
-    fc.assert(fc.property(specsArb, mutationArb, cutsArb, (specs, muts, cuts) => {
-      const bytes = mutate(encode(specs).bytes, muts);
-      const o = oracle(bytes, specs);
-      const r = parse(specs, bytes, cutsFor(bytes.length, cuts));
-      if (o.status === 'error') {
-        assert.equal(r.outOfStep, true, `the oracle found an error, the parser did not (oracle: ${o.out.join(' ')})`);
-        assert.deepEqual(r.out, o.out.slice(0, r.out.length), 'what settled before the error is what the oracle settled');
-      } else {
-        assert.equal(r.outOfStep, false, 'no error where the oracle finds none');
-        assert.deepEqual(r.out, o.out);
-        if (o.status === 'ok') assert.equal(r.left, 0);
-      }
-    }), limits);
+    fc.assert(
+      fc.property(specsArb, mutationArb, cutsArb, (specs, muts, cuts) => {
+        const bytes = mutate(encode(specs).bytes, muts);
+        const o = oracle(bytes, specs);
+        const r = parse(specs, bytes, cutsFor(bytes.length, cuts));
+        if (o.status === 'error') {
+          assert.equal(r.outOfStep, true, `the oracle found an error, the parser did not (oracle: ${o.out.join(' ')})`);
+          assert.deepEqual(
+            r.out,
+            o.out.slice(0, r.out.length),
+            'what settled before the error is what the oracle settled',
+          );
+        } else {
+          assert.equal(r.outOfStep, false, 'no error where the oracle finds none');
+          assert.deepEqual(r.out, o.out);
+          if (o.status === 'ok') assert.equal(r.left, 0);
+        }
+      }),
+      limits,
+    );
   });
 });

@@ -18,18 +18,38 @@ import { parseReplies, prng } from './helpers/mc-raw';
 class Recorder extends Request {
   values = new Map<number, { flags: number; chunks: Buffer[]; total: number }>();
   outcome = new Map<number, string>();
-  protected onValue(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): void {
+  protected onValue(
+    i: number,
+    flags: number,
+    total: number,
+    offset: number,
+    buf: Buffer,
+    off: number,
+    len: number,
+  ): void {
     let v = this.values.get(i);
     if (!v) this.values.set(i, (v = { flags, chunks: [], total }));
-    assert.equal(offset, v.chunks.reduce((a, c) => a + c.length, 0), 'chunks arrive in order');
+    assert.equal(
+      offset,
+      v.chunks.reduce((a, c) => a + c.length, 0),
+      'chunks arrive in order',
+    );
     v.chunks.push(Buffer.from(buf.subarray(off, off + len)));
     if (offset + len === total) this.outcome.set(i, 'value');
   }
-  protected onMiss(i: number): void { this.outcome.set(i, 'miss'); }
-  protected onOk(i: number): void { this.outcome.set(i, 'ok'); }
-  protected onError(i: number, code: ErrorCode): void { this.outcome.set(i, `error:${code}`); }
+  protected onMiss(i: number): void {
+    this.outcome.set(i, 'miss');
+  }
+  protected onOk(i: number): void {
+    this.outcome.set(i, 'ok');
+  }
+  protected onError(i: number, code: ErrorCode): void {
+    this.outcome.set(i, `error:${code}`);
+  }
   protected onFinish(): void {}
-  bytesOf(i: number): Buffer { return Buffer.concat(this.values.get(i)!.chunks); }
+  bytesOf(i: number): Buffer {
+    return Buffer.concat(this.values.get(i)!.chunks);
+  }
 }
 
 function capture(port: number, payload: Buffer, replies: number): Promise<Buffer> {
@@ -39,14 +59,21 @@ function capture(port: number, payload: Buffer, replies: number): Promise<Buffer
     s.on('data', (d: Buffer) => {
       acc = Buffer.concat([acc, d]);
       const { replies: got, used } = parseReplies(acc);
-      if (got.length >= replies && used === acc.length) { s.destroy(); resolve(acc); }
+      if (got.length >= replies && used === acc.length) {
+        s.destroy();
+        resolve(acc);
+      }
     });
     s.on('error', reject);
     s.write(payload);
   });
 }
 
-interface Case { keys: string[]; sets: { key: string; value: Buffer }[]; dels: string[] }
+interface Case {
+  keys: string[];
+  sets: { key: string; value: Buffer }[];
+  dels: string[];
+}
 
 /** Builds the batches the gateway would send, and a parser over them; returns the recorder. */
 function run(c: Case, reply: Buffer, splits: number[]): { rec: Recorder; outOfStep: string | null; left: number } {
@@ -58,14 +85,28 @@ function run(c: Case, reply: Buffer, splits: number[]): { rec: Recorder; outOfSt
     mut.appendValue(s.value, 0, s.value.length);
     mut.endSet();
   });
-  c.dels.forEach((d, k) => { const kb = Buffer.from(d); mut.addDel(rec, c.sets.length + k, kb, 0, kb.length); });
+  c.dels.forEach((d, k) => {
+    const kb = Buffer.from(d);
+    mut.addDel(rec, c.sets.length + k, kb, 0, kb.length);
+  });
   const get = new GetBatch(1000);
   const base = c.sets.length + c.dels.length;
-  c.keys.forEach((key, k) => { const kb = Buffer.from(key); get.add(rec, base + k, kb, 0, kb.length); });
+  c.keys.forEach((key, k) => {
+    const kb = Buffer.from(key);
+    get.add(rec, base + k, kb, 0, kb.length);
+  });
   get.seal();
   const fifo: Batch[] = [mut, get].filter((b) => b.n > 0);
   let outOfStep: string | null = null;
-  const parser = new ReplyParser({ head: () => fifo[0] ?? null, answered: () => { fifo.shift(); }, outOfStep: (why) => { outOfStep = why; } });
+  const parser = new ReplyParser({
+    head: () => fifo[0] ?? null,
+    answered: () => {
+      fifo.shift();
+    },
+    outOfStep: (why) => {
+      outOfStep = why;
+    },
+  });
   let p = 0;
   for (const q of [...splits, reply.length]) {
     // Each read lands in the same reused buffer, as with onread: the parser must copy what it keeps.
@@ -89,11 +130,20 @@ describe('reply parser', () => {
 
   async function fixture(sizes: number[]): Promise<{ c: Case; reply: Buffer; oracle: Map<string, Buffer> }> {
     const tag = `rp:${sizes.join('-')}`;
-    const sets = sizes.map((n, k) => ({ key: `${tag}:${k}`, value: Buffer.from(Array.from({ length: n }, (_, j) => (j * 13 + k) & 0xff)) }));
-    const c: Case = { sets, dels: [`${tag}:0`, `${tag}:absent`], keys: [...sets.map((s) => s.key), `${tag}:miss`, `${tag}:0`.replace(':0', ':x')] };
+    const sets = sizes.map((n, k) => ({
+      key: `${tag}:${k}`,
+      value: Buffer.from(Array.from({ length: n }, (_, j) => (j * 13 + k) & 0xff)),
+    }));
+    const c: Case = {
+      sets,
+      dels: [`${tag}:0`, `${tag}:absent`],
+      keys: [...sets.map((s) => s.key), `${tag}:miss`, `${tag}:0`.replace(':0', ':x')],
+    };
     // Real reply bytes, produced by sending memcached exactly what the batches above hold.
     const mutBytes: Buffer[] = [];
-    sets.forEach((s, k) => mutBytes.push(Buffer.from(`ms ${s.key} ${s.value.length} F${k} O${k + 1}\r\n`), s.value, Buffer.from('\r\n')));
+    sets.forEach((s, k) =>
+      mutBytes.push(Buffer.from(`ms ${s.key} ${s.value.length} F${k} O${k + 1}\r\n`), s.value, Buffer.from('\r\n')),
+    );
     c.dels.forEach((d, k) => mutBytes.push(Buffer.from(`md ${d} O${sets.length + k + 1}\r\n`)));
     // The multi-get runs before the deletes here so that every value is there to be read: send sets, get, then deletes.
     const setReply = await capture(port, Buffer.concat(mutBytes.slice(0, sets.length * 3)), sets.length);
@@ -138,13 +188,25 @@ describe('reply parser', () => {
       const cuts = Array.from({ length: 6 }, () => 1 + Math.floor(rnd() * (reply.length - 1))).sort((a, b) => a - b);
       check(c, oracle, run(c, reply, [...new Set(cuts)]), `cuts ${cuts.join(',')}`);
     }
-    check(c, oracle, run(c, reply, Array.from({ length: Math.floor(reply.length / 16384) }, (_, k) => (k + 1) * 16384)), '16 KiB reads');
+    check(
+      c,
+      oracle,
+      run(
+        c,
+        reply,
+        Array.from({ length: Math.floor(reply.length / 16384) }, (_, k) => (k + 1) * 16384),
+      ),
+      '16 KiB reads',
+    );
   });
 
   it('reports a reply out of step instead of guessing', () => {
     const c: Case = { sets: [], dels: [], keys: ['a', 'b'] };
     assert.match(run(c, Buffer.from('VALUE zz 0 1\r\nx\r\nEND\r\n'), []).outOfStep ?? '', /not asked/);
-    assert.match(run(c, Buffer.from('VALUE b 0 1\r\nx\r\nVALUE a 0 1\r\ny\r\nEND\r\n'), []).outOfStep ?? '', /not asked/);
+    assert.match(
+      run(c, Buffer.from('VALUE b 0 1\r\nx\r\nVALUE a 0 1\r\ny\r\nEND\r\n'), []).outOfStep ?? '',
+      /not asked/,
+    );
     assert.match(run(c, Buffer.from('VALUE a 0 1\r\nxy\r\nEND\r\n'), []).outOfStep ?? '', /\\r\\n/);
     assert.match(run(c, Buffer.from('CLIENT_ERROR bad\r\n'), []).outOfStep ?? '', /unexpected/);
     const m: Case = { sets: [{ key: 'k', value: Buffer.from('v') }], dels: [], keys: [] };

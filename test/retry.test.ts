@@ -8,7 +8,9 @@ const socketOf = (s: ShardConnection): { destroy(): void } => (s as unknown as {
 
 describe('retry', () => {
   let h: Harness;
-  before(async () => { h = await startHarness({}, 1); });
+  before(async () => {
+    h = await startHarness({}, 1);
+  });
   after(() => h.stop());
 
   it('sends an unanswered get again on a new connection when the old one breaks, once', async () => {
@@ -38,7 +40,10 @@ describe('retry', () => {
     const retriesBefore = shard.retries;
     await freeze(mc.pid!);
     try {
-      const pending = c.set('retry:w', Buffer.from('x')).then(() => 'stored', (e: { code: string }) => e.code);
+      const pending = c.set('retry:w', Buffer.from('x')).then(
+        () => 'stored',
+        (e: { code: string }) => e.code,
+      );
       await until(() => shard.inflightBatches === 1, 2000, 'the set to be in flight');
       socketOf(shard).destroy();
       assert.equal(await pending, 'SHARD_DOWN');

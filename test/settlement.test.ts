@@ -19,23 +19,47 @@ class Recorder extends Request {
   readonly log: string[] = [];
   readonly values = new Map<number, Buffer[]>();
   finishes = 0;
-  protected onValue(i: number, _flags: number, _total: number, _offset: number, buf: Buffer, off: number, len: number): void {
+  protected onValue(
+    i: number,
+    _flags: number,
+    _total: number,
+    _offset: number,
+    buf: Buffer,
+    off: number,
+    len: number,
+  ): void {
     let v = this.values.get(i);
     if (!v) this.values.set(i, (v = []));
     v.push(Buffer.from(buf.subarray(off, off + len)));
   }
-  protected onMiss(i: number): void { this.log.push(`${i}:miss`); }
-  protected onOk(i: number): void { this.log.push(`${i}:ok`); }
-  protected onError(i: number, code: ErrorCode): void { this.log.push(`${i}:${code}`); }
-  protected onFinish(): void { this.finishes++; }
-  value0(i: number): string | undefined { return this.values.has(i) ? Buffer.concat(this.values.get(i)!).toString() : undefined; }
+  protected onMiss(i: number): void {
+    this.log.push(`${i}:miss`);
+  }
+  protected onOk(i: number): void {
+    this.log.push(`${i}:ok`);
+  }
+  protected onError(i: number, code: ErrorCode): void {
+    this.log.push(`${i}:${code}`);
+  }
+  protected onFinish(): void {
+    this.finishes++;
+  }
+  value0(i: number): string | undefined {
+    return this.values.has(i) ? Buffer.concat(this.values.get(i)!).toString() : undefined;
+  }
 }
 
 /** A request whose value/ok/miss handlers throw (a bug); its error handler records. */
 class Thrower extends Recorder {
-  protected override onValue(): void { throw new Error('bug in onValue'); }
-  protected override onOk(): void { throw new Error('bug in onOk'); }
-  protected override onMiss(): void { throw new Error('bug in onMiss'); }
+  protected override onValue(): void {
+    throw new Error('bug in onValue');
+  }
+  protected override onOk(): void {
+    throw new Error('bug in onOk');
+  }
+  protected override onMiss(): void {
+    throw new Error('bug in onMiss');
+  }
 }
 
 const buf = (s: string): Buffer => Buffer.from(s);
@@ -62,7 +86,7 @@ describe('one item, one settlement', () => {
     assert.deepEqual(r.log, ['0:ok', '1:ok']);
   });
 
-  it('a value\'s last part settles its item; an error after it, or a second last part, is ignored', () => {
+  it("a value's last part settles its item; an error after it, or a second last part, is ignored", () => {
     const r = new Recorder();
     r.submitted();
     r.submitted();
@@ -84,7 +108,11 @@ describe('one item, one settlement', () => {
   });
 
   it('the guard is reset for a pooled request (reinit) and grows for large item indexes', () => {
-    class Pooled extends Recorder { again(): void { this.reinit(); } }
+    class Pooled extends Recorder {
+      again(): void {
+        this.reinit();
+      }
+    }
     const r = new Pooled();
     for (let k = 0; k < 3; k++) {
       r.submitted();
@@ -106,7 +134,12 @@ describe('a bug in one request, a real shard', () => {
   before(async () => {
     fleet = await LocalFleet.start({ count: 1 });
     port = fleet.members[0].port;
-    conn = new ShardConnection('127.0.0.1', port, { timeoutMs: 2000, connectTimeoutMs: 1000, reconnectMinMs: 10, reconnectMaxMs: 100 });
+    conn = new ShardConnection('127.0.0.1', port, {
+      timeoutMs: 2000,
+      connectTimeoutMs: 1000,
+      reconnectMinMs: 10,
+      reconnectMaxMs: 100,
+    });
     await conn.connect();
     co = new Coalescer([conn], { windowMs: 0, maxWaitMs: 50, maxOps: 1000, maxBytes: 1 << 20 });
   });
@@ -115,12 +148,19 @@ describe('a bug in one request, a real shard', () => {
     await fleet?.stop();
   });
 
-  const get = (r: Request, i: number, k: string): void => { const b = buf(k); co.get(0, r, i, b, 0, b.length, 0); };
+  const get = (r: Request, i: number, k: string): void => {
+    const b = buf(k);
+    co.get(0, r, i, b, 0, b.length, 0);
+  };
   const set = (r: Request, i: number, k: string, v: string): void => {
-    const kb = buf(k), vb = buf(v);
+    const kb = buf(k),
+      vb = buf(v);
     co.set(0, r, i, kb, 0, kb.length, 0, 0, vb, 0, vb.length, 0);
   };
-  const del = (r: Request, i: number, k: string): void => { const b = buf(k); co.del(0, r, i, b, 0, b.length, 0); };
+  const del = (r: Request, i: number, k: string): void => {
+    const b = buf(k);
+    co.del(0, r, i, b, 0, b.length, 0);
+  };
 
   it('a throwing handler fails its own request with INTERNAL; the shard connection and the other request are intact', async () => {
     await rawSet(port, 'st:hit', buf('the value'));
@@ -173,7 +213,11 @@ describe('a bug in one request, a real shard', () => {
     assert.deepEqual(live.log.sort(), ['0:ok', '1:ok']);
     assert.equal(await rawGet(port, 'ab:gone-1'), null, 'an abandoned set was not applied');
     assert.equal(await rawGet(port, 'ab:gone-2'), null, 'an abandoned set was not applied');
-    assert.deepEqual((await rawGet(port, 'ab:del-me'))?.value, buf('still here'), 'an abandoned delete was not applied');
+    assert.deepEqual(
+      (await rawGet(port, 'ab:del-me'))?.value,
+      buf('still here'),
+      'an abandoned delete was not applied',
+    );
     assert.deepEqual((await rawGet(port, 'ab:live-1'))?.value, buf('kept'));
     assert.deepEqual((await rawGet(port, 'ab:live-2'))?.value, buf('kept too'));
     // A flush holding only abandoned writes sends nothing.
@@ -190,7 +234,7 @@ describe('a bug in one request, a real shard', () => {
 });
 
 describe('MutationBatch.prune', () => {
-  it('cuts out abandoned ops and keeps every other op\'s bytes and opaque', () => {
+  it("cuts out abandoned ops and keeps every other op's bytes and opaque", () => {
     const opq = new OpaqueCounter();
     const b = new MutationBatch(100, opq);
     const keep = new Recorder();
@@ -216,7 +260,13 @@ describe('MutationBatch.prune', () => {
     drop.seal();
     keep.seal();
     assert.equal(b.prune(), 6);
-    assert.equal(b.bytesOut().toString('latin1'), ops.filter((o) => o.r === keep).map((o) => o.cmd).join(''));
+    assert.equal(
+      b.bytesOut().toString('latin1'),
+      ops
+        .filter((o) => o.r === keep)
+        .map((o) => o.cmd)
+        .join(''),
+    );
     assert.equal(drop.finishes, 1, 'the dropped ops settled');
     assert.deepEqual(drop.log, []);
     // the kept ops still expect their own opaques, in order

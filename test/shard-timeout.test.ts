@@ -21,16 +21,21 @@ const shardOpts = { timeoutMs, connectTimeoutMs: 500, reconnectMinMs: 20, reconn
 
 const busy = (ms: number): void => {
   const end = performance.now() + ms;
-  while (performance.now() < end) { /* the gateway cannot run */ }
+  while (performance.now() < end) {
+    /* the gateway cannot run */
+  }
 };
 
 const resets = (gw: Gateway, shard: number): number => (gw.coalescer.stats()[shard] as { resets: number }).resets;
 
 const settle = <T>(p: Promise<T>): Promise<{ ok: T } | { code: string }> =>
-  p.then((ok) => ({ ok }), (e: unknown) => {
-    if (e instanceof KvError) return { code: e.code };
-    throw e;
-  });
+  p.then(
+    (ok) => ({ ok }),
+    (e: unknown) => {
+      if (e instanceof KvError) return { code: e.code };
+      throw e;
+    },
+  );
 
 /** Blocks the event loop for `ms` right after the next batch is written to `conn`, then behaves as usual. */
 function blockAfterNextSend(conn: ShardConnection, ms: number): { blocked: () => boolean } {
@@ -46,9 +51,11 @@ function blockAfterNextSend(conn: ShardConnection, ms: number): { blocked: () =>
 }
 
 // -------------------------------------------------------------------------------------------------------
-describe('shard timeout: the gateway\'s busy loop is not the shard\'s silence', () => {
+describe("shard timeout: the gateway's busy loop is not the shard's silence", () => {
   let h: Harness;
-  before(async () => { h = await startHarness({ shard: shardOpts }, 1); });
+  before(async () => {
+    h = await startHarness({ shard: shardOpts }, 1);
+  });
   after(() => h.stop());
 
   it('a blocked event loop (3x timeoutMs right after the write) costs no TIMEOUT and no reset', async () => {
@@ -75,7 +82,12 @@ describe('shard timeout: the gateway\'s busy loop is not the shard\'s silence', 
       assert.ok(block.blocked(), 'the loop was blocked after the write');
       assert.ok(ms >= 3 * timeoutMs, `the requests took ${ms.toFixed(0)} ms, less than the block`);
       assert.ok('ok' in mg, `mget failed: ${JSON.stringify(mg)}`);
-      mg.ok.forEach((r, n) => assert.ok('hit' in r && r.hit && r.value.equals(valueOf(n)), `mget ${keys[n]}: ${JSON.stringify(r).slice(0, 200)}`));
+      mg.ok.forEach((r, n) =>
+        assert.ok(
+          'hit' in r && r.hit && r.value.equals(valueOf(n)),
+          `mget ${keys[n]}: ${JSON.stringify(r).slice(0, 200)}`,
+        ),
+      );
       rest.slice(0, keys.length).forEach((r, n) => {
         assert.ok('ok' in r, `get ${keys[n]} failed: ${JSON.stringify(r)}`);
         const g = r.ok as { hit: boolean; value?: Buffer };
@@ -96,7 +108,12 @@ describe('shard timeout: the gateway\'s busy loop is not the shard\'s silence', 
  * `plan.slices` writes `plan.gapMs` apart, then END; with `plan.stopAfter`, it falls silent after that
  * many slices (a server stuck mid-reply).
  */
-async function trickleServer(): Promise<{ port: number; plan: { bytes: number; slices: number; gapMs: number; stopAfter: number }; lastByteAt: number; close(): Promise<void> }> {
+async function trickleServer(): Promise<{
+  port: number;
+  plan: { bytes: number; slices: number; gapMs: number; stopAfter: number };
+  lastByteAt: number;
+  close(): Promise<void>;
+}> {
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   const srv = {
@@ -121,7 +138,10 @@ async function trickleServer(): Promise<{ port: number; plan: { bytes: number; s
       s.write(Buffer.concat([head, v.subarray(k * size, Math.min(bytes, (k + 1) * size)), tail]));
       srv.lastByteAt = performance.now();
       if (k < slices - 1) {
-        const t = setTimeout(() => { timers.delete(t); send(k + 1); }, gapMs);
+        const t = setTimeout(() => {
+          timers.delete(t);
+          send(k + 1);
+        }, gapMs);
         timers.add(t);
       }
     };
@@ -153,9 +173,13 @@ describe('shard timeout: a reply still arriving is progress', () => {
   let c: KvWsClient;
   before(async () => {
     srv = await trickleServer();
-    const config = validateConfig(mergeConfig(defaultConfig(), {
-      port: 0, servers: [{ host: '127.0.0.1', port: srv.port, weight: 1 }], shard: shardOpts,
-    }));
+    const config = validateConfig(
+      mergeConfig(defaultConfig(), {
+        port: 0,
+        servers: [{ host: '127.0.0.1', port: srv.port, weight: 1 }],
+        shard: shardOpts,
+      }),
+    );
     gw = await startGateway(config);
     c = await KvWsClient.connect(`ws://127.0.0.1:${gw.port}/v1/ws`);
   });
@@ -173,7 +197,10 @@ describe('shard timeout: a reply still arriving is progress', () => {
     const ms = performance.now() - t0;
     assert.ok('ok' in r, `the trickling get failed after ${ms.toFixed(0)} ms: ${JSON.stringify(r)}`);
     const g = r.ok as { hit: boolean; value: Buffer };
-    assert.ok(g.hit && g.value.equals(Buffer.from(Array.from({ length: 40_000 }, (_, i) => i % 251))), 'the value arrived whole');
+    assert.ok(
+      g.hit && g.value.equals(Buffer.from(Array.from({ length: 40_000 }, (_, i) => i % 251))),
+      'the value arrived whole',
+    );
     assert.ok(ms >= 3.5 * timeoutMs, `the reply took ${ms.toFixed(0)} ms: it did not really trickle`);
     assert.equal(resets(gw, 0), before);
   });
@@ -194,10 +221,16 @@ describe('shard timeout: a reply still arriving is progress', () => {
 describe('shard timeout: a frozen shard still times out', () => {
   let h: Harness;
   let frozenPid: number | undefined;
-  before(async () => { h = await startHarness({ shard: shardOpts }, 2); });
+  before(async () => {
+    h = await startHarness({ shard: shardOpts }, 2);
+  });
   after(async () => {
     if (frozenPid !== undefined) {
-      try { process.kill(frozenPid, 'SIGCONT'); } catch { /* already gone */ }
+      try {
+        process.kill(frozenPid, 'SIGCONT');
+      } catch {
+        /* already gone */
+      }
     }
     await h?.stop();
   });
@@ -210,10 +243,12 @@ describe('shard timeout: a frozen shard still times out', () => {
     frozenPid = h.fleet.members[frozen].proc!.pid!;
     await freeze(frozenPid);
     const t0 = performance.now();
-    const outcomes = await Promise.all([...live, ...cold].map(async (k) => {
-      const r = await settle(c.get(k));
-      return { k, r, ms: performance.now() - t0 };
-    }));
+    const outcomes = await Promise.all(
+      [...live, ...cold].map(async (k) => {
+        const r = await settle(c.get(k));
+        return { k, r, ms: performance.now() - t0 };
+      }),
+    );
     for (const o of outcomes) {
       if (h.gw.ring.lookupKey(o.k) === frozen) {
         assert.deepEqual(o.r, { code: 'TIMEOUT' }, o.k);

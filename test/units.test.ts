@@ -17,7 +17,28 @@ const MAIN = join(__dirname, '..', 'src', 'main.js');
 
 describe('msgpack reader', () => {
   it('reads every integer width and float the same as msgpackr wrote it', () => {
-    const values = [0, 1, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 40, -1, -32, -33, -128, -129, -32768, -32769, -(2 ** 31), 3.5];
+    const values = [
+      0,
+      1,
+      127,
+      128,
+      255,
+      256,
+      65535,
+      65536,
+      2 ** 32 - 1,
+      2 ** 32,
+      2 ** 40,
+      -1,
+      -32,
+      -33,
+      -128,
+      -129,
+      -32768,
+      -32769,
+      -(2 ** 31),
+      3.5,
+    ];
     const r = new MsgpackReader();
     for (const v of values) {
       const b = pack(v);
@@ -28,19 +49,28 @@ describe('msgpack reader', () => {
   });
 
   it('finds strings and bins in place, skips nested values, and reports truncation at every cut', () => {
-    const doc = pack({ a: [1, 'two', Buffer.from([3]), { x: null, y: true }], key: 'k'.repeat(300), bin: Buffer.alloc(70000, 1) });
+    const doc = pack({
+      a: [1, 'two', Buffer.from([3]), { x: null, y: true }],
+      key: 'k'.repeat(300),
+      bin: Buffer.alloc(70000, 1),
+    });
     const r = new MsgpackReader();
     r.reset(doc, 0, doc.length);
     r.skip();
     assert.equal(r.pos, doc.length);
     for (const cut of [1, 2, 5, 20, 300, doc.length - 1]) {
       r.reset(doc, 0, cut);
-      assert.throws(() => r.skip(), (e) => e === INCOMPLETE, `cut at ${cut}`);
+      assert.throws(
+        () => r.skip(),
+        (e) => e === INCOMPLETE,
+        `cut at ${cut}`,
+      );
     }
     r.reset(doc, 0, doc.length);
     const n = r.readMapHeader();
     assert.equal(n, 3);
-    r.readBytes(); r.skip();
+    r.readBytes();
+    r.skip();
     assert.ok(r.readBytes() && r.bytesEqual('key'));
     assert.ok(r.readBytes());
     assert.equal(r.len, 300);
@@ -55,7 +85,11 @@ describe('msgpack reader', () => {
         let count = 0;
         for (const part of [body.subarray(0, cut), body.subarray(cut)]) {
           acc.append(part);
-          while (acc.next()) { acc.reader.skip(); acc.consumed(); count++; }
+          while (acc.next()) {
+            acc.reader.skip();
+            acc.consumed();
+            count++;
+          }
         }
         acc.finish();
         assert.equal(count, 3, `cut at ${cut}`);
@@ -65,7 +99,11 @@ describe('msgpack reader', () => {
 });
 
 describe('msgpack nesting', () => {
-  const nested = (depth: number): Buffer => { const b = Buffer.alloc(depth + 1, 0x91); b[depth] = 0xc0; return b; };
+  const nested = (depth: number): Buffer => {
+    const b = Buffer.alloc(depth + 1, 0x91);
+    b[depth] = 0xc0;
+    return b;
+  };
 
   it('skips values nested up to MAX_DEPTH and refuses deeper ones with its own error, not a stack overflow', () => {
     const r = new MsgpackReader();
@@ -78,22 +116,39 @@ describe('msgpack nesting', () => {
     for (const depth of [MAX_DEPTH + 1, 200_000]) {
       const b = nested(depth);
       r.reset(b, 0, b.length);
-      assert.throws(() => r.skip(), (e) => e === TOO_DEEP && e instanceof MsgpackError, `depth ${depth}`);
+      assert.throws(
+        () => r.skip(),
+        (e) => e === TOO_DEEP && e instanceof MsgpackError,
+        `depth ${depth}`,
+      );
     }
     // Maps nest too, and a wide shallow value is no problem: 100,000 siblings in one array.
-    const deepMaps = Buffer.concat([...Array.from({ length: MAX_DEPTH + 1 }, () => Buffer.from([0x81, 0xc0])), Buffer.from([0xc0])]);
+    const deepMaps = Buffer.concat([
+      ...Array.from({ length: MAX_DEPTH + 1 }, () => Buffer.from([0x81, 0xc0])),
+      Buffer.from([0xc0]),
+    ]);
     r.reset(deepMaps, 0, deepMaps.length);
-    assert.throws(() => r.skip(), (e) => e === TOO_DEEP);
+    assert.throws(
+      () => r.skip(),
+      (e) => e === TOO_DEEP,
+    );
     const wide = pack(Array.from({ length: 100_000 }, (_, k) => [k]));
     r.reset(wide, 0, wide.length);
     r.skip();
     assert.equal(r.pos, wide.length);
   });
 
-  it('request fields turn deep nesting in an ignored field into the reader\'s error', () => {
-    const doc = Buffer.concat([Buffer.from([0x83]), ...['id', 1, 'op', 'get', 'x'].map((v) => pack(v)), nested(100_000)]);
+  it("request fields turn deep nesting in an ignored field into the reader's error", () => {
+    const doc = Buffer.concat([
+      Buffer.from([0x83]),
+      ...['id', 1, 'op', 'get', 'x'].map((v) => pack(v)),
+      nested(100_000),
+    ]);
     const r = new MsgpackReader().reset(doc, 0, doc.length);
-    assert.throws(() => new RequestFields().read(r), (e) => e === TOO_DEEP);
+    assert.throws(
+      () => new RequestFields().read(r),
+      (e) => e === TOO_DEEP,
+    );
   });
 });
 
@@ -105,7 +160,12 @@ describe('request fields', () => {
     assert.equal(r.pos, b.length, 'the whole map is consumed');
     return f;
   };
-  const f64 = (x: number): Buffer => { const b = Buffer.alloc(9); b[0] = 0xcb; b.writeDoubleBE(x, 1); return b; };
+  const f64 = (x: number): Buffer => {
+    const b = Buffer.alloc(9);
+    b[0] = 0xcb;
+    b.writeDoubleBE(x, 1);
+    return b;
+  };
   const u64max = Buffer.from([0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
   /** A request map with one field given as raw msgpack bytes. */
   const withRaw = (name: string, raw: Buffer): RequestFields => {
@@ -123,7 +183,11 @@ describe('request fields', () => {
     assert.deepEqual([f.id, f.op, f.keyLen, f.valueLen, f.ttl, f.flags, f.wait], [7, Op.Set, 1, 1, 60, 4294967295, 50]);
     assert.equal(read({ id: 1, op: 'get', key: Buffer.from('kk') }).keyLen, 2);
     assert.equal(withRaw('ttl', f64(30)).ttl, 30);
-    assert.equal(read({ id: 1, op: 'get', key: 'k', extra: { any: [1, 2] } }).error, null, 'unknown fields are ignored');
+    assert.equal(
+      read({ id: 1, op: 'get', key: 'k', extra: { any: [1, 2] } }).error,
+      null,
+      'unknown fields are ignored',
+    );
   });
 
   it('gives each bad field its own code, with the configured limit in the message, and never throws', () => {
@@ -166,7 +230,15 @@ describe('request fields', () => {
     assert.equal(f.id, -1);
     assert.equal(read([1, 2]).error, 'BAD_REQUEST');
     assert.equal(read('get').error, 'BAD_REQUEST');
-    assert.equal(read(new Map<unknown, unknown>([[1, 2], ['id', 3]])).error, 'BAD_REQUEST');
+    assert.equal(
+      read(
+        new Map<unknown, unknown>([
+          [1, 2],
+          ['id', 3],
+        ]),
+      ).error,
+      'BAD_REQUEST',
+    );
   });
 
   it('items: missing or mistyped key and value, and ttl past the configured limit', () => {
@@ -195,7 +267,12 @@ describe('rate-limited log', () => {
   it('writes one line per period with the count of what it held back, and no stack', () => {
     let now = 1_000_000;
     const lines: string[] = [];
-    const log = new RateLimitedLog('request handling failed', 10_000, (l) => lines.push(l), () => now);
+    const log = new RateLimitedLog(
+      'request handling failed',
+      10_000,
+      (l) => lines.push(l),
+      () => now,
+    );
     for (let k = 0; k < 1000; k++) log.report(new Error(`boom\nsecond line ${k}`));
     assert.equal(lines.length, 1);
     assert.match(lines[0], /^kvgate: request handling failed: Error: boom second line 0 at /);
@@ -216,7 +293,11 @@ describe('drip-fed bulk bodies', () => {
     let items = 0;
     for (let p = 0; p < body.length; p += piece) {
       acc.append(body.subarray(p, p + piece));
-      while (acc.next()) { acc.reader.skip(); acc.consumed(); items++; }
+      while (acc.next()) {
+        acc.reader.skip();
+        acc.consumed();
+        items++;
+      }
     }
     acc.finish();
     return items;
@@ -227,14 +308,20 @@ describe('drip-fed bulk bodies', () => {
     // how much is missing: only resuming the scan where it stopped keeps it linear).
     const big = pack({ key: 'k', value: Buffer.alloc(600 * 1024, 7) });
     const tiny = pack({ key: 'k', value: Buffer.from('v'), pad: Array.from({ length: 150_000 }, (_, k) => k & 0x7f) });
-    for (const [name, item, values] of [['one big value', big, 5], ['150,000 tiny values', tiny, 150_006]] as const) {
+    for (const [name, item, values] of [
+      ['one big value', big, 5],
+      ['150,000 tiny values', tiny, 150_006],
+    ] as const) {
       const body = Buffer.concat([item, pack('after')]);
       const acc = new MsgpackItems(1 << 21);
       assert.equal(dripMsgpack(acc, body, 128), 2, name);
       const pieces = Math.ceil(body.length / 128);
       // Each header is read once when whole, plus at most one retry per piece for the one cut by a piece's end.
       const steps = acc.reader.steps;
-      assert.ok(steps <= 2 * values + 2 * pieces + 16, `${name}: ${steps} value headers read for ${values} values in ${pieces} pieces`);
+      assert.ok(
+        steps <= 2 * values + 2 * pieces + 16,
+        `${name}: ${steps} value headers read for ${values} values in ${pieces} pieces`,
+      );
     }
   });
 
@@ -258,7 +345,12 @@ describe('drip-fed bulk bodies', () => {
       const mp = new MsgpackItems(4096);
       const nd = new NdjsonLines(4096);
       assert.throws(() => dripMsgpack(mp, pack({ key: 'k', value: Buffer.alloc(5000) }), piece), BodyTooLarge);
-      assert.throws(() => { for (let p = 0; p < 5000; p += piece) { nd.append(Buffer.alloc(piece, 0x61)); nd.nextLine(); } }, BodyTooLarge);
+      assert.throws(() => {
+        for (let p = 0; p < 5000; p += piece) {
+          nd.append(Buffer.alloc(piece, 0x61));
+          nd.nextLine();
+        }
+      }, BodyTooLarge);
     }
   });
 });
@@ -266,8 +358,13 @@ describe('drip-fed bulk bodies', () => {
 describe('entry writer error messages', () => {
   class Frames extends EntryWriter {
     frames: Buffer[] = [];
-    protected ship(buf: Buffer, len: number): void { this.frames.push(Buffer.from(buf.subarray(0, len))); this.pool.release(buf); }
-    isClosed(): boolean { return false; }
+    protected ship(buf: Buffer, len: number): void {
+      this.frames.push(Buffer.from(buf.subarray(0, len)));
+      this.pool.release(buf);
+    }
+    isClosed(): boolean {
+      return false;
+    }
   }
   /** What a backend line holding these bytes becomes (the reply parser reads lines as latin1). */
   const fromBackend = (bytes: number[]): string => Buffer.from(bytes).toString('latin1');
@@ -301,7 +398,10 @@ describe('entry writer error messages', () => {
       const wellFormed = Buffer.from(want, 'utf8').toString('utf8'); // lone surrogates become U+FFFD
       assert.ok(Buffer.byteLength(msg) <= 255, `message ${k} is ${Buffer.byteLength(msg)} bytes`);
       assert.ok(wellFormed.startsWith(msg), `message ${k % messages.length} is a prefix of the sanitized text`);
-      assert.ok(msg.length === wellFormed.length || Buffer.byteLength(wellFormed.slice(0, msg.length + 2)) > 255, `message ${k % messages.length} cut only at the cap`);
+      assert.ok(
+        msg.length === wellFormed.length || Buffer.byteLength(wellFormed.slice(0, msg.length + 2)) > 255,
+        `message ${k % messages.length} cut only at the cap`,
+      );
       assert.doesNotMatch(msg, /[\u0000-\u001f\u007f-\u009f]/);
     }
     assert.deepEqual(entries[200], [1, -1, Kind.End]);
@@ -310,7 +410,10 @@ describe('entry writer error messages', () => {
 
 describe('keys', () => {
   it('accepts printable and UTF-8 bytes, refuses whitespace, control bytes and bad lengths', () => {
-    const ok = (s: string | Buffer): boolean => { const b = Buffer.from(s as string); return isValidKey(b, 0, b.length); };
+    const ok = (s: string | Buffer): boolean => {
+      const b = Buffer.from(s as string);
+      return isValidKey(b, 0, b.length);
+    };
     assert.ok(ok('user:1'));
     assert.ok(ok('ключ'));
     assert.ok(ok('k'.repeat(250)));
@@ -331,16 +434,31 @@ describe('configuration', () => {
   it('accepts the defaults and names every bad setting at once', () => {
     assert.doesNotThrow(() => validateConfig(defaultConfig()));
     const bad = mergeConfig(defaultConfig(), {
-      port: 70000, hash: 'crc32', servers: ['h:1:0', 'nohost'], batch: { windowMs: 100, maxWaitMs: 10 },
-      ws: { idleTimeoutSeconds: 7 }, typo: 1,
+      port: 70000,
+      hash: 'crc32',
+      servers: ['h:1:0', 'nohost'],
+      batch: { windowMs: 100, maxWaitMs: 10 },
+      ws: { idleTimeoutSeconds: 7 },
+      typo: 1,
     } as never);
-    assert.throws(() => validateConfig(bad), (e: Error) => {
-      assert.ok(e instanceof ConfigError);
-      for (const s of ['port', 'hash', 'weight', 'host:port', 'windowMs', 'idleTimeoutSeconds', 'unknown setting "typo"']) {
-        assert.ok(e.message.includes(s), `message mentions ${s}: ${e.message}`);
-      }
-      return true;
-    });
+    assert.throws(
+      () => validateConfig(bad),
+      (e: Error) => {
+        assert.ok(e instanceof ConfigError);
+        for (const s of [
+          'port',
+          'hash',
+          'weight',
+          'host:port',
+          'windowMs',
+          'idleTimeoutSeconds',
+          'unknown setting "typo"',
+        ]) {
+          assert.ok(e.message.includes(s), `message mentions ${s}: ${e.message}`);
+        }
+        return true;
+      },
+    );
   });
 
   it('refuses servers that would share a ring name, as twemproxy would', () => {
@@ -349,7 +467,12 @@ describe('configuration', () => {
   });
 
   it('the CLI exits 2 with a clear message on a bad flag or setting', () => {
-    for (const args of [['--port', 'x'], ['--servers', 'a:b:c:d'], ['--hash', 'crc'], ['--bogus', '1']]) {
+    for (const args of [
+      ['--port', 'x'],
+      ['--servers', 'a:b:c:d'],
+      ['--hash', 'crc'],
+      ['--bogus', '1'],
+    ]) {
       const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8' });
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /kvgate: /);

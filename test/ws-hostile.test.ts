@@ -24,7 +24,9 @@ function collect(c: KvWsClient): E[] {
 async function logged(fn: () => Promise<void>): Promise<string[]> {
   const lines: string[] = [];
   const { error, warn } = console;
-  console.error = (...a: unknown[]) => { lines.push(a.map(String).join(' ')); };
+  console.error = (...a: unknown[]) => {
+    lines.push(a.map(String).join(' '));
+  };
   console.warn = console.error;
   try {
     await fn();
@@ -49,7 +51,12 @@ function rawFrame(opcode: number, payload: Buffer, fin = true): Buffer {
   let head: Buffer;
   if (n < 126) head = Buffer.from([b0, 0x80 | n]);
   else if (n < 65536) head = Buffer.from([b0, 0x80 | 126, n >> 8, n & 0xff]);
-  else { head = Buffer.alloc(10); head[0] = b0; head[1] = 0x80 | 127; head.writeBigUInt64BE(BigInt(n), 2); }
+  else {
+    head = Buffer.alloc(10);
+    head[0] = b0;
+    head[1] = 0x80 | 127;
+    head.writeBigUInt64BE(BigInt(n), 2);
+  }
   return Buffer.concat([head, Buffer.alloc(4), payload]); // mask 0: payload goes as is
 }
 
@@ -68,10 +75,15 @@ function closeCodeOf(s: Socket): Promise<number> {
 /** Upgrades a raw socket; resolves once the 101 is in. */
 function rawWs(port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = createConnection({ host: '127.0.0.1', port }, () => s.write(
-      'GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'));
-    s.once('data', (d) => (d.toString('latin1').startsWith('HTTP/1.1 101') ? resolve(s) : reject(new Error('no upgrade'))));
+    const s = createConnection({ host: '127.0.0.1', port }, () =>
+      s.write(
+        'GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      ),
+    );
+    s.once('data', (d) =>
+      d.toString('latin1').startsWith('HTTP/1.1 101') ? resolve(s) : reject(new Error('no upgrade')),
+    );
     s.on('error', reject);
   });
 }
@@ -99,7 +111,13 @@ describe('hostile WebSocket input', () => {
     const lines = await logged(async () => {
       for (let k = 0; k < 20; k++) c.sendRaw(nested(200_000));
       // The same depth inside a request's ignored field: the request's id is known, so it gets its END.
-      c.sendRaw(Buffer.concat([Buffer.from([0x84]), ...['id', 77, 'op', 'get', 'key', 'k', 'junk'].map((v) => pack(v)), nested(100_000)]));
+      c.sendRaw(
+        Buffer.concat([
+          Buffer.from([0x84]),
+          ...['id', 77, 'op', 'get', 'key', 'k', 'junk'].map((v) => pack(v)),
+          nested(100_000),
+        ]),
+      );
       await until(() => entries.length >= 22, 5000, 'an answer per frame');
     });
     const anon = entries.filter((e) => e.id === 0);
@@ -110,10 +128,16 @@ describe('hostile WebSocket input', () => {
       assert.match(e.message!, /nested deeper than/);
     }
     const mine = entries.filter((e) => e.id === 77);
-    assert.deepEqual(mine.map((e) => [e.kind, e.code]), [['error', 'BAD_REQUEST'], ['end', undefined]]);
+    assert.deepEqual(
+      mine.map((e) => [e.kind, e.code]),
+      [
+        ['error', 'BAD_REQUEST'],
+        ['end', undefined],
+      ],
+    );
     assert.deepEqual(lines, [], 'client bytes leave no trace in the log');
     const r = await c.get('hostile:canary');
-    assert.ok(r.hit, 'the sender\'s connection still works');
+    assert.ok(r.hit, "the sender's connection still works");
     await canaryAlive();
   });
 
@@ -123,13 +147,20 @@ describe('hostile WebSocket input', () => {
     const router = h.gw.ctx.router;
     const del = router.del;
     const before = (h.gw.stats().ws as { internalErrors: number }).internalErrors;
-    router.del = () => { throw new Error('injected bug'); };
+    router.del = () => {
+      throw new Error('injected bug');
+    };
     let lines: string[];
     try {
       lines = await logged(async () => {
         for (let k = 1; k <= 200; k++) c.sendRaw(pack({ id: k, op: 'del', key: `hostile:bug:${k}` }));
         // A bug in the middle of a bulk request: the next request in the same frame is read from the right place.
-        c.sendRaw(Buffer.concat([pack({ id: 1000, op: 'mdel', keys: ['hostile:a', 'hostile:b'] }), pack({ id: 1001, op: 'get', key: 'hostile:canary' })]));
+        c.sendRaw(
+          Buffer.concat([
+            pack({ id: 1000, op: 'mdel', keys: ['hostile:a', 'hostile:b'] }),
+            pack({ id: 1001, op: 'get', key: 'hostile:canary' }),
+          ]),
+        );
         await until(() => entries.filter((e) => e.kind === 'end').length >= 202, 5000, '202 ENDs');
       });
     } finally {
@@ -137,17 +168,37 @@ describe('hostile WebSocket input', () => {
     }
     for (let k = 1; k <= 200; k++) {
       const mine = entries.filter((e) => e.id === k);
-      assert.deepEqual(mine.map((e) => [e.kind, e.code]), [['error', 'INTERNAL'], ['end', undefined]], `request ${k}`);
+      assert.deepEqual(
+        mine.map((e) => [e.kind, e.code]),
+        [
+          ['error', 'INTERNAL'],
+          ['end', undefined],
+        ],
+        `request ${k}`,
+      );
     }
-    assert.deepEqual(entries.filter((e) => e.id === 1000).map((e) => [e.kind, e.code]), [['error', 'INTERNAL'], ['end', undefined]]);
-    assert.deepEqual(entries.filter((e) => e.id === 1001).map((e) => e.kind), ['value', 'end']);
+    assert.deepEqual(
+      entries.filter((e) => e.id === 1000).map((e) => [e.kind, e.code]),
+      [
+        ['error', 'INTERNAL'],
+        ['end', undefined],
+      ],
+    );
+    assert.deepEqual(
+      entries.filter((e) => e.id === 1001).map((e) => e.kind),
+      ['value', 'end'],
+    );
     assert.equal(entries.length, 2 * 200 + 4, 'no entry beyond those: nothing was read from the middle of a request');
     assert.equal(lines.length, 1, `log lines: ${lines.join(' | ')}`);
     assert.match(lines[0], /injected bug/);
     assert.doesNotMatch(lines[0], /\n/, 'one line, not a stack trace');
     assert.equal((h.gw.stats().ws as { internalErrors: number }).internalErrors - before, 201);
     assert.equal(await c.del('hostile:bug:1'), false, 'the connection goes on once the bug is gone');
-    assert.equal(h.gw.ws.sessions.size >= 2 && [...h.gw.ws.sessions].every((s) => s.s.inflight === 0), true, 'nothing left in flight');
+    assert.equal(
+      h.gw.ws.sessions.size >= 2 && [...h.gw.ws.sessions].every((s) => s.s.inflight === 0),
+      true,
+      'nothing left in flight',
+    );
     await canaryAlive();
   });
 
@@ -206,7 +257,7 @@ describe('hostile WebSocket input', () => {
     const c = await h.ws();
     const entries = collect(c);
     c.sendRaw('hello');
-    await until(() => entries.length === 1, 2000, 'the text frame\'s error');
+    await until(() => entries.length === 1, 2000, "the text frame's error");
     assert.equal(entries[0].code, 'BAD_REQUEST');
     assert.ok((await c.get('hostile:canary')).hit);
   });

@@ -4,7 +4,19 @@ import { pack } from 'msgpackr';
 import { startHarness, Harness, until } from './helpers/harness';
 import { KvWsClient } from '../src/client';
 
-const SIZES = [0, 1, 100, 16 * 1024 - 40, 16 * 1024 - 30, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 32 * 1024, 48 * 1024 + 7, 1024 * 1024];
+const SIZES = [
+  0,
+  1,
+  100,
+  16 * 1024 - 40,
+  16 * 1024 - 30,
+  16 * 1024 - 1,
+  16 * 1024,
+  16 * 1024 + 1,
+  32 * 1024,
+  48 * 1024 + 7,
+  1024 * 1024,
+];
 
 function pattern(n: number, seed: number): Buffer {
   const b = Buffer.allocUnsafe(n);
@@ -31,7 +43,9 @@ describe('WebSocket', () => {
 
   it('round-trips binary values at every size around the 16 KiB frame boundary, and no frame exceeds 16 KiB', async () => {
     let biggest = 0;
-    c.onMessage = (n: number) => { if (n > biggest) biggest = n; };
+    c.onMessage = (n: number) => {
+      if (n > biggest) biggest = n;
+    };
     for (const n of SIZES) {
       const v = pattern(n, n);
       await c.set(`ws:size:${n}`, v);
@@ -40,13 +54,19 @@ describe('WebSocket', () => {
       assert.ok(r.value.equals(v), `size ${n} bytes differ`);
     }
     const all = await c.mget(SIZES.map((n) => `ws:size:${n}`));
-    all.forEach((r, k) => assert.ok('hit' in r && r.hit && r.value.equals(pattern(SIZES[k], SIZES[k])), `mget size ${SIZES[k]}`));
+    all.forEach((r, k) =>
+      assert.ok('hit' in r && r.hit && r.value.equals(pattern(SIZES[k], SIZES[k])), `mget size ${SIZES[k]}`),
+    );
     c.onMessage = undefined as never;
     assert.ok(biggest > 0 && biggest <= 16 * 1024, `largest frame ${biggest}`);
   });
 
   it('bulk mset / mget / mdel with per-item results, including duplicates and bad keys', async () => {
-    const items = Array.from({ length: 50 }, (_, i) => ({ key: `ws:bulk:${i}`, value: Buffer.from(`v${i}`), flags: i }));
+    const items = Array.from({ length: 50 }, (_, i) => ({
+      key: `ws:bulk:${i}`,
+      value: Buffer.from(`v${i}`),
+      flags: i,
+    }));
     const set = await c.mset([...items, { key: 'bad key', value: Buffer.from('x') }]);
     assert.equal(set.length, 51);
     set.slice(0, 50).forEach((r) => assert.deepEqual(r, { ok: true }));
@@ -66,13 +86,20 @@ describe('WebSocket', () => {
 
   it('answers pipelined requests out of order: a request held by its wait hint finishes after a later one', async () => {
     // Two keys on different shards: the first request asks its shard to hold the batch 40 ms.
-    let a = 'ws:order:0', b = 'ws:order:1';
+    const a = 'ws:order:0';
+    let b = 'ws:order:1';
     for (let k = 2; h.gw.ring.lookupKey(a) === h.gw.ring.lookupKey(b); k++) b = `ws:order:${k}`;
     await c.set(a, Buffer.from('A'));
     await c.set(b, Buffer.from('B'));
     const ends: string[] = [];
-    const p1 = c.get(a, { wait: 40 }).then((r) => { ends.push('first'); return r; });
-    const p2 = c.get(b).then((r) => { ends.push('second'); return r; });
+    const p1 = c.get(a, { wait: 40 }).then((r) => {
+      ends.push('first');
+      return r;
+    });
+    const p2 = c.get(b).then((r) => {
+      ends.push('second');
+      return r;
+    });
     const [r1, r2] = await Promise.all([p1, p2]);
     assert.deepEqual(ends, ['second', 'first']);
     assert.ok(r1.hit && r1.value.toString() === 'A');
@@ -93,7 +120,13 @@ describe('WebSocket', () => {
     c.sendRaw(pack({ id: 900006, op: 'get', key: 'ws:keep', wait: 1_000_000 }));
     c.sendRaw(pack({ op: 'get', key: 'ws:keep' }));
     c.sendRaw(pack({ id: 900007, op: 'set', key: 'ws:x', value: Buffer.from('v'), ttl: -1 }));
-    c.sendRaw(pack({ id: 900008, op: 'mset', items: [{ key: 'ws:x', value: Buffer.from('v'), ttl: 2592001 }, { value: Buffer.from('v') }] }));
+    c.sendRaw(
+      pack({
+        id: 900008,
+        op: 'mset',
+        items: [{ key: 'ws:x', value: Buffer.from('v'), ttl: 2592001 }, { value: Buffer.from('v') }],
+      }),
+    );
     const good = await c.get('ws:keep');
     assert.ok(good.hit && good.value.toString() === 'kept');
     await until(() => entries.filter((e) => e.kind === 'error').length >= 12, 2000, 'twelve error entries');
@@ -106,7 +139,8 @@ describe('WebSocket', () => {
     assert.equal(codeOf(900006), 'BAD_WAIT');
     // Messages name the real limits (maxTtlSeconds, maxWaitMs), not the width of the wire field.
     const messageOf = (id: number, i = -1): string | undefined =>
-      (entries.find((e) => e.id === id && e.i === i && e.kind === 'error') as { message?: string } | undefined)?.message;
+      (entries.find((e) => e.id === id && e.i === i && e.kind === 'error') as { message?: string } | undefined)
+        ?.message;
     assert.equal(codeOf(900007), 'BAD_TTL');
     assert.match(messageOf(900007)!, /from 0 to 2592000$/);
     assert.match(messageOf(900004)!, /from 0 to 2592000$/);
@@ -122,11 +156,16 @@ describe('WebSocket', () => {
   });
 
   it('refuses requests past the in-flight limit with BUSY, without breaking the connection', async () => {
-    const h2 = await startHarness({ limits: { maxInflightPerConnection: 4 }, batch: { windowMs: 30, maxWaitMs: 50 } }, 1);
+    const h2 = await startHarness(
+      { limits: { maxInflightPerConnection: 4 }, batch: { windowMs: 30, maxWaitMs: 50 } },
+      1,
+    );
     try {
       const c2 = await h2.ws();
       const results = await Promise.allSettled(Array.from({ length: 10 }, (_, k) => c2.get(`busy:${k}`)));
-      const busy = results.filter((r) => r.status === 'rejected' && (r.reason as { code: string }).code === 'BUSY').length;
+      const busy = results.filter(
+        (r) => r.status === 'rejected' && (r.reason as { code: string }).code === 'BUSY',
+      ).length;
       const ok = results.filter((r) => r.status === 'fulfilled').length;
       assert.equal(ok, 4);
       assert.equal(busy, 6);

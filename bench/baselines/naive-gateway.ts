@@ -28,11 +28,23 @@ const uws = loadUws();
 const gc = watchGc();
 const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
-const mc = memjs.Client.create(servers, { timeout: 5, conntimeout: 5, retries: 0, logger: { log: () => undefined } } as memjs.ClientOptions);
+const mc = memjs.Client.create(servers, {
+  timeout: 5,
+  conntimeout: 5,
+  retries: 0,
+  logger: { log: () => undefined },
+} as memjs.ClientOptions);
 
 const counters = { wsMessages: 0, requests: 0, keys: 0, memjsCalls: 0, httpRequests: 0, errors: 0, connections: 0 };
 
-const enum Kind { Value = 0, ValuePart = 1, Miss = 2, Ok = 3, Error = 4, End = 5 }
+const enum Kind {
+  Value = 0,
+  ValuePart = 1,
+  Miss = 2,
+  Ok = 3,
+  Error = 4,
+  End = 5,
+}
 type Entry = unknown[];
 
 interface Req {
@@ -70,7 +82,11 @@ function getOne(key: string): Promise<{ value: Buffer | null; flags: number; err
   return new Promise((resolve) => {
     mc.get(key, (err, value, flags) => {
       if (err) resolve({ value: null, flags: 0, err: /time/i.test(err.message) ? 'TIMEOUT' : 'SHARD_ERROR' });
-      else resolve({ value: value ?? null, flags: flags && (flags as Buffer).length === 4 ? (flags as Buffer).readUInt32BE(0) : 0 });
+      else
+        resolve({
+          value: value ?? null,
+          flags: flags && (flags as Buffer).length === 4 ? (flags as Buffer).readUInt32BE(0) : 0,
+        });
     });
   });
 }
@@ -97,7 +113,15 @@ function valueEntries(out: Entry[], id: number, i: number, flags: number, value:
   }
   const piece = MAX_MESSAGE - 64;
   for (let off = 0; off < value.length; off += piece) {
-    out.push([id, i, Kind.ValuePart, flags, value.length, off, value.subarray(off, Math.min(value.length, off + piece))]);
+    out.push([
+      id,
+      i,
+      Kind.ValuePart,
+      flags,
+      value.length,
+      off,
+      value.subarray(off, Math.min(value.length, off + piece)),
+    ]);
   }
 }
 
@@ -123,7 +147,9 @@ function messages(entries: Entry[]): Buffer[] {
 async function handle(r: Req): Promise<Entry[]> {
   const id = typeof r.id === 'number' ? r.id : 0;
   const out: Entry[] = [];
-  const err = (i: number, code: string, msg: string): void => { out.push([id, i, Kind.Error, code, msg]); };
+  const err = (i: number, code: string, msg: string): void => {
+    out.push([id, i, Kind.Error, code, msg]);
+  };
   counters.requests++;
   switch (r.op) {
     case 'get': {
@@ -165,37 +191,49 @@ async function handle(r: Req): Promise<Entry[]> {
     }
     case 'mget':
     case 'mdel': {
-      if (!Array.isArray(r.keys)) { err(-1, 'BAD_REQUEST', 'keys must be an array'); break; }
+      if (!Array.isArray(r.keys)) {
+        err(-1, 'BAD_REQUEST', 'keys must be an array');
+        break;
+      }
       const keys = r.keys.map(keyOf);
-      const res = await Promise.all(keys.map(async (k, i) => {
-        const part: Entry[] = [];
-        if (badKey(k)) part.push([id, i, Kind.Error, 'BAD_KEY', 'bad key']);
-        else if (r.op === 'mget') {
-          const g = await getOne(k as string);
-          if (g.err) part.push([id, i, Kind.Error, g.err, 'memcached error']);
-          else if (g.value) valueEntries(part, id, i, g.flags, g.value);
-          else part.push([id, i, Kind.Miss]);
-        } else {
-          const e = await delOne(k as string);
-          part.push(e === 'MISS' ? [id, i, Kind.Miss] : e ? [id, i, Kind.Error, e, 'memcached error'] : [id, i, Kind.Ok]);
-        }
-        return part;
-      }));
+      const res = await Promise.all(
+        keys.map(async (k, i) => {
+          const part: Entry[] = [];
+          if (badKey(k)) part.push([id, i, Kind.Error, 'BAD_KEY', 'bad key']);
+          else if (r.op === 'mget') {
+            const g = await getOne(k as string);
+            if (g.err) part.push([id, i, Kind.Error, g.err, 'memcached error']);
+            else if (g.value) valueEntries(part, id, i, g.flags, g.value);
+            else part.push([id, i, Kind.Miss]);
+          } else {
+            const e = await delOne(k as string);
+            part.push(
+              e === 'MISS' ? [id, i, Kind.Miss] : e ? [id, i, Kind.Error, e, 'memcached error'] : [id, i, Kind.Ok],
+            );
+          }
+          return part;
+        }),
+      );
       counters.keys += keys.length;
       for (const p of res) out.push(...p);
       break;
     }
     case 'mset': {
-      if (!Array.isArray(r.items)) { err(-1, 'BAD_REQUEST', 'items must be an array'); break; }
+      if (!Array.isArray(r.items)) {
+        err(-1, 'BAD_REQUEST', 'items must be an array');
+        break;
+      }
       const items = r.items as Req[];
-      const res = await Promise.all(items.map(async (it, i): Promise<Entry> => {
-        const k = keyOf(it?.key);
-        const v = valueOf(it?.value);
-        if (badKey(k)) return [id, i, Kind.Error, 'BAD_KEY', 'bad key'];
-        if (!v) return [id, i, Kind.Error, 'BAD_VALUE', 'value is not bytes'];
-        const e = await setOne(k as string, v, typeof it.ttl === 'number' ? it.ttl : 0);
-        return e ? [id, i, Kind.Error, e, 'not stored'] : [id, i, Kind.Ok];
-      }));
+      const res = await Promise.all(
+        items.map(async (it, i): Promise<Entry> => {
+          const k = keyOf(it?.key);
+          const v = valueOf(it?.value);
+          if (badKey(k)) return [id, i, Kind.Error, 'BAD_KEY', 'bad key'];
+          if (!v) return [id, i, Kind.Error, 'BAD_VALUE', 'value is not bytes'];
+          const e = await setOne(k as string, v, typeof it.ttl === 'number' ? it.ttl : 0);
+          return e ? [id, i, Kind.Error, e, 'not stored'] : [id, i, Kind.Ok];
+        }),
+      );
       counters.keys += items.length;
       out.push(...res);
       break;
@@ -218,20 +256,35 @@ app.ws<Conn>('/v1/ws', {
   maxBackpressure: 64 * 1024 * 1024,
   idleTimeout: 0,
   upgrade: (res, req, context) => {
-    res.upgrade<Conn>({ open: true }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'),
-      req.getHeader('sec-websocket-extensions'), context);
+    res.upgrade<Conn>(
+      { open: true },
+      req.getHeader('sec-websocket-key'),
+      req.getHeader('sec-websocket-protocol'),
+      req.getHeader('sec-websocket-extensions'),
+      context,
+    );
   },
-  open: () => { counters.connections++; },
-  close: (ws) => { ws.getUserData().open = false; counters.connections--; },
+  open: () => {
+    counters.connections++;
+  },
+  close: (ws) => {
+    ws.getUserData().open = false;
+    counters.connections--;
+  },
   message: (ws, ab, isBinary) => {
     counters.wsMessages++;
     const state = ws.getUserData();
     const send = (entries: Entry[]): void => {
       if (!state.open) return;
       const msgs = messages(entries);
-      ws.cork(() => { for (const m of msgs) ws.send(m, true); });
+      ws.cork(() => {
+        for (const m of msgs) ws.send(m, true);
+      });
     };
-    if (!isBinary) { send([[0, -1, Kind.Error, 'BAD_REQUEST', 'text frames are not accepted']]); return; }
+    if (!isBinary) {
+      send([[0, -1, Kind.Error, 'BAD_REQUEST', 'text frames are not accepted']]);
+      return;
+    }
     let reqs: Req[];
     try {
       reqs = unpackr.unpackMultiple(Buffer.from(new Uint8Array(ab))) as Req[];
@@ -240,14 +293,26 @@ app.ws<Conn>('/v1/ws', {
       return;
     }
     for (const r of reqs) {
-      if (r === null || typeof r !== 'object') { send([[0, -1, Kind.Error, 'BAD_REQUEST', 'request is not a map']]); continue; }
-      handle(r).then(send, (e: Error) => { counters.errors++; send([[r.id ?? 0, -1, Kind.Error, 'INTERNAL', e.message], [r.id ?? 0, -1, Kind.End]]); });
+      if (r === null || typeof r !== 'object') {
+        send([[0, -1, Kind.Error, 'BAD_REQUEST', 'request is not a map']]);
+        continue;
+      }
+      handle(r).then(send, (e: Error) => {
+        counters.errors++;
+        send([
+          [r.id ?? 0, -1, Kind.Error, 'INTERNAL', e.message],
+          [r.id ?? 0, -1, Kind.End],
+        ]);
+      });
     }
   },
 });
 
 function jsonError(res: Uws.HttpResponse, status: string, code: string, message: string): void {
-  res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code, message } }));
+  res
+    .writeStatus(status)
+    .writeHeader('content-type', 'application/json')
+    .end(JSON.stringify({ error: { code, message } }));
 }
 
 function readBody(res: Uws.HttpResponse, cb: (body: Buffer) => void): void {
@@ -261,7 +326,9 @@ function readBody(res: Uws.HttpResponse, cb: (body: Buffer) => void): void {
 app.get('/v1/kv/:key', (res, req) => {
   counters.httpRequests++;
   let aborted = false;
-  res.onAborted(() => { aborted = true; });
+  res.onAborted(() => {
+    aborted = true;
+  });
   let key: string;
   try {
     key = decodeURIComponent(req.getParameter(0));
@@ -269,14 +336,21 @@ app.get('/v1/kv/:key', (res, req) => {
     jsonError(res, '400 Bad Request', 'BAD_KEY', 'bad percent-encoding');
     return;
   }
-  if (badKey(key)) { jsonError(res, '400 Bad Request', 'BAD_KEY', 'bad key'); return; }
+  if (badKey(key)) {
+    jsonError(res, '400 Bad Request', 'BAD_KEY', 'bad key');
+    return;
+  }
   void getOne(key).then((g) => {
     if (aborted) return;
     res.cork(() => {
       if (g.err) jsonError(res, '502 Bad Gateway', g.err, 'memcached error');
       else if (!g.value) jsonError(res, '404 Not Found', 'NOT_FOUND', 'no such key');
-      else res.writeStatus('200 OK').writeHeader('content-type', 'application/octet-stream')
-        .writeHeader('x-kv-flags', String(g.flags)).end(g.value);
+      else
+        res
+          .writeStatus('200 OK')
+          .writeHeader('content-type', 'application/octet-stream')
+          .writeHeader('x-kv-flags', String(g.flags))
+          .end(g.value);
     });
   });
 });
@@ -284,14 +358,21 @@ app.get('/v1/kv/:key', (res, req) => {
 app.put('/v1/kv/:key', (res, req) => {
   counters.httpRequests++;
   let aborted = false;
-  res.onAborted(() => { aborted = true; });
+  res.onAborted(() => {
+    aborted = true;
+  });
   const key = decodeURIComponent(req.getParameter(0));
   const ttl = Number(new URLSearchParams(req.getQuery() ?? '').get('ttl') ?? 0);
   readBody(res, (body) => {
-    if (badKey(key)) { if (!aborted) res.cork(() => jsonError(res, '400 Bad Request', 'BAD_KEY', 'bad key')); return; }
+    if (badKey(key)) {
+      if (!aborted) res.cork(() => jsonError(res, '400 Bad Request', 'BAD_KEY', 'bad key'));
+      return;
+    }
     void setOne(key, body, ttl).then((e) => {
       if (aborted) return;
-      res.cork(() => (e ? jsonError(res, '502 Bad Gateway', e, 'not stored') : res.writeStatus('204 No Content').end()));
+      res.cork(() =>
+        e ? jsonError(res, '502 Bad Gateway', e, 'not stored') : res.writeStatus('204 No Content').end(),
+      );
     });
   });
 });
@@ -299,7 +380,9 @@ app.put('/v1/kv/:key', (res, req) => {
 app.del('/v1/kv/:key', (res, req) => {
   counters.httpRequests++;
   let aborted = false;
-  res.onAborted(() => { aborted = true; });
+  res.onAborted(() => {
+    aborted = true;
+  });
   const key = decodeURIComponent(req.getParameter(0));
   void delOne(key).then((e) => {
     if (aborted) return;
@@ -314,7 +397,9 @@ app.del('/v1/kv/:key', (res, req) => {
 app.post('/v1/mget', (res) => {
   counters.httpRequests++;
   let aborted = false;
-  res.onAborted(() => { aborted = true; });
+  res.onAborted(() => {
+    aborted = true;
+  });
   readBody(res, (body) => {
     let keys: unknown[];
     try {
@@ -333,17 +418,21 @@ app.post('/v1/mget', (res) => {
 });
 
 app.get('/healthz', (res) => {
-  res.writeHeader('content-type', 'application/json').end(JSON.stringify({ status: 'ok', shards: servers.split(',').map((s) => ({ server: s, up: true })) }));
+  res
+    .writeHeader('content-type', 'application/json')
+    .end(JSON.stringify({ status: 'ok', shards: servers.split(',').map((s) => ({ server: s, up: true })) }));
 });
 
 app.get('/debug/stats', (res) => {
   const mem = process.memoryUsage();
-  res.writeHeader('content-type', 'application/json').end(JSON.stringify({
-    gateway: 'naive',
-    gc: { young: gc.young, major: gc.major, incremental: gc.incremental, weak: gc.weak, pauseMs: gc.pauseMs },
-    counters,
-    memory: { rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, arrayBuffers: mem.arrayBuffers },
-  }));
+  res.writeHeader('content-type', 'application/json').end(
+    JSON.stringify({
+      gateway: 'naive',
+      gc: { young: gc.young, major: gc.major, incremental: gc.incremental, weak: gc.weak, pauseMs: gc.pauseMs },
+      counters,
+      memory: { rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, arrayBuffers: mem.arrayBuffers },
+    }),
+  );
 });
 
 let listenSocket: Uws.us_listen_socket | null = null;

@@ -9,7 +9,11 @@ export class KeySpace {
   private readonly filler: Buffer;
   private readonly headers: Buffer[] = [];
 
-  constructor(readonly prefix: string, readonly count: number, readonly valueSize: number) {
+  constructor(
+    readonly prefix: string,
+    readonly count: number,
+    readonly valueSize: number,
+  ) {
     for (let i = 0; i < count; i++) {
       const s = `${prefix}:${i}`;
       this.keyStrings.push(s);
@@ -68,7 +72,7 @@ export class KeySpace {
 export class Rng {
   private s: number;
   constructor(seed: number) {
-    this.s = (seed | 0) || 0x9e3779b9;
+    this.s = seed | 0 || 0x9e3779b9;
   }
   next(): number {
     let x = this.s;

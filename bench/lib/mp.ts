@@ -173,15 +173,48 @@ export class Reader {
     if (b >= 0xe0) return b - 0x100;
     let v: number;
     switch (b) {
-      case 0xcc: this.need(1); v = this.buf[this.pos]; this.pos += 1; return v;
-      case 0xcd: this.need(2); v = this.buf.readUInt16BE(this.pos); this.pos += 2; return v;
-      case 0xce: this.need(4); v = this.buf.readUInt32BE(this.pos); this.pos += 4; return v;
-      case 0xcf: this.need(8); v = Number(this.buf.readBigUInt64BE(this.pos)); this.pos += 8; return v;
-      case 0xd0: this.need(1); v = this.buf.readInt8(this.pos); this.pos += 1; return v;
-      case 0xd1: this.need(2); v = this.buf.readInt16BE(this.pos); this.pos += 2; return v;
-      case 0xd2: this.need(4); v = this.buf.readInt32BE(this.pos); this.pos += 4; return v;
-      case 0xd3: this.need(8); v = Number(this.buf.readBigInt64BE(this.pos)); this.pos += 8; return v;
-      default: throw new Error(`expected int, got 0x${b.toString(16)}`);
+      case 0xcc:
+        this.need(1);
+        v = this.buf[this.pos];
+        this.pos += 1;
+        return v;
+      case 0xcd:
+        this.need(2);
+        v = this.buf.readUInt16BE(this.pos);
+        this.pos += 2;
+        return v;
+      case 0xce:
+        this.need(4);
+        v = this.buf.readUInt32BE(this.pos);
+        this.pos += 4;
+        return v;
+      case 0xcf:
+        this.need(8);
+        v = Number(this.buf.readBigUInt64BE(this.pos));
+        this.pos += 8;
+        return v;
+      case 0xd0:
+        this.need(1);
+        v = this.buf.readInt8(this.pos);
+        this.pos += 1;
+        return v;
+      case 0xd1:
+        this.need(2);
+        v = this.buf.readInt16BE(this.pos);
+        this.pos += 2;
+        return v;
+      case 0xd2:
+        this.need(4);
+        v = this.buf.readInt32BE(this.pos);
+        this.pos += 4;
+        return v;
+      case 0xd3:
+        this.need(8);
+        v = Number(this.buf.readBigInt64BE(this.pos));
+        this.pos += 8;
+        return v;
+      default:
+        throw new Error(`expected int, got 0x${b.toString(16)}`);
     }
   }
 
@@ -191,10 +224,19 @@ export class Reader {
     const b = this.buf[this.pos++];
     let n: number;
     if ((b & 0xe0) === 0xa0) n = b & 0x1f;
-    else if (b === 0xc4 || b === 0xd9) { this.need(1); n = this.buf[this.pos]; this.pos += 1; }
-    else if (b === 0xc5 || b === 0xda) { this.need(2); n = this.buf.readUInt16BE(this.pos); this.pos += 2; }
-    else if (b === 0xc6 || b === 0xdb) { this.need(4); n = this.buf.readUInt32BE(this.pos); this.pos += 4; }
-    else throw new Error(`expected str/bin, got 0x${b.toString(16)}`);
+    else if (b === 0xc4 || b === 0xd9) {
+      this.need(1);
+      n = this.buf[this.pos];
+      this.pos += 1;
+    } else if (b === 0xc5 || b === 0xda) {
+      this.need(2);
+      n = this.buf.readUInt16BE(this.pos);
+      this.pos += 2;
+    } else if (b === 0xc6 || b === 0xdb) {
+      this.need(4);
+      n = this.buf.readUInt32BE(this.pos);
+      this.pos += 4;
+    } else throw new Error(`expected str/bin, got 0x${b.toString(16)}`);
     this.need(n);
     this.s = this.pos;
     this.e = this.pos + n;
@@ -205,8 +247,14 @@ export class Reader {
   skip(): void {
     this.need(1);
     const b = this.buf[this.pos];
-    if (b < 0x80 || b >= 0xe0 || (b >= 0xcc && b <= 0xd3)) { this.int(); return; }
-    if ((b & 0xe0) === 0xa0 || (b >= 0xc4 && b <= 0xc6) || (b >= 0xd9 && b <= 0xdb)) { this.bytes(); return; }
+    if (b < 0x80 || b >= 0xe0 || (b >= 0xcc && b <= 0xd3)) {
+      this.int();
+      return;
+    }
+    if ((b & 0xe0) === 0xa0 || (b >= 0xc4 && b <= 0xc6) || (b >= 0xd9 && b <= 0xdb)) {
+      this.bytes();
+      return;
+    }
     if ((b & 0xf0) === 0x90 || b === 0xdc || b === 0xdd) {
       const n = this.arrayLen();
       for (let i = 0; i < n; i++) this.skip();
@@ -218,9 +266,20 @@ export class Reader {
       for (let i = 0; i < n; i++) this.skip();
       return;
     }
-    if (b === 0xc0 || b === 0xc2 || b === 0xc3) { this.pos++; return; }
-    if (b === 0xcb) { this.need(9); this.pos += 9; return; }
-    if (b === 0xca) { this.need(5); this.pos += 5; return; }
+    if (b === 0xc0 || b === 0xc2 || b === 0xc3) {
+      this.pos++;
+      return;
+    }
+    if (b === 0xcb) {
+      this.need(9);
+      this.pos += 9;
+      return;
+    }
+    if (b === 0xca) {
+      this.need(5);
+      this.pos += 5;
+      return;
+    }
     throw new Error(`cannot skip msgpack type 0x${b.toString(16)}`);
   }
 

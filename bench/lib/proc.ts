@@ -11,7 +11,11 @@ let hooked = false;
 
 function killAllNow(): void {
   for (const p of live) {
-    try { p.kill('SIGKILL'); } catch { /* gone */ }
+    try {
+      p.kill('SIGKILL');
+    } catch {
+      /* gone */
+    }
   }
   live.clear();
 }
@@ -58,18 +62,25 @@ export async function startServer(o: SpawnOptions): Promise<ServerProc> {
   live.add(proc);
   const output: string[] = [];
   let exited = false;
-  proc.once('exit', () => { exited = true; live.delete(proc); });
+  proc.once('exit', () => {
+    exited = true;
+    live.delete(proc);
+  });
   const server: ServerProc = {
     name: o.name,
     proc,
     pid: proc.pid ?? 0,
     output,
-    stop: () => new Promise<void>((resolve) => {
-      if (exited) return resolve();
-      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-      proc.once('exit', () => { clearTimeout(t); resolve(); });
-      proc.kill('SIGTERM');
-    }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (exited) return resolve();
+        const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+        proc.once('exit', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        proc.kill('SIGTERM');
+      }),
   };
   await new Promise<void>((resolve, reject) => {
     const deadline = Date.now() + (o.timeoutMs ?? 15000);
@@ -77,7 +88,8 @@ export async function startServer(o: SpawnOptions): Promise<ServerProc> {
     const finish = (e?: Error): void => {
       if (done) return;
       done = true;
-      if (e) reject(e); else resolve();
+      if (e) reject(e);
+      else resolve();
     };
     const onOut = (b: Buffer): void => {
       const s = b.toString();
@@ -87,26 +99,47 @@ export async function startServer(o: SpawnOptions): Promise<ServerProc> {
     };
     proc.stdout?.on('data', onOut);
     proc.stderr?.on('data', onOut);
-    proc.once('exit', (code) => finish(new Error(`${o.name} exited (${code}) before it was ready: ${output.join('').slice(-2000)}`)));
+    proc.once('exit', (code) =>
+      finish(new Error(`${o.name} exited (${code}) before it was ready: ${output.join('').slice(-2000)}`)),
+    );
     if (o.readyPort) {
       const tryPort = (): void => {
         if (done) return;
         const s = createConnection({ host: '127.0.0.1', port: o.readyPort as number });
-        s.once('connect', () => { s.destroy(); finish(); });
-        s.once('error', () => { s.destroy(); if (Date.now() > deadline) finish(new Error(`${o.name}: port ${o.readyPort} never opened`)); else setTimeout(tryPort, 25); });
+        s.once('connect', () => {
+          s.destroy();
+          finish();
+        });
+        s.once('error', () => {
+          s.destroy();
+          if (Date.now() > deadline) finish(new Error(`${o.name}: port ${o.readyPort} never opened`));
+          else setTimeout(tryPort, 25);
+        });
       };
       tryPort();
     }
-    setTimeout(() => finish(new Error(`${o.name} was not ready within ${o.timeoutMs ?? 15000} ms: ${output.join('').slice(-2000)}`)), o.timeoutMs ?? 15000).unref();
+    setTimeout(
+      () =>
+        finish(new Error(`${o.name} was not ready within ${o.timeoutMs ?? 15000} ms: ${output.join('').slice(-2000)}`)),
+      o.timeoutMs ?? 15000,
+    ).unref();
   });
   return server;
 }
 
 const CLK_TCK = (() => {
-  try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100; } catch { return 100; }
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
 })();
 const PAGE = (() => {
-  try { return Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).trim()) || 4096; } catch { return 4096; }
+  try {
+    return Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).trim()) || 4096;
+  } catch {
+    return 4096;
+  }
 })();
 
 export interface ProcSnap {
@@ -137,7 +170,10 @@ export function cpuPct(a: ProcSnap, b: ProcSnap): number {
 export class RssPeak {
   peak = 0;
   private t: NodeJS.Timeout;
-  constructor(private readonly pids: number[], ms = 200) {
+  constructor(
+    private readonly pids: number[],
+    ms = 200,
+  ) {
     this.t = setInterval(() => this.sample(), ms);
     this.sample();
   }
@@ -176,7 +212,11 @@ export function machineSnap(): MachineSnap {
 }
 
 /** Process, interrupt and stolen CPU between two snapshots, in percent of one core. */
-export function machineCpu(a: MachineSnap, b: MachineSnap, cores: number): { procPct: number; irqPct: number; stealPct: number } {
+export function machineCpu(
+  a: MachineSnap,
+  b: MachineSnap,
+  cores: number,
+): { procPct: number; irqPct: number; stealPct: number } {
   const dt = b.total - a.total;
   const pct = (x: number): number => (x / dt) * 100 * cores;
   return { procPct: pct(b.proc - a.proc), irqPct: pct(b.irq - a.irq), stealPct: pct(b.steal - a.steal) };
@@ -216,7 +256,10 @@ export class RssTrace {
   readonly samples: [number, number, number][] = [];
   private readonly t0 = performance.now();
   private readonly t: NodeJS.Timeout;
-  constructor(private readonly pid: number, ms = 100) {
+  constructor(
+    private readonly pid: number,
+    ms = 100,
+  ) {
     this.t = setInterval(() => this.sample(), ms);
     this.sample();
   }

@@ -10,9 +10,10 @@ export type { Uws };
 export function loadUws(): typeof Uws {
   const file = `@trufflesuite/uws-js-unofficial/binaries/uws_${process.platform}_${process.arch}_${process.versions.modules}.node`;
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
     return require(file) as typeof Uws;
   } catch (e) {
-    throw new Error(`the native uWebSockets.js binding did not load (${file}): ${(e as Error).message}; refusing the slow fallback`);
+    throw new Error(
+      `the native uWebSockets.js binding did not load (${file}): ${(e as Error).message}; refusing the slow fallback`,
+    );
   }
 }

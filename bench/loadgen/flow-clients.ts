@@ -19,7 +19,20 @@ import type { Endpoint } from './types';
 const HS_END = Buffer.from('\r\n\r\n');
 const nowMs = (): number => performance.now();
 
-const TCP_STATES = ['?', 'ESTABLISHED', 'SYN_SENT', 'SYN_RECV', 'FIN_WAIT1', 'FIN_WAIT2', 'TIME_WAIT', 'CLOSE', 'CLOSE_WAIT', 'LAST_ACK', 'LISTEN', 'CLOSING'];
+const TCP_STATES = [
+  '?',
+  'ESTABLISHED',
+  'SYN_SENT',
+  'SYN_RECV',
+  'FIN_WAIT1',
+  'FIN_WAIT2',
+  'TIME_WAIT',
+  'CLOSE',
+  'CLOSE_WAIT',
+  'LAST_ACK',
+  'LISTEN',
+  'CLOSING',
+];
 
 /**
  * The kernel's state of our sockets to `remotePort`, by local port, from /proc/net/tcp. A client that
@@ -102,20 +115,31 @@ export class HttpMget {
     return new Promise((resolve, reject) => {
       const sock = netConnect({ host: cfg.target.host, port: cfg.target.port });
       this.sock = sock;
-      const timer = setTimeout(() => { sock.destroy(); reject(new Error('http-mget: no connection within 5 s')); }, 5000);
+      const timer = setTimeout(() => {
+        sock.destroy();
+        reject(new Error('http-mget: no connection within 5 s'));
+      }, 5000);
       sock.once('connect', () => {
         clearTimeout(timer);
-        sock.write(`POST /v1/mget HTTP/1.1\r\nHost: ${cfg.target.host}:${cfg.target.port}\r\nContent-Type: ${type}\r\n` +
-          `Content-Length: ${body.length}\r\n\r\n`);
+        sock.write(
+          `POST /v1/mget HTTP/1.1\r\nHost: ${cfg.target.host}:${cfg.target.port}\r\nContent-Type: ${type}\r\n` +
+            `Content-Length: ${body.length}\r\n\r\n`,
+        );
         sock.write(body, () => {
           this.sentAt = nowMs();
           resolve({ keys: cfg.keyCount, bodyBytes: body.length, format: cfg.format });
         });
         if (cfg.readBytesPerSec > 0) this.ticker = setInterval(() => this.tick(), 20);
       });
-      sock.on('error', (e) => { this.error ??= e.message; });
-      sock.on('end', () => { if (!this.stopping) this.serverClosed = true; });
-      sock.on('close', () => { if (!this.stopping) this.serverClosed = true; });
+      sock.on('error', (e) => {
+        this.error ??= e.message;
+      });
+      sock.on('end', () => {
+        if (!this.stopping) this.serverClosed = true;
+      });
+      sock.on('close', () => {
+        if (!this.stopping) this.serverClosed = true;
+      });
     });
   }
 
@@ -127,7 +151,10 @@ export class HttpMget {
     this.budget = Math.min(this.budget + slice, slice * 5);
     while (this.budget >= 1) {
       const avail = sock.readableLength;
-      if (avail === 0) { sock.read(0); break; }
+      if (avail === 0) {
+        sock.read(0);
+        break;
+      }
       const c = sock.read(Math.min(avail, Math.floor(this.budget))) as Buffer | null;
       if (c === null) break;
       this.budget -= c.length;
@@ -156,14 +183,23 @@ export class HttpMget {
     this.ticker = null;
     const seconds = this.sentAt ? (nowMs() - this.sentAt) / 1000 : 0;
     const port = this.sock?.localPort;
-    const tcpState = port === undefined ? null : tcpStates(this.cfg.target.port).get(port) ?? null;
+    const tcpState = port === undefined ? null : (tcpStates(this.cfg.target.port).get(port) ?? null);
     if (tcpState === null || tcpState === 'CLOSE_WAIT') this.serverClosed = true;
     this.sock?.destroy();
     this.sock = null;
     return {
-      role: 'http-mget', format: this.cfg.format, keys: this.cfg.keyCount, readBytesPerSec: this.cfg.readBytesPerSec,
-      status: this.status, firstByteMs: this.firstAt ? this.firstAt - this.sentAt : null, bodyBytesRead: this.body,
-      finished: this.tail.toString('latin1').endsWith('\r\n0\r\n\r\n'), serverClosed: this.serverClosed, tcpState, error: this.error, seconds,
+      role: 'http-mget',
+      format: this.cfg.format,
+      keys: this.cfg.keyCount,
+      readBytesPerSec: this.cfg.readBytesPerSec,
+      status: this.status,
+      firstByteMs: this.firstAt ? this.firstAt - this.sentAt : null,
+      bodyBytesRead: this.body,
+      finished: this.tail.toString('latin1').endsWith('\r\n0\r\n\r\n'),
+      serverClosed: this.serverClosed,
+      tcpState,
+      error: this.error,
+      seconds,
     };
   }
 }
@@ -214,19 +250,39 @@ export class NonReaders {
     const { target } = this.cfg;
     return new Promise((resolve, reject) => {
       const s = netConnect({ host: target.host, port: target.port });
-      const timer = setTimeout(() => { s.destroy(); reject(new Error('no upgrade before the deadline')); }, Math.max(1, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          s.destroy();
+          reject(new Error('no upgrade before the deadline'));
+        },
+        Math.max(1, deadline - Date.now()),
+      );
       s.once('connect', () => {
-        s.write(`GET /v1/ws HTTP/1.1\r\nHost: ${target.host}:${target.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+        s.write(
+          `GET /v1/ws HTTP/1.1\r\nHost: ${target.host}:${target.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+            'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+        );
       });
       s.once('data', (d: Buffer) => {
         clearTimeout(timer);
         s.pause(); // from now on, read nothing
-        if (!d.toString('latin1', 0, 12).startsWith('HTTP/1.1 101')) { s.destroy(); reject(new Error(`upgrade refused: ${d.toString('latin1', 0, d.indexOf(13))}`)); return; }
+        if (!d.toString('latin1', 0, 12).startsWith('HTTP/1.1 101')) {
+          s.destroy();
+          reject(new Error(`upgrade refused: ${d.toString('latin1', 0, d.indexOf(13))}`));
+          return;
+        }
         resolve(s);
       });
-      s.on('error', (e) => { clearTimeout(timer); reject(e); this.early(s); });
-      s.on('close', () => { clearTimeout(timer); reject(new Error('closed before the upgrade')); this.early(s); });
+      s.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+        this.early(s);
+      });
+      s.on('close', () => {
+        clearTimeout(timer);
+        reject(new Error('closed before the upgrade'));
+        this.early(s);
+      });
     });
   }
 
@@ -260,14 +316,26 @@ export class NonReaders {
     // every request goes out in the same turn: the gateway sees them as one burst
     this.socks.forEach((s, c) => {
       w.pos = 0;
-      mapHeader(w, 3); str(w, F.id); uint(w, 1); str(w, F.op); str(w, F.mget); str(w, F.keys); arrayHeader(w, cfg.keysPerConn);
+      mapHeader(w, 3);
+      str(w, F.id);
+      uint(w, 1);
+      str(w, F.op);
+      str(w, F.mget);
+      str(w, F.keys);
+      arrayHeader(w, cfg.keysPerConn);
       for (let j = 0; j < cfg.keysPerConn; j++) str(w, ks.keys[(c * cfg.keysPerConn + j) % cfg.keyCount]);
       s.write(maskedFrame(w.buf, w.pos));
     });
     this.sentAt = nowMs();
     this.result = {
-      role: 'ws-nonreaders', conns: cfg.conns, connected: this.socks.length, failed, firstError, connectSeconds,
-      requestsSent: this.socks.length, valueBytesRequested: this.socks.length * cfg.keysPerConn * cfg.valueSize,
+      role: 'ws-nonreaders',
+      conns: cfg.conns,
+      connected: this.socks.length,
+      failed,
+      firstError,
+      connectSeconds,
+      requestsSent: this.socks.length,
+      valueBytesRequested: this.socks.length * cfg.keysPerConn * cfg.valueSize,
     };
     return { ...this.result };
   }
@@ -283,8 +351,22 @@ export class NonReaders {
     for (const s of this.socks) s.destroy();
     const heldSeconds = this.sentAt ? (nowMs() - this.sentAt) / 1000 : 0;
     this.socks.length = 0;
-    const r = this.result ?? { role: 'ws-nonreaders' as const, conns: this.cfg.conns, connected: 0, failed: 0, connectSeconds: 0, requestsSent: 0, valueBytesRequested: 0 };
-    return { ...r, lostEarly: this.lost.size, tcpStates: tally, closedByGateway: (tally.CLOSE_WAIT ?? 0) + (tally.gone ?? 0), heldSeconds };
+    const r = this.result ?? {
+      role: 'ws-nonreaders' as const,
+      conns: this.cfg.conns,
+      connected: 0,
+      failed: 0,
+      connectSeconds: 0,
+      requestsSent: 0,
+      valueBytesRequested: 0,
+    };
+    return {
+      ...r,
+      lostEarly: this.lost.size,
+      tcpStates: tally,
+      closedByGateway: (tally.CLOSE_WAIT ?? 0) + (tally.gone ?? 0),
+      heldSeconds,
+    };
   }
 }
 
@@ -294,8 +376,13 @@ function maskedFrame(payload: Buffer, len: number): Buffer {
   const out = Buffer.alloc(hl + 4 + len);
   out[0] = 0x82;
   if (len < 126) out[1] = 0x80 | len;
-  else if (len < 0x10000) { out[1] = 0x80 | 126; out.writeUInt16BE(len, 2); }
-  else { out[1] = 0x80 | 127; out.writeUInt32BE(len, 6); }
+  else if (len < 0x10000) {
+    out[1] = 0x80 | 126;
+    out.writeUInt16BE(len, 2);
+  } else {
+    out[1] = 0x80 | 127;
+    out.writeUInt32BE(len, 6);
+  }
   payload.copy(out, hl + 4, 0, len);
   return out;
 }
@@ -386,7 +473,9 @@ export class WsMget {
   private abort: (() => void) | null = null;
 
   constructor(private readonly cfg: WsMgetConfig) {
-    this.finished = new Promise((r) => { this.resolveFinished = r; });
+    this.finished = new Promise((r) => {
+      this.resolveFinished = r;
+    });
   }
 
   async start(): Promise<Record<string, unknown>> {
@@ -408,8 +497,14 @@ export class WsMget {
         await conn.connect();
         start = sink.now();
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => { timedOut = true; resolve(); }, cfg.timeoutMs);
-          sink.onSettled = () => { clearTimeout(timer); resolve(); };
+          const timer = setTimeout(() => {
+            timedOut = true;
+            resolve();
+          }, cfg.timeoutMs);
+          sink.onSettled = () => {
+            clearTimeout(timer);
+            resolve();
+          };
           this.abort = sink.onSettled;
           conn.send(ReqOp.Mget, 0, idxs, start);
         });
@@ -422,8 +517,16 @@ export class WsMget {
       // WsConn reports the items still open when a connection dies as CONNECTION_LOST
       const received = sink.ended !== null ? idxs.length : idxs.length - (sink.errors.CONNECTION_LOST ?? 0);
       this.attempts.push({
-        keys: idxs.length, received, ok: sink.ok, misses: sink.misses, badValues: sink.badValues, errors: sink.errors,
-        complete: sink.ended !== null, closed: sink.closed, timedOut, ms,
+        keys: idxs.length,
+        received,
+        ok: sink.ok,
+        misses: sink.misses,
+        badValues: sink.badValues,
+        errors: sink.errors,
+        complete: sink.ended !== null,
+        closed: sink.closed,
+        timedOut,
+        ms,
         mibPerSec: ms > 0 ? (received * cfg.valueSize) / 1048576 / (ms / 1000) : 0,
       });
     }

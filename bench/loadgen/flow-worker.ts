@@ -37,7 +37,11 @@ export class FlowWorker {
   }
 
   /** Forks the client, starts it, and resolves once it says it has started (its connections are open). */
-  static async start(cfg: FlowClientConfig, cpus: string, timeoutMs = 30_000): Promise<{ worker: FlowWorker; info: Record<string, unknown> }> {
+  static async start(
+    cfg: FlowClientConfig,
+    cpus: string,
+    timeoutMs = 30_000,
+  ): Promise<{ worker: FlowWorker; info: Record<string, unknown> }> {
     const proc = fork(__filename, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     if (cpus && proc.pid) {
       try {
@@ -50,7 +54,9 @@ export class FlowWorker {
     const m = await worker.next({ cmd: 'start', cfg }, timeoutMs);
     if (!m || m.ev !== 'started') {
       worker.kill();
-      throw new Error(`flow client ${cfg.role} did not start: ${m && m.ev === 'fatal' ? m.message : 'timed out or exited'}`);
+      throw new Error(
+        `flow client ${cfg.role} did not start: ${m && m.ev === 'fatal' ? m.message : 'timed out or exited'}`,
+      );
     }
     return { worker, info: m.info };
   }
@@ -58,8 +64,15 @@ export class FlowWorker {
   private next(msg: ToChild | null, timeoutMs: number): Promise<FromChild | null> {
     if (this.exited) return Promise.resolve(null);
     return new Promise((resolve) => {
-      const t = setTimeout(() => { const i = this.waiters.indexOf(done); if (i >= 0) this.waiters.splice(i, 1); resolve(null); }, timeoutMs);
-      const done = (m: FromChild | null): void => { clearTimeout(t); resolve(m); };
+      const t = setTimeout(() => {
+        const i = this.waiters.indexOf(done);
+        if (i >= 0) this.waiters.splice(i, 1);
+        resolve(null);
+      }, timeoutMs);
+      const done = (m: FromChild | null): void => {
+        clearTimeout(t);
+        resolve(m);
+      };
       this.waiters.push(done);
       if (msg) this.proc.send(msg);
     });
@@ -86,7 +99,11 @@ export class FlowWorker {
 
   kill(): void {
     if (!this.exited) {
-      try { this.proc.kill('SIGKILL'); } catch { /* gone */ }
+      try {
+        this.proc.kill('SIGKILL');
+      } catch {
+        /* gone */
+      }
     }
   }
 }
@@ -99,15 +116,20 @@ interface Client {
 
 function makeClient(cfg: FlowClientConfig): Client {
   switch (cfg.role) {
-    case 'http-mget': return new HttpMget(cfg);
-    case 'ws-nonreaders': return new NonReaders(cfg);
-    case 'ws-mget': return new WsMget(cfg);
+    case 'http-mget':
+      return new HttpMget(cfg);
+    case 'ws-nonreaders':
+      return new NonReaders(cfg);
+    case 'ws-mget':
+      return new WsMget(cfg);
   }
 }
 
 if (require.main === module) {
   let client: Client | null = null;
-  const reply = (m: FromChild): void => { process.send?.(m); };
+  const reply = (m: FromChild): void => {
+    process.send?.(m);
+  };
   process.on('message', (m: ToChild) => {
     void (async () => {
       try {

@@ -36,7 +36,12 @@ export class HttpConn extends StreamConn {
     const w = this.out;
     let n = 1;
     if (op === ReqOp.Get) {
-      w.bytes(Buffer.from(`GET /v1/kv/${encodeURIComponent(ks.keyStrings[idx])} HTTP/1.1\r\n${this.hostHeader}\r\n`, 'latin1'));
+      w.bytes(
+        Buffer.from(
+          `GET /v1/kv/${encodeURIComponent(ks.keyStrings[idx])} HTTP/1.1\r\n${this.hostHeader}\r\n`,
+          'latin1',
+        ),
+      );
     } else if (op === ReqOp.Mget) {
       const list = idxs as number[];
       n = list.length;
@@ -44,8 +49,13 @@ export class HttpConn extends StreamConn {
       b.pos = 0;
       arrayHeader(b, n);
       for (let i = 0; i < n; i++) str(b, ks.keys[list[i]]);
-      w.bytes(Buffer.from(`POST /v1/mget HTTP/1.1\r\n${this.hostHeader}Content-Type: application/msgpack\r\n` +
-        `Content-Length: ${b.pos}\r\n\r\n`, 'latin1'));
+      w.bytes(
+        Buffer.from(
+          `POST /v1/mget HTTP/1.1\r\n${this.hostHeader}Content-Type: application/msgpack\r\n` +
+            `Content-Length: ${b.pos}\r\n\r\n`,
+          'latin1',
+        ),
+      );
       w.ensure(b.pos);
       b.buf.copy(w.buf, w.pos, 0, b.pos);
       w.pos += b.pos;
@@ -61,7 +71,10 @@ export class HttpConn extends StreamConn {
     let off = 0;
     for (;;) {
       const used = this.response(buf, off, now);
-      if (used < 0) { this.die('bad HTTP response'); return -1; }
+      if (used < 0) {
+        this.die('bad HTTP response');
+        return -1;
+      }
       if (used === 0) break;
       off += used;
       if (off >= buf.length) break;
@@ -93,7 +106,10 @@ export class HttpConn extends StreamConn {
         const size = parseInt(buf.toString('latin1', q, le), 16);
         if (!Number.isFinite(size)) return -1;
         if (le + 2 + size + 2 > buf.length) return 0;
-        if (size === 0) { end = le + 4; break; }
+        if (size === 0) {
+          end = le + 4;
+          break;
+        }
         parts.push(buf.subarray(le + 2, le + 2 + size));
         q = le + 2 + size + 2;
       }
@@ -132,7 +148,10 @@ export class HttpConn extends StreamConn {
     let ok = 0;
     let ended = false;
     const item = (i: number): boolean => {
-      if (i < 0 || i >= p.n || seen[i]) { sink.error('DUPLICATE_ITEM'); return false; }
+      if (i < 0 || i >= p.n || seen[i]) {
+        sink.error('DUPLICATE_ITEM');
+        return false;
+      }
       seen[i] = 1;
       settled++;
       return true;
@@ -147,27 +166,43 @@ export class HttpConn extends StreamConn {
         let used = 3;
         const idx = p.idxs ? p.idxs[i] : p.idx;
         if (kind === 0) {
-          r.int(); r.bytes(); used += 2;
-          if (item(i)) { if (ks.check(idx, r.buf, r.s, r.e)) ok++; else sink.bad(1); }
+          r.int();
+          r.bytes();
+          used += 2;
+          if (item(i)) {
+            if (ks.check(idx, r.buf, r.s, r.e)) ok++;
+            else sink.bad(1);
+          }
         } else if (kind === 1) {
-          r.int(); const total = r.int(); const offset = r.int(); r.bytes(); used += 4;
+          r.int();
+          const total = r.int();
+          const offset = r.int();
+          r.bytes();
+          used += 4;
           const got = parts.get(i) ?? 0;
-          if (offset !== got || !ks.checkRange(idx, offset, r.buf, r.s, r.e)) { sink.bad(1); parts.set(i, -1e15); }
-          else parts.set(i, got + r.e - r.s);
+          if (offset !== got || !ks.checkRange(idx, offset, r.buf, r.s, r.e)) {
+            sink.bad(1);
+            parts.set(i, -1e15);
+          } else parts.set(i, got + r.e - r.s);
           if (offset + r.e - r.s >= total && item(i) && parts.get(i) === total) ok++;
         } else if (kind === 2) {
           if (item(i)) sink.miss(1);
         } else if (kind === 3) {
           if (item(i)) ok++;
         } else if (kind === 4) {
-          const code = r.text(); r.skip(); used += 2;
-          if (i === -1) { sink.error(code, p.n - settled); settled = p.n; } else if (item(i)) sink.error(code);
+          const code = r.text();
+          r.skip();
+          used += 2;
+          if (i === -1) {
+            sink.error(code, p.n - settled);
+            settled = p.n;
+          } else if (item(i)) sink.error(code);
         } else if (kind === 5) {
           ended = true;
         }
         for (; used < fields; used++) r.skip();
       }
-    } catch (e) {
+    } catch {
       sink.error('BAD_RESPONSE', p.n - settled);
       return ok;
     }

@@ -70,7 +70,10 @@ class Worker {
 }
 
 export class LoadGen {
-  private constructor(private readonly workers: Worker[], readonly opts: LoadOptions) {}
+  private constructor(
+    private readonly workers: Worker[],
+    readonly opts: LoadOptions,
+  ) {}
 
   get pids(): number[] {
     return this.workers.map((w) => w.proc.pid ?? 0);
@@ -83,7 +86,10 @@ export class LoadGen {
     for (let i = 0; i < n; i++) {
       const proc = fork(join(__dirname, 'worker.js'), [], {
         // BENCH_LOADGEN_PROF=dir profiles the workers themselves (to keep the load generator lean)
-        execArgv: ['--max-semi-space-size=32', ...(process.env.BENCH_LOADGEN_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_LOADGEN_PROF}`] : [])],
+        execArgv: [
+          '--max-semi-space-size=32',
+          ...(process.env.BENCH_LOADGEN_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_LOADGEN_PROF}`] : []),
+        ],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       });
       if (opts.cpus && proc.pid) {
@@ -100,9 +106,12 @@ export class LoadGen {
     }
     const gen = new LoadGen(workers, opts);
     try {
-      const res = await Promise.all(workers.map((w) => w.ask<Extract<FromWorker, { ev: 'connected' }>>({ cmd: 'connect' }, 'connected')));
+      const res = await Promise.all(
+        workers.map((w) => w.ask<Extract<FromWorker, { ev: 'connected' }>>({ cmd: 'connect' }, 'connected')),
+      );
       const failed = res.reduce((a, r) => a + r.failed, 0);
-      if (failed > 0) throw new Error(`${failed} of ${opts.conns} connections failed: ${res.find((r) => r.firstError)?.firstError}`);
+      if (failed > 0)
+        throw new Error(`${failed} of ${opts.conns} connections failed: ${res.find((r) => r.firstError)?.firstError}`);
     } catch (e) {
       await gen.close();
       throw e;
@@ -111,7 +120,9 @@ export class LoadGen {
   }
 
   async preload(): Promise<{ keys: number; errors: Record<string, number> }> {
-    const res = await Promise.all(this.workers.map((w) => w.ask<Extract<FromWorker, { ev: 'preloaded' }>>({ cmd: 'preload' }, 'preloaded')));
+    const res = await Promise.all(
+      this.workers.map((w) => w.ask<Extract<FromWorker, { ev: 'preloaded' }>>({ cmd: 'preload' }, 'preloaded')),
+    );
     const errors: Record<string, number> = {};
     for (const r of res) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
     return { keys: res.reduce((a, r) => a + r.keys, 0), errors };
@@ -128,8 +139,11 @@ export class LoadGen {
   }
 
   async collect(): Promise<LoadSample> {
-    const samples = (await Promise.all(this.workers.map((w) => w.ask<Extract<FromWorker, { ev: 'sample' }>>({ cmd: 'collect' }, 'sample'))))
-      .map((m) => m.sample);
+    const samples = (
+      await Promise.all(
+        this.workers.map((w) => w.ask<Extract<FromWorker, { ev: 'sample' }>>({ cmd: 'collect' }, 'sample')),
+      )
+    ).map((m) => m.sample);
     return merge(samples);
   }
 
@@ -144,12 +158,22 @@ export class LoadGen {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => new Promise<void>((resolve) => {
-      if (w.exited) return resolve();
-      const t = setTimeout(() => { w.proc.kill('SIGKILL'); }, 5000);
-      w.proc.once('exit', () => { clearTimeout(t); resolve(); });
-      w.send({ cmd: 'close' });
-    })));
+    await Promise.all(
+      this.workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.exited) return resolve();
+            const t = setTimeout(() => {
+              w.proc.kill('SIGKILL');
+            }, 5000);
+            w.proc.once('exit', () => {
+              clearTimeout(t);
+              resolve();
+            });
+            w.send({ cmd: 'close' });
+          }),
+      ),
+    );
   }
 }
 

@@ -26,7 +26,12 @@ export class McConn extends StreamConn {
   private head = 0;
   private readonly setTail: Buffer;
 
-  constructor(sink: Sink, target: Endpoint, readonly server: number, localAddress: string | undefined) {
+  constructor(
+    sink: Sink,
+    target: Endpoint,
+    readonly server: number,
+    localAddress: string | undefined,
+  ) {
     super(sink, target, localAddress);
     this.setTail = Buffer.from(` 0 0 ${sink.ks.valueSize}\r\n`);
   }
@@ -81,18 +86,24 @@ export class McConn extends StreamConn {
     let off = 0;
     while (off < len) {
       const p = this.queue[this.head];
-      if (!p) { this.die('answer with nothing in flight'); return -1; }
+      if (!p) {
+        this.die('answer with nothing in flight');
+        return -1;
+      }
       const eol = buf.indexOf(13, off);
       if (eol < 0 || eol + 1 >= len) break;
       const c0 = buf[off];
-      if (p.op === ReqOp.Set || p.op === ReqOp.Mset) { // expect STORED
-        if (c0 === 0x53 && buf[off + 1] === 0x54) p.ok++; // "STORED"
+      if (p.op === ReqOp.Set || p.op === ReqOp.Mset) {
+        // expect STORED
+        if (c0 === 0x53 && buf[off + 1] === 0x54)
+          p.ok++; // "STORED"
         else sink.error(errorName(buf, off, eol));
         off = eol + 2;
         if (--p.left === 0) this.finish(p, now);
         continue;
       }
-      if (c0 === 0x56) { // "VALUE <key> <flags> <bytes>"
+      if (c0 === 0x56) {
+        // "VALUE <key> <flags> <bytes>"
         let q = off + 6;
         const ks0 = q;
         while (buf[q] !== SP) q++;
@@ -109,14 +120,20 @@ export class McConn extends StreamConn {
         let idx = 0;
         let r = keyEnd - 1;
         let mul = 1;
-        while (r > ks0 && buf[r] !== 0x3a) { idx += (buf[r] - 48) * mul; mul *= 10; r--; }
-        if (idx < ks.count && ks.keys[idx].equals(buf.subarray(ks0, keyEnd)) && ks.check(idx, buf, dataStart, dataEnd)) p.ok++;
+        while (r > ks0 && buf[r] !== 0x3a) {
+          idx += (buf[r] - 48) * mul;
+          mul *= 10;
+          r--;
+        }
+        if (idx < ks.count && ks.keys[idx].equals(buf.subarray(ks0, keyEnd)) && ks.check(idx, buf, dataStart, dataEnd))
+          p.ok++;
         else sink.bad(1);
         p.left--; // count values seen as negative left
         off = dataEnd + 2;
         continue;
       }
-      if (c0 === 0x45 && buf[off + 1] === 0x4e && buf[off + 2] === 0x44) { // "END"
+      if (c0 === 0x45 && buf[off + 1] === 0x4e && buf[off + 2] === 0x44) {
+        // "END"
         const seen = -p.left;
         if (seen < p.n) sink.miss(p.n - seen);
         p.left = 0;

@@ -10,17 +10,25 @@ export class MemjsConn implements Conn {
   readonly server = 0;
   private client: memjs.Client | null = null;
 
-  constructor(private readonly sink: Sink, private readonly servers: Endpoint[]) {}
+  constructor(
+    private readonly sink: Sink,
+    private readonly servers: Endpoint[],
+  ) {}
 
   async connect(): Promise<void> {
     this.client = memjs.Client.create(this.servers.map((s) => `${s.host}:${s.port}`).join(','), {
-      timeout: 10, conntimeout: 10, retries: 0, logger: quiet,
+      timeout: 10,
+      conntimeout: 10,
+      retries: 0,
+      logger: quiet,
     } as memjs.ClientOptions);
     // memjs connects lazily: a stats call reaches every server (its callback runs once per server)
     const n = this.servers.length;
     await new Promise<void>((resolve) => {
       let left = n;
-      this.client!.stats(() => { if (--left === 0) resolve(); });
+      this.client!.stats(() => {
+        if (--left === 0) resolve();
+      });
     });
   }
 

@@ -17,7 +17,11 @@ export abstract class StreamConn implements Conn {
   private dirtyFlag = false;
   private rest: Buffer | null = null;
 
-  constructor(protected readonly sink: Sink, protected readonly target: Endpoint, protected readonly localAddress: string | undefined) {}
+  constructor(
+    protected readonly sink: Sink,
+    protected readonly target: Endpoint,
+    protected readonly localAddress: string | undefined,
+  ) {}
 
   /** Plain TCP; a driver with a handshake (WebSocket) overrides it. */
   connect(): Promise<void> {
@@ -64,7 +68,10 @@ export abstract class StreamConn implements Conn {
 
   flush(): void {
     this.dirtyFlag = false;
-    if (this.out.pos === 0 || !this.sock || !this.open) { this.out.pos = 0; return; }
+    if (this.out.pos === 0 || !this.sock || !this.open) {
+      this.out.pos = 0;
+      return;
+    }
     this.sock.write(this.out.take());
   }
 

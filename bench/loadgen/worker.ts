@@ -102,11 +102,20 @@ class Engine implements Sink {
     const cfg = this.cfg;
     let op: ReqOp;
     switch (cfg.op) {
-      case 'get': op = ReqOp.Get; break;
-      case 'set': op = ReqOp.Set; break;
-      case 'mget': op = ReqOp.Mget; break;
-      case 'mset': op = ReqOp.Mset; break;
-      default: op = this.rng.below(100) < cfg.getPct ? ReqOp.Get : ReqOp.Set;
+      case 'get':
+        op = ReqOp.Get;
+        break;
+      case 'set':
+        op = ReqOp.Set;
+        break;
+      case 'mget':
+        op = ReqOp.Mget;
+        break;
+      case 'mset':
+        op = ReqOp.Mset;
+        break;
+      default:
+        op = this.rng.below(100) < cfg.getPct ? ReqOp.Get : ReqOp.Set;
     }
     if (cfg.ceiling && cfg.bulk > 1) {
       // the ceiling: the same work, but `bulk` keys of one server per request
@@ -138,11 +147,12 @@ class Engine implements Sink {
     }
     this.mode = 'closed';
     const t = nowNs();
-    for (const c of this.conns) while (c.inflight < depth) {
-      const before = c.inflight;
-      this.issue(c, t);
-      if (c.inflight === before) break; // connection is gone
-    }
+    for (const c of this.conns)
+      while (c.inflight < depth) {
+        const before = c.inflight;
+        this.issue(c, t);
+        if (c.inflight === before) break; // connection is gone
+      }
   }
 
   private tick(): void {
@@ -156,7 +166,10 @@ class Engine implements Sink {
       for (let k = 0; k < n; k++) {
         const c = this.conns[this.rr];
         this.rr = (this.rr + 1) % n;
-        if (c.inflight < depth) { found = c; break; }
+        if (c.inflight < depth) {
+          found = c;
+          break;
+        }
       }
       if (!found) break; // every connection is full: the rest stays due and is sent late (and timed from when it was due)
       const intended = this.rateStart + this.issued * interval;
@@ -179,7 +192,10 @@ class Engine implements Sink {
   private whenIdle(): Promise<void> {
     return new Promise((resolve) => {
       const check = (): void => {
-        if (this.conns.every((c) => c.inflight === 0)) { this.onIdle = null; resolve(); }
+        if (this.conns.every((c) => c.inflight === 0)) {
+          this.onIdle = null;
+          resolve();
+        }
       };
       this.onIdle = check;
       check();
@@ -207,7 +223,11 @@ class Engine implements Sink {
     const q = this.preloadQueues[c.server];
     if (!q || q.length === 0) return false;
     // at most about 1 MiB of values per mset, so 100 KB values still fit kvgate's 2 MiB frames
-    const batch = Math.min(q.length, this.cfg.proto === 'memjs' ? 10 : 50, Math.max(1, Math.floor(1048576 / this.ks.valueSize)));
+    const batch = Math.min(
+      q.length,
+      this.cfg.proto === 'memjs' ? 10 : 50,
+      Math.max(1, Math.floor(1048576 / this.ks.valueSize)),
+    );
     const idxs = q.splice(q.length - batch, batch);
     c.send(ReqOp.Mset, 0, idxs, t);
     return true;

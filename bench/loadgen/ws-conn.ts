@@ -36,7 +36,13 @@ export class WsConn extends StreamConn {
   private fragments: Buffer[] | null = null;
 
   /** `waitMs` > 0 adds the batching hint `wait` to every request (docs/PROTOCOL.md). */
-  constructor(sink: Sink, target: Endpoint, private readonly path: string, localAddress: string | undefined, private readonly waitMs = 0) {
+  constructor(
+    sink: Sink,
+    target: Endpoint,
+    private readonly path: string,
+    localAddress: string | undefined,
+    private readonly waitMs = 0,
+  ) {
     super(sink, target, localAddress);
   }
 
@@ -44,12 +50,17 @@ export class WsConn extends StreamConn {
     return new Promise((resolve, reject) => {
       const sock = this.dial();
       let head: Buffer | null = null;
-      const fail = (e: Error): void => { sock.destroy(); reject(e); };
+      const fail = (e: Error): void => {
+        sock.destroy();
+        reject(e);
+      };
       sock.once('error', fail);
       sock.once('connect', () => {
-        sock.write(`GET ${this.path} HTTP/1.1\r\nHost: ${this.target.host}:${this.target.port}\r\n` +
-          'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
-          'Sec-WebSocket-Version: 13\r\n\r\n');
+        sock.write(
+          `GET ${this.path} HTTP/1.1\r\nHost: ${this.target.host}:${this.target.port}\r\n` +
+            'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+            'Sec-WebSocket-Version: 13\r\n\r\n',
+        );
       });
       const onHandshake = (chunk: Buffer): void => {
         head = head ? Buffer.concat([head, chunk]) : chunk;
@@ -79,42 +90,90 @@ export class WsConn extends StreamConn {
     const extra = this.waitMs > 0 ? 1 : 0;
     switch (op) {
       case ReqOp.Get:
-        mapHeader(p, 3 + extra); str(p, F.id); uint(p, id); str(p, F.op); str(p, F.get); str(p, F.key); str(p, ks.keys[idx]);
+        mapHeader(p, 3 + extra);
+        str(p, F.id);
+        uint(p, id);
+        str(p, F.op);
+        str(p, F.get);
+        str(p, F.key);
+        str(p, ks.keys[idx]);
         break;
       case ReqOp.Set:
-        mapHeader(p, 4 + extra); str(p, F.id); uint(p, id); str(p, F.op); str(p, F.set); str(p, F.key); str(p, ks.keys[idx]);
-        str(p, F.value); binHeader(p, ks.valueSize); p.ensure(ks.valueSize); p.pos = ks.writeValue(idx, p.buf, p.pos);
+        mapHeader(p, 4 + extra);
+        str(p, F.id);
+        uint(p, id);
+        str(p, F.op);
+        str(p, F.set);
+        str(p, F.key);
+        str(p, ks.keys[idx]);
+        str(p, F.value);
+        binHeader(p, ks.valueSize);
+        p.ensure(ks.valueSize);
+        p.pos = ks.writeValue(idx, p.buf, p.pos);
         break;
       case ReqOp.Mget: {
         const list = idxs as number[];
         n = list.length;
-        mapHeader(p, 3 + extra); str(p, F.id); uint(p, id); str(p, F.op); str(p, F.mget); str(p, F.keys); arrayHeader(p, n);
+        mapHeader(p, 3 + extra);
+        str(p, F.id);
+        uint(p, id);
+        str(p, F.op);
+        str(p, F.mget);
+        str(p, F.keys);
+        arrayHeader(p, n);
         for (let i = 0; i < n; i++) str(p, ks.keys[list[i]]);
         break;
       }
       case ReqOp.Mset: {
         const list = idxs as number[];
         n = list.length;
-        mapHeader(p, 3 + extra); str(p, F.id); uint(p, id); str(p, F.op); str(p, F.mset); str(p, F.items); arrayHeader(p, n);
+        mapHeader(p, 3 + extra);
+        str(p, F.id);
+        uint(p, id);
+        str(p, F.op);
+        str(p, F.mset);
+        str(p, F.items);
+        arrayHeader(p, n);
         for (let i = 0; i < n; i++) {
-          mapHeader(p, 2); str(p, F.key); str(p, ks.keys[list[i]]);
-          str(p, F.value); binHeader(p, ks.valueSize); p.ensure(ks.valueSize); p.pos = ks.writeValue(list[i], p.buf, p.pos);
+          mapHeader(p, 2);
+          str(p, F.key);
+          str(p, ks.keys[list[i]]);
+          str(p, F.value);
+          binHeader(p, ks.valueSize);
+          p.ensure(ks.valueSize);
+          p.pos = ks.writeValue(list[i], p.buf, p.pos);
         }
         break;
       }
     }
-    if (extra) { str(p, F.wait); uint(p, this.waitMs); }
+    if (extra) {
+      str(p, F.wait);
+      uint(p, this.waitMs);
+    }
     this.frame(p.buf, p.pos);
     const rec = this.free.pop();
     if (rec) {
-      rec.op = op; rec.t = startNs; rec.idx = idx; rec.idxs = idxs; rec.n = n; rec.settled = 0; rec.ok = 0;
+      rec.op = op;
+      rec.t = startNs;
+      rec.idx = idx;
+      rec.idxs = idxs;
+      rec.n = n;
+      rec.settled = 0;
+      rec.ok = 0;
       rec.itemDone = n > 1 ? new Uint8Array(n) : null;
       rec.parts = null;
       this.pending.set(id, rec);
     } else {
       this.pending.set(id, {
-        op, t: startNs, idx, idxs, n, settled: 0, ok: 0,
-        itemDone: n > 1 ? new Uint8Array(n) : null, parts: null,
+        op,
+        t: startNs,
+        idx,
+        idxs,
+        n,
+        settled: 0,
+        ok: 0,
+        itemDone: n > 1 ? new Uint8Array(n) : null,
+        parts: null,
       });
     }
     this.inflight++;
@@ -175,7 +234,10 @@ export class WsConn extends StreamConn {
         if (fin) this.onMessage(buf, start, start + plen, now);
         else this.fragments = [Buffer.from(buf.subarray(start, start + plen))];
       } else if (opcode === 0x0) {
-        if (!this.fragments) { this.die('continuation without a first fragment'); return -1; }
+        if (!this.fragments) {
+          this.die('continuation without a first fragment');
+          return -1;
+        }
         this.fragments.push(Buffer.from(buf.subarray(start, start + plen)));
         if (fin) {
           const whole = Buffer.concat(this.fragments);
@@ -219,8 +281,11 @@ export class WsConn extends StreamConn {
         const p = this.pending.get(id);
         if (!p) throw new Error(`entry for unknown id ${id}`);
         switch (kind) {
-          case 0: { // VALUE
-            r.int(); r.bytes(); used += 2;
+          case 0: {
+            // VALUE
+            r.int();
+            r.bytes();
+            used += 2;
             const idx = p.idxs ? p.idxs[i] : p.idx;
             if (this.item(p, i)) {
               if (ks.check(idx, r.buf, r.s, r.e)) p.ok++;
@@ -228,8 +293,13 @@ export class WsConn extends StreamConn {
             }
             break;
           }
-          case 1: { // VALUE_PART
-            r.int(); const total = r.int(); const offset = r.int(); r.bytes(); used += 4;
+          case 1: {
+            // VALUE_PART
+            r.int();
+            const total = r.int();
+            const offset = r.int();
+            r.bytes();
+            used += 4;
             const idx = p.idxs ? p.idxs[i] : p.idx;
             if (!p.parts) p.parts = new Map();
             const got = p.parts.get(i) ?? 0;
@@ -249,8 +319,11 @@ export class WsConn extends StreamConn {
           case 3: // OK
             if (this.item(p, i)) p.ok++;
             break;
-          case 4: { // ERROR
-            const code = r.text(); r.skip(); used += 2;
+          case 4: {
+            // ERROR
+            const code = r.text();
+            r.skip();
+            used += 2;
             if (i === -1) {
               sink.error(code, p.n - p.settled);
               p.settled = p.n;
@@ -280,9 +353,15 @@ export class WsConn extends StreamConn {
   /** Marks item i of p settled; false (and an error) when it already was. */
   private item(p: Pending, i: number): boolean {
     if (p.itemDone) {
-      if (i < 0 || i >= p.n || p.itemDone[i]) { this.sink.error('DUPLICATE_ITEM'); return false; }
+      if (i < 0 || i >= p.n || p.itemDone[i]) {
+        this.sink.error('DUPLICATE_ITEM');
+        return false;
+      }
       p.itemDone[i] = 1;
-    } else if (p.settled >= 1 || i !== 0) { this.sink.error('DUPLICATE_ITEM'); return false; }
+    } else if (p.settled >= 1 || i !== 0) {
+      this.sink.error('DUPLICATE_ITEM');
+      return false;
+    }
     p.settled++;
     return true;
   }

@@ -47,5 +47,8 @@ export function measure(name: string, fn: (iterations: number) => number, perIte
 }
 
 export function print(bench: string, results: MicroRow[], extra: Record<string, unknown> = {}): void {
-  process.stdout.write(JSON.stringify({ bench, node: process.version, bestOfRounds: ROUNDS, ...extra, results, sink: sink & 1 }, null, 2) + '\n');
+  process.stdout.write(
+    JSON.stringify({ bench, node: process.version, bestOfRounds: ROUNDS, ...extra, results, sink: sink & 1 }, null, 2) +
+      '\n',
+  );
 }

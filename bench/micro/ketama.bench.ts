@@ -22,12 +22,17 @@ function makeKeys(): { buf: Buffer; off: Int32Array; len: Int32Array } {
   const keys: Buffer[] = [];
   for (let i = 0; i < KEY_COUNT; i++) {
     if (i % 2 === 0) keys.push(Buffer.from(`user:${i * 7919}:profile`));
-    else keys.push(Buffer.from(Array.from({ length: 8 + Math.floor(rnd() * 57) }, () => 0x21 + Math.floor(rnd() * 94))));
+    else
+      keys.push(Buffer.from(Array.from({ length: 8 + Math.floor(rnd() * 57) }, () => 0x21 + Math.floor(rnd() * 94))));
   }
   const off = new Int32Array(KEY_COUNT);
   const len = new Int32Array(KEY_COUNT);
   let p = 0;
-  keys.forEach((k, i) => { off[i] = p; len[i] = k.length; p += k.length; });
+  keys.forEach((k, i) => {
+    off[i] = p;
+    len[i] = k.length;
+    p += k.length;
+  });
   return { buf: Buffer.concat(keys), off, len };
 }
 
@@ -67,22 +72,36 @@ function main(): void {
       const ring = new KetamaRing(servers(n), hash);
       const r = time(() => {
         let acc = 0;
-        for (let i = 0, k = 0; i < LOOKUPS; i++, k = k + 1 === KEY_COUNT ? 0 : k + 1) acc += ring.lookup(buf, off[k], len[k]);
+        for (let i = 0, k = 0; i < LOOKUPS; i++, k = k + 1 === KEY_COUNT ? 0 : k + 1)
+          acc += ring.lookup(buf, off[k], len[k]);
         return acc;
       });
       const points = ring.spread().reduce((a, s) => a + s.points, 0);
-      results.push({ what: 'lookup', hash, servers: n, points, opsPerSec: r.opsPerSec, nsPerLookup: +(1e9 / r.opsPerSec).toFixed(1) });
+      results.push({
+        what: 'lookup',
+        hash,
+        servers: n,
+        points,
+        opsPerSec: r.opsPerSec,
+        nsPerLookup: +(1e9 / r.opsPerSec).toFixed(1),
+      });
     }
   }
-  process.stdout.write(JSON.stringify({
-    bench: 'ketama',
-    node: process.version,
-    lookups: LOOKUPS,
-    distinctKeys: KEY_COUNT,
-    meanKeyBytes: +(totalLen / KEY_COUNT).toFixed(1),
-    bestOfRounds: ROUNDS,
-    results,
-  }, null, 2) + '\n');
+  process.stdout.write(
+    JSON.stringify(
+      {
+        bench: 'ketama',
+        node: process.version,
+        lookups: LOOKUPS,
+        distinctKeys: KEY_COUNT,
+        meanKeyBytes: +(totalLen / KEY_COUNT).toFixed(1),
+        bestOfRounds: ROUNDS,
+        results,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
 }
 
 main();

@@ -17,16 +17,35 @@ class Counting extends Request {
   misses = 0;
   errors = 0;
   bytes = 0;
-  protected onValue(_i: number, _f: number, total: number, offset: number, _b: Buffer, _off: number, len: number): void {
+  protected onValue(
+    _i: number,
+    _f: number,
+    total: number,
+    offset: number,
+    _b: Buffer,
+    _off: number,
+    len: number,
+  ): void {
     this.bytes += len;
     if (offset + len === total) this.values++;
   }
-  protected onMiss(): void { this.misses++; }
-  protected onOk(): void { /* not used by gets */ }
-  protected onError(_i: number, _c: ErrorCode): void { this.errors++; }
-  protected onFinish(): void { /* pooled by the caller */ }
+  protected onMiss(): void {
+    this.misses++;
+  }
+  protected onOk(): void {
+    /* not used by gets */
+  }
+  protected onError(_i: number, _c: ErrorCode): void {
+    this.errors++;
+  }
+  protected onFinish(): void {
+    /* pooled by the caller */
+  }
   /** Reused for every reply, as the WebSocket front pools its requests: each item settles once per use. */
-  again(): this { this.reinit(); return this; }
+  again(): this {
+    this.reinit();
+    return this;
+  }
 }
 
 function main(): void {
@@ -40,8 +59,14 @@ function main(): void {
   let outOfStep = '';
   const parser = new ReplyParser({
     head: () => inFlight,
-    answered: () => { answered++; inFlight = null; },
-    outOfStep: (why) => { outOfStep = why; inFlight = null; },
+    answered: () => {
+      answered++;
+      inFlight = null;
+    },
+    outOfStep: (why) => {
+      outOfStep = why;
+      inFlight = null;
+    },
   });
   for (const size of [100, 4096, 20480]) {
     const value = Buffer.alloc(size, 0x62);
@@ -50,7 +75,8 @@ function main(): void {
     parts.push(Buffer.from('END\r\n'));
     const reply = Buffer.concat(parts);
     const segments: Buffer[] = [];
-    for (let p = 0; p < reply.length; p += 1448) segments.push(Buffer.from(reply.subarray(p, Math.min(reply.length, p + 1448))));
+    for (let p = 0; p < reply.length; p += 1448)
+      segments.push(Buffer.from(reply.subarray(p, Math.min(reply.length, p + 1448))));
     const label = size >= 1024 ? `${size / 1024} KiB` : `${size} B`;
     const once = (chunks: Buffer[]): number => {
       batch.reset();
@@ -64,32 +90,54 @@ function main(): void {
     const before = req.values;
     once([reply]);
     if (outOfStep || req.errors || req.misses || req.values - before !== KEYS || inFlight !== null) {
-      print('memcached-parser', [{ name: 'skipped', opsPerSec: NaN, nsPerOp: NaN, note: `the reply was not parsed as expected (${outOfStep || `${req.values - before} values, ${req.misses} misses, ${req.errors} errors`})` }]);
+      print('memcached-parser', [
+        {
+          name: 'skipped',
+          opsPerSec: NaN,
+          nsPerOp: NaN,
+          note: `the reply was not parsed as expected (${outOfStep || `${req.values - before} values, ${req.misses} misses, ${req.errors} errors`})`,
+        },
+      ]);
       return;
     }
-    rows.push(measure(`multi-get reply of ${KEYS} x ${label}, one chunk`, (n) => {
-      let acc = 0;
-      for (let i = 0; i < n; i++) acc += once([reply]);
-      return acc;
-    }, KEYS, 'per key: VALUE line parsed, key matched, value delivered'));
-    rows.push(measure(`multi-get reply of ${KEYS} x ${label}, 1,448-byte segments`, (n) => {
-      let acc = 0;
-      for (let i = 0; i < n; i++) acc += once(segments);
-      return acc;
-    }, KEYS));
+    rows.push(
+      measure(
+        `multi-get reply of ${KEYS} x ${label}, one chunk`,
+        (n) => {
+          let acc = 0;
+          for (let i = 0; i < n; i++) acc += once([reply]);
+          return acc;
+        },
+        KEYS,
+        'per key: VALUE line parsed, key matched, value delivered',
+      ),
+    );
+    rows.push(
+      measure(
+        `multi-get reply of ${KEYS} x ${label}, 1,448-byte segments`,
+        (n) => {
+          let acc = 0;
+          for (let i = 0; i < n; i++) acc += once(segments);
+          return acc;
+        },
+        KEYS,
+      ),
+    );
   }
   const line = Buffer.from('VALUE user:123456:profile 0 4096\r\n');
-  rows.push(measure('reply-line: startsWith + indexOfByte + 2 x readUint on a VALUE line', (n) => {
-    let acc = 0;
-    const end = line.length - 2;
-    for (let i = 0; i < n; i++) {
-      if (!startsWith(line, 0, end, 'VALUE ')) continue;
-      const ke = indexOfByte(line, 0x20, 6, end);
-      const fe = indexOfByte(line, 0x20, ke + 1, end);
-      acc += readUint(line, ke + 1, end) + readUint(line, fe + 1, end);
-    }
-    return acc;
-  }));
+  rows.push(
+    measure('reply-line: startsWith + indexOfByte + 2 x readUint on a VALUE line', (n) => {
+      let acc = 0;
+      const end = line.length - 2;
+      for (let i = 0; i < n; i++) {
+        if (!startsWith(line, 0, end, 'VALUE ')) continue;
+        const ke = indexOfByte(line, 0x20, 6, end);
+        const fe = indexOfByte(line, 0x20, ke + 1, end);
+        acc += readUint(line, ke + 1, end) + readUint(line, fe + 1, end);
+      }
+      return acc;
+    }),
+  );
   print('memcached-parser', rows, { repliesParsed: answered, outOfStep: outOfStep || undefined });
 }
 

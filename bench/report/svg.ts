@@ -93,17 +93,23 @@ function yAxis(out: string[], tv: number[], y: (v: number) => number, label: str
   for (const t of tv) {
     const yy = y(t);
     if (!right) out.push(`<line x1="${M.left}" y1="${yy}" x2="${W - M.right}" y2="${yy}" stroke="#e5e5e5"/>`);
-    out.push(`<text x="${right ? x + 6 : x - 6}" y="${yy + 4}" text-anchor="${right ? 'start' : 'end'}">${fmtNum(t)}</text>`);
+    out.push(
+      `<text x="${right ? x + 6 : x - 6}" y="${yy + 4}" text-anchor="${right ? 'start' : 'end'}">${fmtNum(t)}</text>`,
+    );
   }
   const lx = right ? W - 14 : 18;
-  out.push(`<text transform="translate(${lx},${(M.top + H - M.bottom) / 2}) rotate(-90)" text-anchor="middle">${esc(label)}</text>`);
+  out.push(
+    `<text transform="translate(${lx},${(M.top + H - M.bottom) / 2}) rotate(-90)" text-anchor="middle">${esc(label)}</text>`,
+  );
 }
 
 function legend(out: string[], items: { name: string; color: string; dashed?: boolean }[]): void {
   let x = M.left;
   const y = H - 18;
   for (const it of items) {
-    out.push(`<line x1="${x}" y1="${y - 4}" x2="${x + 18}" y2="${y - 4}" stroke="${it.color}" stroke-width="6"${it.dashed ? ' stroke-dasharray="4 2"' : ''}/>`);
+    out.push(
+      `<line x1="${x}" y1="${y - 4}" x2="${x + 18}" y2="${y - 4}" stroke="${it.color}" stroke-width="6"${it.dashed ? ' stroke-dasharray="4 2"' : ''}/>`,
+    );
     out.push(`<text x="${x + 24}" y="${y}">${esc(it.name)}</text>`);
     x += 34 + it.name.length * 7;
   }
@@ -115,7 +121,13 @@ export function barChart(c: BarChart): string {
   for (const g of c.groups) for (const b of g.bars) if (!names.includes(b.name)) names.push(b.name);
   const colorOf = (name: string, given?: string): string => given ?? PALETTE[names.indexOf(name) % PALETTE.length];
   let max = 0;
-  for (const g of c.groups) for (const b of g.bars) max = Math.max(max, Number.isFinite(b.max ?? NaN) ? (b.max as number) : 0, Number.isFinite(b.value) ? b.value : 0);
+  for (const g of c.groups)
+    for (const b of g.bars)
+      max = Math.max(
+        max,
+        Number.isFinite(b.max ?? NaN) ? (b.max as number) : 0,
+        Number.isFinite(b.value) ? b.value : 0,
+      );
   if (c.refLine) max = Math.max(max, c.refLine.value);
   const tv = ticks(max * 1.05);
   const top = tv[tv.length - 1];
@@ -133,26 +145,39 @@ export function barChart(c: BarChart): string {
       const x = x0 + bi * bw;
       const color = colorOf(b.name, b.color);
       if (Number.isFinite(b.value)) {
-        out.push(`<rect x="${x + 1}" y="${y(b.value)}" width="${bw - 2}" height="${H - M.bottom - y(b.value)}" fill="${color}"><title>${esc(`${b.name}: ${fmtNum(b.value)}`)}</title></rect>`);
+        out.push(
+          `<rect x="${x + 1}" y="${y(b.value)}" width="${bw - 2}" height="${H - M.bottom - y(b.value)}" fill="${color}"><title>${esc(`${b.name}: ${fmtNum(b.value)}`)}</title></rect>`,
+        );
         if (b.min !== undefined && b.max !== undefined && Number.isFinite(b.min) && Number.isFinite(b.max)) {
           const cx = x + bw / 2;
           out.push(`<line x1="${cx}" y1="${y(b.min)}" x2="${cx}" y2="${y(b.max)}" stroke="#000"/>`);
           out.push(`<line x1="${cx - 4}" y1="${y(b.min)}" x2="${cx + 4}" y2="${y(b.min)}" stroke="#000"/>`);
           out.push(`<line x1="${cx - 4}" y1="${y(b.max)}" x2="${cx + 4}" y2="${y(b.max)}" stroke="#000"/>`);
         }
-        out.push(`<text x="${x + bw / 2}" y="${y(b.max ?? b.value) - 5}" text-anchor="middle" font-size="${bw < 26 ? 8 : 10}">${fmtNum(b.value)}</text>`);
+        out.push(
+          `<text x="${x + bw / 2}" y="${y(b.max ?? b.value) - 5}" text-anchor="middle" font-size="${bw < 26 ? 8 : 10}">${fmtNum(b.value)}</text>`,
+        );
       } else {
         out.push(`<text x="${x + bw / 2}" y="${H - M.bottom - 5}" text-anchor="middle" font-size="10">n/a</text>`);
       }
     });
-    out.push(`<text x="${M.left + gi * gw + gw / 2}" y="${H - M.bottom + 18}" text-anchor="middle">${esc(g.label)}</text>`);
+    out.push(
+      `<text x="${M.left + gi * gw + gw / 2}" y="${H - M.bottom + 18}" text-anchor="middle">${esc(g.label)}</text>`,
+    );
   });
   if (c.refLine) {
     const yy = y(c.refLine.value);
-    out.push(`<line x1="${M.left}" y1="${yy}" x2="${W - M.right}" y2="${yy}" stroke="#d62728" stroke-dasharray="6 4"/>`);
-    out.push(`<text x="${W - M.right - 4}" y="${yy - 5}" text-anchor="end" fill="#d62728">${esc(c.refLine.label)}</text>`);
+    out.push(
+      `<line x1="${M.left}" y1="${yy}" x2="${W - M.right}" y2="${yy}" stroke="#d62728" stroke-dasharray="6 4"/>`,
+    );
+    out.push(
+      `<text x="${W - M.right - 4}" y="${yy - 5}" text-anchor="end" fill="#d62728">${esc(c.refLine.label)}</text>`,
+    );
   }
-  legend(out, names.map((n) => ({ name: n, color: colorOf(n) })));
+  legend(
+    out,
+    names.map((n) => ({ name: n, color: colorOf(n) })),
+  );
   out.push('</svg>');
   return out.join('\n') + '\n';
 }
@@ -163,7 +188,9 @@ export function lineChart(c: LineChart): string {
   const right = c.series.filter((s) => s.right);
   const maxOf = (ss: LineSeries[]): number => {
     let m = 0;
-    for (const s of ss) for (const p of s.points) m = Math.max(m, Number.isFinite(p.max ?? NaN) ? (p.max as number) : 0, Number.isFinite(p.y) ? p.y : 0);
+    for (const s of ss)
+      for (const p of s.points)
+        m = Math.max(m, Number.isFinite(p.max ?? NaN) ? (p.max as number) : 0, Number.isFinite(p.y) ? p.y : 0);
     return m;
   };
   const plotH = H - M.top - M.bottom;
@@ -186,23 +213,34 @@ export function lineChart(c: LineChart): string {
     out.push(`<line x1="${x(i)}" y1="${H - M.bottom}" x2="${x(i)}" y2="${H - M.bottom + 5}" stroke="#333"/>`);
     out.push(`<text x="${x(i)}" y="${H - M.bottom + 18}" text-anchor="middle">${esc(l)}</text>`);
   });
-  out.push(`<text x="${(M.left + W - M.right) / 2}" y="${H - M.bottom + 38}" text-anchor="middle">${esc(c.xLabel)}</text>`);
+  out.push(
+    `<text x="${(M.left + W - M.right) / 2}" y="${H - M.bottom + 38}" text-anchor="middle">${esc(c.xLabel)}</text>`,
+  );
   c.series.forEach((s, si) => {
     const color = s.color ?? PALETTE[si % PALETTE.length];
     const y = s.right ? yR : yL;
     const pts = s.points.filter((p) => Number.isFinite(p.y));
     if (pts.length > 1) {
-      out.push(`<polyline fill="none" stroke="${color}" stroke-width="2.5"${s.dashed ? ' stroke-dasharray="7 4"' : ''} points="${pts.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join(' ')}"/>`);
+      out.push(
+        `<polyline fill="none" stroke="${color}" stroke-width="2.5"${s.dashed ? ' stroke-dasharray="7 4"' : ''} points="${pts.map((p) => `${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join(' ')}"/>`,
+      );
     }
     for (const p of pts) {
       if (p.min !== undefined && p.max !== undefined && Number.isFinite(p.min) && Number.isFinite(p.max)) {
-        out.push(`<line x1="${x(p.x)}" y1="${y(p.min)}" x2="${x(p.x)}" y2="${y(p.max)}" stroke="${color}" stroke-width="1.5"/>`);
+        out.push(
+          `<line x1="${x(p.x)}" y1="${y(p.min)}" x2="${x(p.x)}" y2="${y(p.max)}" stroke="${color}" stroke-width="1.5"/>`,
+        );
       }
-      out.push(`<circle cx="${x(p.x)}" cy="${y(p.y)}" r="4" fill="${color}"><title>${esc(`${s.name}: ${fmtNum(p.y)}`)}</title></circle>`);
+      out.push(
+        `<circle cx="${x(p.x)}" cy="${y(p.y)}" r="4" fill="${color}"><title>${esc(`${s.name}: ${fmtNum(p.y)}`)}</title></circle>`,
+      );
       out.push(`<text x="${x(p.x) + 6}" y="${y(p.y) - 6}" font-size="10" fill="${color}">${fmtNum(p.y)}</text>`);
     }
   });
-  legend(out, c.series.map((s, si) => ({ name: s.name, color: s.color ?? PALETTE[si % PALETTE.length], dashed: s.dashed })));
+  legend(
+    out,
+    c.series.map((s, si) => ({ name: s.name, color: s.color ?? PALETTE[si % PALETTE.length], dashed: s.dashed })),
+  );
   out.push('</svg>');
   return out.join('\n') + '\n';
 }

@@ -31,7 +31,11 @@ export interface C10kExtra {
 
 const mb = (b: number): number => b / 1048576;
 
-export async function runC10k(runner: Runner, sc: Scenario, log: Log): Promise<{ peers: PeerResult[]; extra: C10kExtra }> {
+export async function runC10k(
+  runner: Runner,
+  sc: Scenario,
+  log: Log,
+): Promise<{ peers: PeerResult[]; extra: C10kExtra }> {
   const s = runner.s;
   const front = await runner.peers.startFront('kvgate');
   if (!front) throw new Error('kvgate did not start');
@@ -48,8 +52,10 @@ export async function runC10k(runner: Runner, sc: Scenario, log: Log): Promise<{
       await sleep(2000);
       const rssIdleConns = procSnap(front.proc.pid).rssBytes;
       const idleSample = await gen.collect();
-      log(`    ${idleSample.conns} connections open in ${connectSeconds.toFixed(1)} s: gateway RSS ${mb(rssIdle).toFixed(1)} MB idle, ` +
-        `${mb(rssIdleConns).toFixed(1)} MB with the connections idle`);
+      log(
+        `    ${idleSample.conns} connections open in ${connectSeconds.toFixed(1)} s: gateway RSS ${mb(rssIdle).toFixed(1)} MB idle, ` +
+          `${mb(rssIdleConns).toFixed(1)} MB with the connections idle`,
+      );
       const peak = new RssPeak([front.proc.pid], 100);
       gen.run();
       await sleep(s.warmupSeconds * 1000);
@@ -92,10 +98,23 @@ export async function runC10k(runner: Runner, sc: Scenario, log: Log): Promise<{
         },
       };
       return {
-        peers: [{
-          peer: 'kvgate', runs, summary, stats: undefined,
-          setup: { proto: 'ws', conns: plan.opts.conns, depth: 1, inFlight: plan.opts.conns, localAddresses: plan.opts.localAddresses, frontCpus: s.pin.gateway, loadgenCpus: s.pin.loadgen },
-        }],
+        peers: [
+          {
+            peer: 'kvgate',
+            runs,
+            summary,
+            stats: undefined,
+            setup: {
+              proto: 'ws',
+              conns: plan.opts.conns,
+              depth: 1,
+              inFlight: plan.opts.conns,
+              localAddresses: plan.opts.localAddresses,
+              frontCpus: s.pin.gateway,
+              loadgenCpus: s.pin.loadgen,
+            },
+          },
+        ],
         extra,
       };
     } finally {

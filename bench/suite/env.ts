@@ -14,7 +14,8 @@ function sh(cmd: string, args: string[]): string {
 
 function pkgVersion(name: string): string {
   try {
-    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string })
+      .version;
   } catch {
     return 'missing';
   }
@@ -51,8 +52,16 @@ export function machine(): Machine {
   let osName = 'unknown';
   try {
     osName = /PRETTY_NAME="([^"]+)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? osName;
-  } catch { /* not Linux */ }
-  const read = (p: string): string => { try { return readFileSync(p, 'utf8').trim().replace(/\s+/g, ' '); } catch { return 'n/a'; } };
+  } catch {
+    /* not Linux */
+  }
+  const read = (p: string): string => {
+    try {
+      return readFileSync(p, 'utf8').trim().replace(/\s+/g, ' ');
+    } catch {
+      return 'n/a';
+    }
+  };
   return {
     cpuModel: cpus[0]?.model ?? 'unknown',
     cores: cpus.length,
@@ -73,8 +82,12 @@ export function versions(): Versions {
     node: process.version,
     v8: process.versions.v8,
     memcached: sh('memcached', ['-V']),
-    nutcracker: sh('nutcracker', ['-V']).split('\n')[0].replace(/^This is /, ''),
-    wrk: sh('wrk', ['-v']).split('\n')[0].replace(/ Copyright.*/, ''),
+    nutcracker: sh('nutcracker', ['-V'])
+      .split('\n')[0]
+      .replace(/^This is /, ''),
+    wrk: sh('wrk', ['-v'])
+      .split('\n')[0]
+      .replace(/ Copyright.*/, ''),
     uws: pkgVersion('@trufflesuite/uws-js-unofficial'),
     msgpackr: pkgVersion('msgpackr'),
     memjs: pkgVersion('memjs'),

@@ -35,8 +35,20 @@ export const FLOW = {
 };
 
 /** One window of the bystander's (or the hammer's) requests. */
-export interface FlowWindow extends Pick<LoadSample, 'requests' | 'reqPerSec' | 'p50Ms' | 'p99Ms' | 'p999Ms' | 'maxMs' |
-  'errors' | 'errorCount' | 'misses' | 'badValues' | 'conns'> {
+export interface FlowWindow extends Pick<
+  LoadSample,
+  | 'requests'
+  | 'reqPerSec'
+  | 'p50Ms'
+  | 'p99Ms'
+  | 'p999Ms'
+  | 'maxMs'
+  | 'errors'
+  | 'errorCount'
+  | 'misses'
+  | 'badValues'
+  | 'conns'
+> {
   seconds: number;
   offeredPerSec: number;
   gatewayCpuPct: number;
@@ -117,10 +129,14 @@ async function gatewayStats(front: Front): Promise<GatewayStats | null> {
   if (!front.statsUrl) return null;
   try {
     const j = (await (await fetch(front.statsUrl, { signal: AbortSignal.timeout(1500) })).json()) as {
-      ws?: { connections?: number }; pool?: { inUse?: number; free?: number }; memory?: { heapUsed?: number; arrayBuffers?: number };
+      ws?: { connections?: number };
+      pool?: { inUse?: number; free?: number };
+      memory?: { heapUsed?: number; arrayBuffers?: number };
     };
     return {
-      wsConnections: j.ws?.connections, poolInUse: j.pool?.inUse, poolFree: j.pool?.free,
+      wsConnections: j.ws?.connections,
+      poolInUse: j.pool?.inUse,
+      poolFree: j.pool?.free,
       heapUsedMb: j.memory?.heapUsed !== undefined ? mb(j.memory.heapUsed) : undefined,
       arrayBuffersMb: j.memory?.arrayBuffers !== undefined ? mb(j.memory.arrayBuffers) : undefined,
     };
@@ -135,7 +151,11 @@ function alive(front: Front): boolean {
 
 /** Measures windows of one or more load generators at once, with the CPU of everything involved. */
 class Meter {
-  constructor(private readonly runner: Runner, private readonly front: Front, private readonly clientPids: () => number[]) {}
+  constructor(
+    private readonly runner: Runner,
+    private readonly front: Front,
+    private readonly clientPids: () => number[],
+  ) {}
 
   async window(gens: LoadGen[], offered: number[], until: number | Promise<unknown>): Promise<FlowWindow[]> {
     const front = this.front.proc.pid;
@@ -157,26 +177,45 @@ class Meter {
     const gw = cpuPct(g0, procSnap(front));
     const memc = sum(memcached.map((p, i) => cpuPct(m0[i], procSnap(p))));
     // a client that started during the window (the misbehaving one) is charged all its CPU time
-    const clients = sum(clientPids().map((p) => {
-      const b = procSnap(p);
-      const a = c0.get(p);
-      return a ? cpuPct(a, b) : (b.cpuSec / seconds) * 100;
-    }));
+    const clients = sum(
+      clientPids().map((p) => {
+        const b = procSnap(p);
+        const a = c0.get(p);
+        return a ? cpuPct(a, b) : (b.cpuSec / seconds) * 100;
+      }),
+    );
     const lg = samples.reduce((x, s) => x + s.cpuPct, 0);
     const { procPct } = machineCpu(ma, mb2, CORES);
     const other = Math.max(0, procPct - (Number.isFinite(gw) ? gw : 0) - memc - clients - lg);
     return samples.map((s, i) => ({
-      seconds: s.durationS, offeredPerSec: offered[i], requests: s.requests, reqPerSec: s.reqPerSec,
-      p50Ms: s.p50Ms, p99Ms: s.p99Ms, p999Ms: s.p999Ms, maxMs: s.maxMs,
-      errors: s.errors, errorCount: s.errorCount, misses: s.misses, badValues: s.badValues, conns: s.conns,
-      gatewayCpuPct: gw, memcachedCpuPct: memc, loadgenCpuPct: s.cpuPct, clientCpuPct: clients, otherCpuPct: other,
+      seconds: s.durationS,
+      offeredPerSec: offered[i],
+      requests: s.requests,
+      reqPerSec: s.reqPerSec,
+      p50Ms: s.p50Ms,
+      p99Ms: s.p99Ms,
+      p999Ms: s.p999Ms,
+      maxMs: s.maxMs,
+      errors: s.errors,
+      errorCount: s.errorCount,
+      misses: s.misses,
+      badValues: s.badValues,
+      conns: s.conns,
+      gatewayCpuPct: gw,
+      memcachedCpuPct: memc,
+      loadgenCpuPct: s.cpuPct,
+      clientCpuPct: clients,
+      otherCpuPct: other,
     }));
   }
 }
 
 export function fmtWindow(w: FlowWindow | null | undefined): string {
   if (!w) return 'n/a';
-  const errs = w.errorCount || w.misses || w.badValues ? `, errors ${w.errorCount} ${JSON.stringify(w.errors)} miss ${w.misses} bad ${w.badValues}` : '';
+  const errs =
+    w.errorCount || w.misses || w.badValues
+      ? `, errors ${w.errorCount} ${JSON.stringify(w.errors)} miss ${w.misses} bad ${w.badValues}`
+      : '';
   return `${w.reqPerSec.toFixed(0)}/s of ${w.offeredPerSec}, p50 ${w.p50Ms.toFixed(2)} p99 ${w.p99Ms.toFixed(2)} max ${w.maxMs.toFixed(1)} ms${errs}, gateway ${w.gatewayCpuPct.toFixed(0)}%, client ${w.clientCpuPct.toFixed(0)}%, other ${w.otherCpuPct.toFixed(0)}%`;
 }
 
@@ -187,10 +226,23 @@ export async function runFlow(runner: Runner, sc: Scenario, log: Log): Promise<F
   const s = runner.s;
   /** The bystander: the load generator at a fixed rate over a few connections. */
   const bystanderOpts = (front: Front, keyCount: number): LoadOptions => ({
-    proto: 'ws', target: front.endpoint, servers: runner.peers.servers, ceiling: false,
-    conns: FLOW.bystander.conns, depth: FLOW.bystander.depth, op: 'get', getPct: 100, bulk: 1,
-    keyCount, valueSize: FLOW.bystander.valueSize, localAddresses: [], connectConcurrency: FLOW.bystander.conns,
-    wsPath: '/v1/ws', workers: 1, cpus: s.pin.loadgen, seed: 7,
+    proto: 'ws',
+    target: front.endpoint,
+    servers: runner.peers.servers,
+    ceiling: false,
+    conns: FLOW.bystander.conns,
+    depth: FLOW.bystander.depth,
+    op: 'get',
+    getPct: 100,
+    bulk: 1,
+    keyCount,
+    valueSize: FLOW.bystander.valueSize,
+    localAddresses: [],
+    connectConcurrency: FLOW.bystander.conns,
+    wsPath: '/v1/ws',
+    workers: 1,
+    cpus: s.pin.loadgen,
+    seed: 7,
   });
 
   /**
@@ -229,9 +281,15 @@ export async function runFlow(runner: Runner, sc: Scenario, log: Log): Promise<F
     const extraGens: LoadGen[] = [];
     const workers: FlowWorker[] = [];
     const result: FlowPhase = {
-      name, alone: null as unknown as FlowWindow, alongside: null,
+      name,
+      alone: null as unknown as FlowWindow,
+      alongside: null,
       rss: { beforeMb: NaN, peakMb: NaN, endMb: NaN, tcpBeforeMb: NaN, tcpPeakMb: NaN, trace: trace.samples },
-      stats: { before: null, during: null, after: null }, client: null, gatewayAlive: true, retries: 0, noisy: false,
+      stats: { before: null, during: null, after: null },
+      client: null,
+      gatewayAlive: true,
+      retries: 0,
+      noisy: false,
     };
     try {
       const keyCount = kind === 'hint' ? FLOW.hint.keys : s.keyCount;
@@ -239,7 +297,16 @@ export async function runFlow(runner: Runner, sc: Scenario, log: Log): Promise<F
       bystander.run(FLOW.bystander.rate);
       await sleep(500);
       const meter = new Meter(runner, front, () => [...workers.map((w) => w.pid), ...extraGens.flatMap((g) => g.pids)]);
-      const ctx: PhaseCtx = { front, trace, bystander, meter, workers, extraGens, result, bystanderOpts: () => bystanderOpts(front, keyCount) };
+      const ctx: PhaseCtx = {
+        front,
+        trace,
+        bystander,
+        meter,
+        workers,
+        extraGens,
+        result,
+        bystanderOpts: () => bystanderOpts(front, keyCount),
+      };
       await body(ctx);
     } catch (e) {
       result.error = (e as Error).message;
@@ -271,28 +338,61 @@ export async function runFlow(runner: Runner, sc: Scenario, log: Log): Promise<F
       for (const format of ['ndjson', 'msgpack'] as const) {
         for (const rate of [FLOW.slowReader.readBytesPerSec, 0]) {
           const label = `${format}, ${rate ? `reads ${rate / 1024} KiB/s` : 'never reads'}`;
-          await phase(label, (p) => misbehave(p, log, FLOW.slowReader.aloneS, FLOW.slowReader.alongsideS, {
-            role: 'http-mget', target: p.front.endpoint, format, keyCount: FLOW.slowReader.keys, valueSize: FLOW.bigValue, readBytesPerSec: rate,
-          }));
+          await phase(label, (p) =>
+            misbehave(p, log, FLOW.slowReader.aloneS, FLOW.slowReader.alongsideS, {
+              role: 'http-mget',
+              target: p.front.endpoint,
+              format,
+              keyCount: FLOW.slowReader.keys,
+              valueSize: FLOW.bigValue,
+              readBytesPerSec: rate,
+            }),
+          );
         }
       }
       break;
     case 'large-mget':
-      await phase(`${FLOW.largeMget.requests} x mget of ${FLOW.largeMget.keys} x 100 KB, read as fast as possible`, (p) =>
-        misbehave(p, log, FLOW.largeMget.aloneS, 0, {
-          role: 'ws-mget', target: p.front.endpoint, keyCount: FLOW.bigKeys, valueSize: FLOW.bigValue,
-          keysPerRequest: FLOW.largeMget.keys, requests: FLOW.largeMget.requests, timeoutMs: FLOW.largeMget.timeoutMs,
-        }));
+      await phase(
+        `${FLOW.largeMget.requests} x mget of ${FLOW.largeMget.keys} x 100 KB, read as fast as possible`,
+        (p) =>
+          misbehave(p, log, FLOW.largeMget.aloneS, 0, {
+            role: 'ws-mget',
+            target: p.front.endpoint,
+            keyCount: FLOW.bigKeys,
+            valueSize: FLOW.bigValue,
+            keysPerRequest: FLOW.largeMget.keys,
+            requests: FLOW.largeMget.requests,
+            timeoutMs: FLOW.largeMget.timeoutMs,
+          }),
+      );
       break;
     case 'hint':
-      await phase(`gets with wait: ${FLOW.hint.waitMs}, ${FLOW.hint.rate}/s, same ${FLOW.hint.keys} keys`, (p) => hint(p, log));
+      await phase(`gets with wait: ${FLOW.hint.waitMs}, ${FLOW.hint.rate}/s, same ${FLOW.hint.keys} keys`, (p) =>
+        hint(p, log),
+      );
       break;
     case 'nonreaders':
-      await phase(`${FLOW.nonReaders.conns} WebSocket clients, ${FLOW.nonReaders.keysPerConn} x 100 KB each, never read`, (p) =>
-        misbehave(p, log, FLOW.nonReaders.aloneS, FLOW.nonReaders.alongsideS, {
-          role: 'ws-nonreaders', target: p.front.endpoint, conns: FLOW.nonReaders.conns, keysPerConn: FLOW.nonReaders.keysPerConn,
-          keyCount: FLOW.bigKeys, valueSize: FLOW.bigValue, connectConcurrency: 128, connectTimeoutMs: FLOW.nonReaders.connectTimeoutMs,
-        }, FLOW.nonReaders.afterS));
+      await phase(
+        `${FLOW.nonReaders.conns} WebSocket clients, ${FLOW.nonReaders.keysPerConn} x 100 KB each, never read`,
+        (p) =>
+          misbehave(
+            p,
+            log,
+            FLOW.nonReaders.aloneS,
+            FLOW.nonReaders.alongsideS,
+            {
+              role: 'ws-nonreaders',
+              target: p.front.endpoint,
+              conns: FLOW.nonReaders.conns,
+              keysPerConn: FLOW.nonReaders.keysPerConn,
+              keyCount: FLOW.bigKeys,
+              valueSize: FLOW.bigValue,
+              connectConcurrency: 128,
+              connectTimeoutMs: FLOW.nonReaders.connectTimeoutMs,
+            },
+            FLOW.nonReaders.afterS,
+          ),
+      );
       break;
   }
   return { flow: kind, settings: FLOW, phases };
@@ -322,26 +422,50 @@ async function waitQuiet(runner: Runner, log: Log, maxS = 10): Promise<void> {
     const ours = a.reduce((x, sa, i) => x + (Number.isFinite(cpuPct(sa, b[i])) ? cpuPct(sa, b[i]) : 0), 0);
     other = Math.max(0, machineCpu(ma, machineSnap(), CORES).procPct - ours);
   } while (other > runner.s.noiseLimitPct && Date.now() < end);
-  if (other > runner.s.noiseLimitPct) log(`    machine still busy after ${maxS} s (other processes ${other.toFixed(0)}% of a core): measuring anyway`);
+  if (other > runner.s.noiseLimitPct)
+    log(`    machine still busy after ${maxS} s (other processes ${other.toFixed(0)}% of a core): measuring anyway`);
 }
 
 /** The most CPU processes outside the benchmark used in any window of the phase, percent of one core. */
 function noiseOf(r: FlowPhase): number {
-  return Math.max(0, ...[r.alone, r.alongside, r.after, r.hammer].map((w) => w?.otherCpuPct ?? 0).filter(Number.isFinite));
+  return Math.max(
+    0,
+    ...[r.alone, r.alongside, r.after, r.hammer].map((w) => w?.otherCpuPct ?? 0).filter(Number.isFinite),
+  );
 }
 
 function summaryOf(r: FlowPhase): PhaseSummary {
   return {
-    otherCpuPctMax: noiseOf(r), aloneP50Ms: r.alone.p50Ms, aloneP99Ms: r.alone.p99Ms,
-    alongsideP50Ms: r.alongside?.p50Ms ?? NaN, alongsideP99Ms: r.alongside?.p99Ms ?? NaN,
-    alongsideErrors: r.alongside?.errors ?? {}, rssPeakMb: r.rss.peakMb,
+    otherCpuPctMax: noiseOf(r),
+    aloneP50Ms: r.alone.p50Ms,
+    aloneP99Ms: r.alone.p99Ms,
+    alongsideP50Ms: r.alongside?.p50Ms ?? NaN,
+    alongsideP99Ms: r.alongside?.p99Ms ?? NaN,
+    alongsideErrors: r.alongside?.errors ?? {},
+    rssPeakMb: r.rss.peakMb,
   };
 }
 
 function emptyWindow(): FlowWindow {
   return {
-    seconds: 0, offeredPerSec: 0, requests: 0, reqPerSec: NaN, p50Ms: NaN, p99Ms: NaN, p999Ms: NaN, maxMs: NaN, errors: {}, errorCount: 0,
-    misses: 0, badValues: 0, conns: 0, gatewayCpuPct: NaN, memcachedCpuPct: NaN, loadgenCpuPct: NaN, clientCpuPct: NaN, otherCpuPct: NaN,
+    seconds: 0,
+    offeredPerSec: 0,
+    requests: 0,
+    reqPerSec: NaN,
+    p50Ms: NaN,
+    p99Ms: NaN,
+    p999Ms: NaN,
+    maxMs: NaN,
+    errors: {},
+    errorCount: 0,
+    misses: 0,
+    badValues: 0,
+    conns: 0,
+    gatewayCpuPct: NaN,
+    memcachedCpuPct: NaN,
+    loadgenCpuPct: NaN,
+    clientCpuPct: NaN,
+    otherCpuPct: NaN,
   };
 }
 
@@ -350,7 +474,14 @@ function emptyWindow(): FlowWindow {
  * `alongsideS` (0: until the client finishes by itself); the client lets go, and with `afterS` the
  * bystander and the RSS are followed that much longer.
  */
-async function misbehave(p: PhaseCtx, log: Log, aloneS: number, alongsideS: number, cfg: FlowClientConfig, afterS = 0): Promise<void> {
+async function misbehave(
+  p: PhaseCtx,
+  log: Log,
+  aloneS: number,
+  alongsideS: number,
+  cfg: FlowClientConfig,
+  afterS = 0,
+): Promise<void> {
   const { front, trace, meter, bystander, result } = p;
   const rate = FLOW.bystander.rate;
   [result.alone] = await meter.window([bystander], [rate], aloneS * 1000);
@@ -359,14 +490,21 @@ async function misbehave(p: PhaseCtx, log: Log, aloneS: number, alongsideS: numb
   result.rss.beforeMb = mb(trace.sample());
   result.rss.tcpBeforeMb = trace.lastTcpMb;
   const from = trace.elapsedMs;
-  const started = FlowWorker.start(cfg, p.bystanderOpts().cpus, cfg.role === 'ws-nonreaders' ? cfg.connectTimeoutMs + 10_000 : 30_000);
+  const started = FlowWorker.start(
+    cfg,
+    p.bystanderOpts().cpus,
+    cfg.role === 'ws-nonreaders' ? cfg.connectTimeoutMs + 10_000 : 30_000,
+  );
   let worker: FlowWorker;
   if (alongsideS > 0 && cfg.role !== 'ws-nonreaders') {
     // measure from the moment the client starts: the damage, if any, starts with its request
-    const [[w]] = await Promise.all([meter.window([bystander], [rate], alongsideS * 1000), started.then((x) => {
-      p.workers.push(x.worker);
-      result.clientInfo = x.info;
-    })]);
+    const [[w]] = await Promise.all([
+      meter.window([bystander], [rate], alongsideS * 1000),
+      started.then((x) => {
+        p.workers.push(x.worker);
+        result.clientInfo = x.info;
+      }),
+    ]);
     worker = p.workers[0];
     result.alongside = w;
   } else if (alongsideS > 0) {
@@ -380,11 +518,15 @@ async function misbehave(p: PhaseCtx, log: Log, aloneS: number, alongsideS: numb
   } else {
     // until the client is done with its requests
     let client: FlowClientResult | null = null;
-    const [w] = await meter.window([bystander], [rate], started.then(async (x) => {
-      p.workers.push(x.worker);
-      result.clientInfo = x.info;
-      client = await x.worker.finished(FLOW.largeMget.requests * FLOW.largeMget.timeoutMs + 5000);
-    }));
+    const [w] = await meter.window(
+      [bystander],
+      [rate],
+      started.then(async (x) => {
+        p.workers.push(x.worker);
+        result.clientInfo = x.info;
+        client = await x.worker.finished(FLOW.largeMget.requests * FLOW.largeMget.timeoutMs + 5000);
+      }),
+    );
     worker = p.workers[0];
     result.alongside = w;
     result.client = client;
@@ -403,10 +545,12 @@ async function misbehave(p: PhaseCtx, log: Log, aloneS: number, alongsideS: numb
   }
   result.stats.after = await gatewayStats(front);
   log(`    client: ${JSON.stringify(result.client)}`);
-  log(`    gateway RSS: ${result.rss.beforeMb} MB before, peak ${result.rss.peakMb} MB, ${result.rss.endMb} MB when the client let go` +
-    (result.rss.afterMb !== undefined ? `, ${result.rss.afterMb} MB ${afterS} s later` : '') +
-    `; kernel TCP buffers ${result.rss.tcpBeforeMb} -> peak ${result.rss.tcpPeakMb} MB` +
-    `; ws connections ${result.stats.before?.wsConnections ?? '?'} -> ${result.stats.during?.wsConnections ?? '?'} -> ${result.stats.after?.wsConnections ?? '?'}`);
+  log(
+    `    gateway RSS: ${result.rss.beforeMb} MB before, peak ${result.rss.peakMb} MB, ${result.rss.endMb} MB when the client let go` +
+      (result.rss.afterMb !== undefined ? `, ${result.rss.afterMb} MB ${afterS} s later` : '') +
+      `; kernel TCP buffers ${result.rss.tcpBeforeMb} -> peak ${result.rss.tcpPeakMb} MB` +
+      `; ws connections ${result.stats.before?.wsConnections ?? '?'} -> ${result.stats.during?.wsConnections ?? '?'} -> ${result.stats.after?.wsConnections ?? '?'}`,
+  );
 }
 
 /** The victim (the bystander) alone, then next to a load generator sending `wait: 50` gets on the same keys. */
@@ -419,11 +563,21 @@ async function hint(p: PhaseCtx, log: Log): Promise<void> {
   result.rss.beforeMb = mb(trace.sample());
   result.rss.tcpBeforeMb = trace.lastTcpMb;
   const from = trace.elapsedMs;
-  const hammer = await LoadGen.start({ ...p.bystanderOpts(), conns: 1, depth: 1024, waitMs: FLOW.hint.waitMs, seed: 99 });
+  const hammer = await LoadGen.start({
+    ...p.bystanderOpts(),
+    conns: 1,
+    depth: 1024,
+    waitMs: FLOW.hint.waitMs,
+    seed: 99,
+  });
   p.extraGens.push(hammer);
   hammer.run(FLOW.hint.rate);
   await sleep(500);
-  [result.alongside, result.hammer] = await meter.window([bystander, hammer], [rate, FLOW.hint.rate], FLOW.hint.alongsideS * 1000);
+  [result.alongside, result.hammer] = await meter.window(
+    [bystander, hammer],
+    [rate, FLOW.hint.rate],
+    FLOW.hint.alongsideS * 1000,
+  );
   log(`    victim alongside: ${fmtWindow(result.alongside)}`);
   log(`    hammer (wait ${FLOW.hint.waitMs}): ${fmtWindow(result.hammer)}`);
   result.stats.during = await gatewayStats(front);

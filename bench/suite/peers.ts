@@ -35,7 +35,11 @@ const DIST = join(__dirname, '..', '..');
 export class Peers {
   private preloaded = new Set<string>();
 
-  constructor(private readonly fleet: LocalFleet, private readonly s: SuiteSettings, private readonly tmpDir: string) {}
+  constructor(
+    private readonly fleet: LocalFleet,
+    private readonly s: SuiteSettings,
+    private readonly tmpDir: string,
+  ) {}
 
   get servers(): Endpoint[] {
     return this.fleet.servers().map((x) => ({ host: x.host, port: x.port }));
@@ -57,40 +61,95 @@ export class Peers {
     switch (peer) {
       case 'kvgate':
         proc = await startServer({
-          name: 'kvgate', cmd: process.execPath, cpus, readyText: 'listening',
-          args: [...nodeFlags, join(DIST, 'src', 'main.js'), '--port', String(port), '--servers', this.serverList, ...gatewayArgs],
+          name: 'kvgate',
+          cmd: process.execPath,
+          cpus,
+          readyText: 'listening',
+          args: [
+            ...nodeFlags,
+            join(DIST, 'src', 'main.js'),
+            '--port',
+            String(port),
+            '--servers',
+            this.serverList,
+            ...gatewayArgs,
+          ],
         });
         break;
       case 'naive':
         proc = await startServer({
-          name: 'naive', cmd: process.execPath, cpus, readyText: 'listening',
-          args: [...nodeFlags, join(DIST, 'bench', 'baselines', 'naive-gateway.js'), '--port', String(port), '--servers', this.serverList],
+          name: 'naive',
+          cmd: process.execPath,
+          cpus,
+          readyText: 'listening',
+          args: [
+            ...nodeFlags,
+            join(DIST, 'bench', 'baselines', 'naive-gateway.js'),
+            '--port',
+            String(port),
+            '--servers',
+            this.serverList,
+          ],
         });
         break;
       case 'plain-http':
         proc = await startServer({
-          name: 'plain-http', cmd: process.execPath, cpus, readyText: 'listening',
+          name: 'plain-http',
+          cmd: process.execPath,
+          cpus,
+          readyText: 'listening',
           args: [join(DIST, 'bench', 'baselines', 'plain-http.js'), '--port', String(port)],
         });
         break;
       case 'twemproxy':
-        proc = await startTwemproxy({ port, statsPort: await freePort(), servers: this.servers, hash: 'md5', cpus, dir: this.tmpDir });
+        proc = await startTwemproxy({
+          port,
+          statsPort: await freePort(),
+          servers: this.servers,
+          hash: 'md5',
+          cpus,
+          dir: this.tmpDir,
+        });
         break;
       default:
         return null;
     }
     const endpoint = { host: '127.0.0.1', port };
     return {
-      peer, endpoint, proc,
+      peer,
+      endpoint,
+      proc,
       statsUrl: peer === 'kvgate' || peer === 'naive' ? `http://127.0.0.1:${port}/debug/stats` : undefined,
       stop: () => proc.stop(),
     };
   }
 
-  private base(sc: Pick<Scenario, 'valueSize'>): Pick<LoadOptions, 'keyCount' | 'valueSize' | 'cpus' | 'workers' | 'localAddresses' | 'connectConcurrency' | 'wsPath' | 'seed' | 'servers' | 'getPct'> {
+  private base(
+    sc: Pick<Scenario, 'valueSize'>,
+  ): Pick<
+    LoadOptions,
+    | 'keyCount'
+    | 'valueSize'
+    | 'cpus'
+    | 'workers'
+    | 'localAddresses'
+    | 'connectConcurrency'
+    | 'wsPath'
+    | 'seed'
+    | 'servers'
+    | 'getPct'
+  > {
     return {
-      keyCount: this.s.keyCount, valueSize: sc.valueSize, cpus: this.s.pin.loadgen, workers: this.s.loadgenWorkers,
-      localAddresses: [], connectConcurrency: 64, wsPath: '/v1/ws', seed: 1, servers: this.servers, getPct: 90,
+      keyCount: this.s.keyCount,
+      valueSize: sc.valueSize,
+      cpus: this.s.pin.loadgen,
+      workers: this.s.loadgenWorkers,
+      localAddresses: [],
+      connectConcurrency: 64,
+      wsPath: '/v1/ws',
+      seed: 1,
+      servers: this.servers,
+      getPct: 90,
     };
   }
 
@@ -100,8 +159,16 @@ export class Peers {
     const many = sc.conns >= 2000;
     const spread = many ? this.s.localAddresses : [];
     const common = {
-      ...b, op: sc.op, getPct: sc.getPct, bulk: sc.bulk, conns: sc.conns, depth: sc.depth, ceiling: false,
-      localAddresses: spread, connectConcurrency: many ? 128 : 64, target: front?.endpoint ?? { host: '127.0.0.1', port: 0 },
+      ...b,
+      op: sc.op,
+      getPct: sc.getPct,
+      bulk: sc.bulk,
+      conns: sc.conns,
+      depth: sc.depth,
+      ceiling: false,
+      localAddresses: spread,
+      connectConcurrency: many ? 128 : 64,
+      target: front?.endpoint ?? { host: '127.0.0.1', port: 0 },
     };
     switch (peer) {
       case 'kvgate':
@@ -110,15 +177,19 @@ export class Peers {
       case 'twemproxy':
         return {
           opts: { ...common, proto: 'mc' },
-          note: sc.transport === 'http'
-            ? 'nearest equivalent: twemproxy has no HTTP; the same multi-get as a memcached ASCII `get k1 ... k100` over TCP'
-            : 'nearest equivalent: twemproxy has no WebSocket; memcached ASCII protocol over TCP, same connections and requests in flight',
+          note:
+            sc.transport === 'http'
+              ? 'nearest equivalent: twemproxy has no HTTP; the same multi-get as a memcached ASCII `get k1 ... k100` over TCP'
+              : 'nearest equivalent: twemproxy has no WebSocket; memcached ASCII protocol over TCP, same connections and requests in flight',
         };
       case 'memjs': {
         const conns = Math.min(sc.conns, 1000);
         const depth = Math.ceil((sc.conns * sc.depth) / conns);
         const notes = ['one memjs call per key (memjs has no multi-get), one memjs client per connection'];
-        if (conns !== sc.conns) notes.push(`capped at ${conns} clients x ${depth} in flight (same total in flight; each client opens a socket per memcached)`);
+        if (conns !== sc.conns)
+          notes.push(
+            `capped at ${conns} clients x ${depth} in flight (same total in flight; each client opens a socket per memcached)`,
+          );
         if (sc.transport === 'http') notes.push('nearest equivalent: no HTTP front');
         return { opts: { ...common, proto: 'memjs', conns, depth, localAddresses: [] }, note: notes.join('; ') };
       }
@@ -126,7 +197,8 @@ export class Peers {
         const bulk = sc.bulk > 1 ? sc.bulk : 100;
         return {
           opts: { ...common, proto: 'mc', ceiling: true, conns: 2, depth: 4, bulk, localAddresses: [] },
-          note: `memcached driven directly: 2 connections per server, 4 requests in flight each, ${bulk} keys per request ` +
+          note:
+            `memcached driven directly: 2 connections per server, 4 requests in flight each, ${bulk} keys per request ` +
             `(${sc.op === 'set' || sc.op === 'mset' ? 'pipelined sets' : sc.op === 'mix' ? 'multi-get + pipelined sets, 90/10' : 'classic multi-get'}); not the same concurrency, an upper bound`,
         };
       }
@@ -139,14 +211,28 @@ export class Peers {
    * Writes every key of the scenario's value size through the peer (once per placement and size);
    * `keyCount` other than the suite's writes a smaller key space (the flow scenarios' 100 KB values).
    */
-  async preloadPlan(peer: PeerName, front: Front | null, valueSize: number, keyCount = this.s.keyCount): Promise<LoadOptions | null> {
+  async preloadPlan(
+    peer: PeerName,
+    front: Front | null,
+    valueSize: number,
+    keyCount = this.s.keyCount,
+  ): Promise<LoadOptions | null> {
     const placement = peer === 'naive' || peer === 'memjs' ? 'memjs' : peer;
     if (peer === 'plain-http') return null;
     const key = `${placement}:${valueSize}${keyCount === this.s.keyCount ? '' : `:${keyCount}`}`;
     if (this.preloaded.has(key)) return null;
     this.preloaded.add(key);
     const b = { ...this.base({ valueSize }), keyCount };
-    const common = { ...b, workers: 1, op: 'mset' as const, bulk: 50, ceiling: false, conns: 8, depth: 2, target: front?.endpoint ?? { host: '127.0.0.1', port: 0 } };
+    const common = {
+      ...b,
+      workers: 1,
+      op: 'mset' as const,
+      bulk: 50,
+      ceiling: false,
+      conns: 8,
+      depth: 2,
+      target: front?.endpoint ?? { host: '127.0.0.1', port: 0 },
+    };
     switch (peer) {
       case 'kvgate':
       case 'naive':

@@ -27,7 +27,14 @@ export interface ProfileResult {
   byFile: { file: string; selfPct: number }[];
   keysPerSec: number;
   /** Where the gateway allocates (sampling heap profiler, collected objects included). */
-  alloc?: { seconds: number; requests: number; totalBytes: number; bytesPerRequest: number; top: AllocEntry[]; error?: string };
+  alloc?: {
+    seconds: number;
+    requests: number;
+    totalBytes: number;
+    bytesPerRequest: number;
+    top: AllocEntry[];
+    error?: string;
+  };
 }
 
 interface CpuProfile {
@@ -38,11 +45,20 @@ interface CpuProfile {
   endTime: number;
 }
 
-export async function profileGateway(runner: Runner, sc: Scenario, seconds: number, tmpDir: string): Promise<ProfileResult> {
+export async function profileGateway(
+  runner: Runner,
+  sc: Scenario,
+  seconds: number,
+  tmpDir: string,
+): Promise<ProfileResult> {
   const dir = join(tmpDir, `prof-${process.pid}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const front = await runner.peers.startFront('kvgate', [], ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=200']);
+  const front = await runner.peers.startFront(
+    'kvgate',
+    [],
+    ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=200'],
+  );
   if (!front) throw new Error('kvgate did not start');
   let keysPerSec = NaN;
   try {
@@ -76,7 +92,12 @@ function shortUrl(url: string): string {
 }
 
 /** Runs kvgate with the allocation hook preloaded under the same load and ranks allocation sites. */
-export async function allocProfile(runner: Runner, sc: Scenario, seconds: number, tmpDir: string): Promise<NonNullable<ProfileResult['alloc']>> {
+export async function allocProfile(
+  runner: Runner,
+  sc: Scenario,
+  seconds: number,
+  tmpDir: string,
+): Promise<NonNullable<ProfileResult['alloc']>> {
   const file = join(tmpDir, `alloc-${process.pid}.json`);
   rmSync(file, { force: true });
   const hook = join(__dirname, 'alloc-hook.js');
@@ -107,7 +128,13 @@ export async function allocProfile(runner: Runner, sc: Scenario, seconds: number
   const r = analyseAlloc(JSON.parse(readFileSync(file, 'utf8')) as { head: HeapNode });
   rmSync(file, { force: true });
   // the profile covers the whole life of the process (start, connections, preload), the count only the window
-  return { seconds, requests, totalBytes: r.totalBytes, bytesPerRequest: r.totalBytes / Math.max(1, requests), top: r.top };
+  return {
+    seconds,
+    requests,
+    totalBytes: r.totalBytes,
+    bytesPerRequest: r.totalBytes / Math.max(1, requests),
+    top: r.top,
+  };
 }
 
 export function analyse(prof: CpuProfile): Omit<ProfileResult, 'scenario' | 'seconds' | 'keysPerSec'> {
@@ -127,7 +154,10 @@ export function analyse(prof: CpuProfile): Omit<ProfileResult, 'scenario' | 'sec
     if (!n) continue;
     total += ms;
     const { functionName, url, lineNumber } = n.callFrame;
-    if (functionName === '(idle)') { idle += ms; continue; }
+    if (functionName === '(idle)') {
+      idle += ms;
+      continue;
+    }
     if (functionName === '(garbage collector)') gc += ms;
     let where = shortUrl(url);
     if (where) where += `:${lineNumber + 1}`;
@@ -146,7 +176,10 @@ export function analyse(prof: CpuProfile): Omit<ProfileResult, 'scenario' | 'sec
     idlePct: (idle / total) * 100,
     gcPct: (gc / busy) * 100,
     top,
-    byFile: [...files.entries()].map(([file, ms]) => ({ file, selfPct: (ms / busy) * 100 })).sort((a, b) => b.selfPct - a.selfPct).slice(0, 10),
+    byFile: [...files.entries()]
+      .map(([file, ms]) => ({ file, selfPct: (ms / busy) * 100 }))
+      .sort((a, b) => b.selfPct - a.selfPct)
+      .slice(0, 10),
   };
 }
 
@@ -173,7 +206,12 @@ export function analyseAlloc(profile: { head: HeapNode }): { totalBytes: number;
       let where = shortUrl(url);
       if (where) where += `:${lineNumber + 1}`;
       const key = `${functionName}@${where}`;
-      const e = agg.get(key) ?? { fn: functionName || '(anonymous)', where: where || '(native)', bytesPct: 0, bytes: 0 };
+      const e = agg.get(key) ?? {
+        fn: functionName || '(anonymous)',
+        where: where || '(native)',
+        bytesPct: 0,
+        bytes: 0,
+      };
       e.bytes += n.selfSize;
       agg.set(key, e);
       total += n.selfSize;

@@ -54,7 +54,11 @@ export class Runner {
   /** Noisy windows redone so far in this run. */
   retried = 0;
 
-  constructor(readonly peers: Peers, readonly s: SuiteSettings, private readonly log: Log) {}
+  constructor(
+    readonly peers: Peers,
+    readonly s: SuiteSettings,
+    private readonly log: Log,
+  ) {}
 
   async preload(peer: PeerName, front: Front | null, valueSize: number, keyCount?: number): Promise<void> {
     const plan = await this.peers.preloadPlan(peer, front, valueSize, keyCount);
@@ -70,7 +74,12 @@ export class Runner {
   }
 
   /** Measures one window while the load generator is running. */
-  async window(gen: LoadGen, front: Front | null, valueSize: number, ms: number): Promise<{ m: RunMetrics; sample: LoadSample }> {
+  async window(
+    gen: LoadGen,
+    front: Front | null,
+    valueSize: number,
+    ms: number,
+  ): Promise<{ m: RunMetrics; sample: LoadSample }> {
     const gc0 = await gcOf(front);
     const mcPids = this.peers.memcachedPids;
     const f0 = front ? procSnap(front.proc.pid) : null;
@@ -84,16 +93,29 @@ export class Runner {
     const mc1 = mcPids.map(procSnap);
     const gc1 = await gcOf(front);
     const m: RunMetrics = {
-      keysPerSec: sample.keysPerSec, reqPerSec: sample.reqPerSec,
-      p50Ms: sample.p50Ms, p99Ms: sample.p99Ms, p999Ms: sample.p999Ms, maxMs: sample.maxMs,
-      requests: sample.requests, keys: sample.keys,
-      errors: sample.errors, errorCount: sample.errorCount, misses: sample.misses, badValues: sample.badValues,
-      loadgenCpuPct: sample.cpuPct, loadgenMaxWorkerPct: sample.cpuMaxWorkerPct, loadgenRssMb: sample.rssMb,
+      keysPerSec: sample.keysPerSec,
+      reqPerSec: sample.reqPerSec,
+      p50Ms: sample.p50Ms,
+      p99Ms: sample.p99Ms,
+      p999Ms: sample.p999Ms,
+      maxMs: sample.maxMs,
+      requests: sample.requests,
+      keys: sample.keys,
+      errors: sample.errors,
+      errorCount: sample.errorCount,
+      misses: sample.misses,
+      badValues: sample.badValues,
+      loadgenCpuPct: sample.cpuPct,
+      loadgenMaxWorkerPct: sample.cpuMaxWorkerPct,
+      loadgenRssMb: sample.rssMb,
       frontCpuPct: f0 && f1 ? cpuPct(f0, f1) : NaN,
       frontRssMb: f1 ? f1.rssBytes / 1048576 : NaN,
       frontRssPeakMb: front ? peakBytes / 1048576 : NaN,
       memcachedCpuPct: mc0.reduce((a, s, i) => a + cpuPct(s, mc1[i]), 0),
-      otherCpuPct: 0, stealPct: 0, irqPct: 0, retries: 0,
+      otherCpuPct: 0,
+      stealPct: 0,
+      irqPct: 0,
+      retries: 0,
       valueBytes: sample.keys * valueSize,
     };
     setOther(m, ma, mb);
@@ -106,7 +128,8 @@ export class Runner {
   }
 
   private noisy(m: RunMetrics, retries: number): boolean {
-    if (m.otherCpuPct <= this.s.noiseLimitPct || retries >= this.s.maxRetries || this.retried >= this.s.retryBudget) return false;
+    if (m.otherCpuPct <= this.s.noiseLimitPct || retries >= this.s.maxRetries || this.retried >= this.s.retryBudget)
+      return false;
     this.retried++;
     return true;
   }
@@ -119,7 +142,9 @@ export class Runner {
       const { m } = await this.window(gen, front, valueSize, this.s.seconds * 1000);
       if (this.noisy(m, retries)) {
         retries++;
-        this.log(`    ${label.padEnd(18)} window discarded: other processes used ${m.otherCpuPct.toFixed(0)}% CPU (${fmt(m)})`);
+        this.log(
+          `    ${label.padEnd(18)} window discarded: other processes used ${m.otherCpuPct.toFixed(0)}% CPU (${fmt(m)})`,
+        );
         continue;
       }
       m.retries = retries;
@@ -130,7 +155,12 @@ export class Runner {
   }
 
   /** One peer through one load scenario. */
-  async loadPeer(sc: Scenario, peer: PeerName, gatewayArgs: string[] = [], nodeFlags: string[] = []): Promise<PeerResult> {
+  async loadPeer(
+    sc: Scenario,
+    peer: PeerName,
+    gatewayArgs: string[] = [],
+    nodeFlags: string[] = [],
+  ): Promise<PeerResult> {
     const front = await this.peers.startFront(peer, gatewayArgs, nodeFlags);
     try {
       const plan = this.peers.loadPlan(peer, sc, front);
@@ -141,17 +171,28 @@ export class Runner {
       try {
         gen.run();
         await sleep(this.s.warmupSeconds * 1000);
-        runs.push(...await this.windows(gen, front, sc.valueSize, PEER_LABEL[peer]));
+        runs.push(...(await this.windows(gen, front, sc.valueSize, PEER_LABEL[peer])));
         await gen.pause();
       } finally {
         await gen.close();
       }
       const { opts } = plan;
       return {
-        peer, note: plan.note, runs, summary: summarize(runs), stats: await statsOf(front),
+        peer,
+        note: plan.note,
+        runs,
+        summary: summarize(runs),
+        stats: await statsOf(front),
         setup: {
-          proto: opts.proto, conns: opts.conns, depth: opts.depth, inFlight: opts.conns * opts.depth * (opts.ceiling ? opts.servers.length : 1),
-          bulk: opts.bulk, workers: Math.min(opts.workers, opts.conns), loadgenCpus: opts.cpus, frontCpus: front ? this.s.pin.gateway : '', gatewayArgs,
+          proto: opts.proto,
+          conns: opts.conns,
+          depth: opts.depth,
+          inFlight: opts.conns * opts.depth * (opts.ceiling ? opts.servers.length : 1),
+          bulk: opts.bulk,
+          workers: Math.min(opts.workers, opts.conns),
+          loadgenCpus: opts.cpus,
+          frontCpus: front ? this.s.pin.gateway : '',
+          gatewayArgs,
         },
       };
     } finally {
@@ -166,7 +207,14 @@ export class Runner {
       await this.preload(peer, front, 100);
       const url = `http://127.0.0.1:${front.endpoint.port}/v1/kv/`;
       const threads = 1;
-      await runWrk(url, sc.conns, Math.max(1, Math.round(this.s.warmupSeconds)), this.s.pin.loadgen, this.s.keyCount, threads);
+      await runWrk(
+        url,
+        sc.conns,
+        Math.max(1, Math.round(this.s.warmupSeconds)),
+        this.s.pin.loadgen,
+        this.s.keyCount,
+        threads,
+      );
       const runs: RunMetrics[] = [];
       let retries = 0;
       while (runs.length < this.s.runs) {
@@ -182,12 +230,29 @@ export class Runner {
         const mc1 = this.peers.memcachedPids.map(procSnap);
         const gc1 = await gcOf(front);
         const m: RunMetrics = {
-          keysPerSec: w.reqPerSec, reqPerSec: w.reqPerSec, p50Ms: w.p50Ms, p99Ms: w.p99Ms, p999Ms: w.p999Ms, maxMs: w.maxMs,
-          requests: w.requests, keys: w.requests, errors: w.errors, errorCount: w.errorCount, misses: 0, badValues: 0,
-          loadgenCpuPct: w.cpuPct, loadgenMaxWorkerPct: w.cpuPct, loadgenRssMb: NaN,
-          frontCpuPct: cpuPct(f0, f1), frontRssMb: f1.rssBytes / 1048576, frontRssPeakMb: peakBytes / 1048576,
+          keysPerSec: w.reqPerSec,
+          reqPerSec: w.reqPerSec,
+          p50Ms: w.p50Ms,
+          p99Ms: w.p99Ms,
+          p999Ms: w.p999Ms,
+          maxMs: w.maxMs,
+          requests: w.requests,
+          keys: w.requests,
+          errors: w.errors,
+          errorCount: w.errorCount,
+          misses: 0,
+          badValues: 0,
+          loadgenCpuPct: w.cpuPct,
+          loadgenMaxWorkerPct: w.cpuPct,
+          loadgenRssMb: NaN,
+          frontCpuPct: cpuPct(f0, f1),
+          frontRssMb: f1.rssBytes / 1048576,
+          frontRssPeakMb: peakBytes / 1048576,
           memcachedCpuPct: peer === 'plain-http' ? 0 : mc0.reduce((a, s, i) => a + cpuPct(s, mc1[i]), 0),
-          otherCpuPct: 0, stealPct: 0, irqPct: 0, retries: 0,
+          otherCpuPct: 0,
+          stealPct: 0,
+          irqPct: 0,
+          retries: 0,
         };
         setOther(m, ma, mb);
         if (gc0 && gc1) {
@@ -197,7 +262,9 @@ export class Runner {
         }
         if (this.noisy(m, retries)) {
           retries++;
-          this.log(`    ${PEER_LABEL[peer].padEnd(18)} window discarded: other processes used ${m.otherCpuPct.toFixed(0)}% CPU (${fmt(m)})`);
+          this.log(
+            `    ${PEER_LABEL[peer].padEnd(18)} window discarded: other processes used ${m.otherCpuPct.toFixed(0)}% CPU (${fmt(m)})`,
+          );
           continue;
         }
         m.retries = retries;
@@ -205,9 +272,19 @@ export class Runner {
         this.log(`    ${PEER_LABEL[peer].padEnd(18)} run ${runs.length}: ${fmt(m)}`);
       }
       return {
-        peer, runs, summary: summarize(runs), stats: await statsOf(front),
-        note: peer === 'plain-http' ? 'Node.js http server answering every request with a fixed 100-byte body (no memcached)' : undefined,
-        setup: { tool: `wrk -t${threads} -c${sc.conns} -d${this.s.seconds}s (Lua: rotating keys)`, loadgenCpus: this.s.pin.loadgen, frontCpus: this.s.pin.gateway },
+        peer,
+        runs,
+        summary: summarize(runs),
+        stats: await statsOf(front),
+        note:
+          peer === 'plain-http'
+            ? 'Node.js http server answering every request with a fixed 100-byte body (no memcached)'
+            : undefined,
+        setup: {
+          tool: `wrk -t${threads} -c${sc.conns} -d${this.s.seconds}s (Lua: rotating keys)`,
+          loadgenCpus: this.s.pin.loadgen,
+          frontCpus: this.s.pin.gateway,
+        },
       };
     } finally {
       await front.stop();
@@ -220,7 +297,10 @@ const CORES = cpus().length;
 /** Whatever the machine did beyond the front, the load generator and memcached: someone else's work. */
 function setOther(m: RunMetrics, a: ReturnType<typeof machineSnap>, b: ReturnType<typeof machineSnap>): void {
   const { procPct, irqPct, stealPct } = machineCpu(a, b, CORES);
-  const ours = (Number.isFinite(m.frontCpuPct) ? m.frontCpuPct : 0) + (Number.isFinite(m.loadgenCpuPct) ? m.loadgenCpuPct : 0) + m.memcachedCpuPct;
+  const ours =
+    (Number.isFinite(m.frontCpuPct) ? m.frontCpuPct : 0) +
+    (Number.isFinite(m.loadgenCpuPct) ? m.loadgenCpuPct : 0) +
+    m.memcachedCpuPct;
   m.otherCpuPct = Math.max(0, procPct - ours);
   m.irqPct = irqPct;
   m.stealPct = stealPct;
@@ -228,8 +308,12 @@ function setOther(m: RunMetrics, a: ReturnType<typeof machineSnap>, b: ReturnTyp
 
 export function fmt(m: RunMetrics): string {
   const k = (v: number): string => (v >= 1e6 ? `${(v / 1e6).toFixed(2)}M` : `${(v / 1e3).toFixed(1)}k`);
-  return `${k(m.keysPerSec)} keys/s p50 ${m.p50Ms.toFixed(2)} p99 ${m.p99Ms.toFixed(2)} ms, front ${m.frontCpuPct.toFixed(0)}% ` +
+  return (
+    `${k(m.keysPerSec)} keys/s p50 ${m.p50Ms.toFixed(2)} p99 ${m.p99Ms.toFixed(2)} ms, front ${m.frontCpuPct.toFixed(0)}% ` +
     `${m.frontRssMb.toFixed(0)} MB, loadgen ${m.loadgenCpuPct.toFixed(0)}%, memcached ${m.memcachedCpuPct.toFixed(0)}%, irq ${m.irqPct.toFixed(0)}%, other ${m.otherCpuPct.toFixed(0)}%` +
-    (m.errorCount || m.badValues || m.misses ? `, errors ${m.errorCount} bad ${m.badValues} miss ${m.misses} ${JSON.stringify(m.errors)}` : '') +
-    (m.gcYoung !== undefined ? `, gc young ${m.gcYoung}` : '');
+    (m.errorCount || m.badValues || m.misses
+      ? `, errors ${m.errorCount} bad ${m.badValues} miss ${m.misses} ${JSON.stringify(m.errors)}`
+      : '') +
+    (m.gcYoung !== undefined ? `, gc young ${m.gcYoung}` : '')
+  );
 }

@@ -17,14 +17,28 @@ export interface WrkResult {
 
 const SCRIPT = join(__dirname, '..', '..', '..', 'bench', 'loadgen', 'wrk-get.lua');
 
-export function runWrk(url: string, conns: number, seconds: number, cpus: string, keyCount: number, threads = 1): Promise<WrkResult> {
+export function runWrk(
+  url: string,
+  conns: number,
+  seconds: number,
+  cpus: string,
+  keyCount: number,
+  threads = 1,
+): Promise<WrkResult> {
   const wrk = ['wrk', `-t${threads}`, `-c${conns}`, `-d${seconds}s`, '--timeout', '5s', '-s', SCRIPT, url].join(' ');
   const cmd = `${cpus ? `taskset -c ${cpus} ` : ''}${wrk}; times`;
   return new Promise((resolve, reject) => {
-    const p = spawn('bash', ['-c', cmd], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, KV_KEYS: String(keyCount), KV_PREFIX: 'k100' } });
+    const p = spawn('bash', ['-c', cmd], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, KV_KEYS: String(keyCount), KV_PREFIX: 'k100' },
+    });
     let out = '';
-    p.stdout.on('data', (b: Buffer) => { out += b.toString(); });
-    p.stderr.on('data', (b: Buffer) => { out += b.toString(); });
+    p.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    p.stderr.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
     p.once('exit', (code) => {
       const m = /WRKJSON (\{.*\})/.exec(out);
       if (!m) return reject(new Error(`wrk failed (${code}): ${out.slice(-1500)}`));
@@ -35,11 +49,18 @@ export function runWrk(url: string, conns: number, seconds: number, cpus: string
       const cpuSec = child ? Number(child[1]) * 60 + Number(child[2]) + Number(child[3]) * 60 + Number(child[4]) : NaN;
       const durationS = j.duration_us / 1e6;
       const errors: Record<string, number> = {};
-      for (const k of ['connect', 'read', 'write', 'status', 'timeout']) if (j[`errors_${k}`]) errors[`wrk_${k}`] = j[`errors_${k}`];
+      for (const k of ['connect', 'read', 'write', 'status', 'timeout'])
+        if (j[`errors_${k}`]) errors[`wrk_${k}`] = j[`errors_${k}`];
       resolve({
-        requests: j.requests, durationS, reqPerSec: j.requests / durationS, errors,
+        requests: j.requests,
+        durationS,
+        reqPerSec: j.requests / durationS,
+        errors,
         errorCount: Object.values(errors).reduce((a, b) => a + b, 0),
-        p50Ms: j.p50_us / 1000, p99Ms: j.p99_us / 1000, p999Ms: j.p999_us / 1000, maxMs: j.max_us / 1000,
+        p50Ms: j.p50_us / 1000,
+        p99Ms: j.p99_us / 1000,
+        p999Ms: j.p999_us / 1000,
+        maxMs: j.max_us / 1000,
         cpuPct: (cpuSec / durationS) * 100,
       });
     });

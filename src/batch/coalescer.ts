@@ -73,7 +73,10 @@ export class Coalescer {
   private readonly runDue = (): void => this.flushDue();
   private readonly runTimed = (): void => this.flushTimed();
 
-  constructor(conns: ShardConnection[], private readonly opts: BatchOptions) {
+  constructor(
+    conns: ShardConnection[],
+    private readonly opts: BatchOptions,
+  ) {
     this.queues = conns.map((c) => new ShardQueue(c));
     for (const q of this.queues) {
       q.conn.onBatchDone = (b: Batch) => this.recycle(q, b);
@@ -95,8 +98,20 @@ export class Coalescer {
   }
 
   /** Adds a set whose value is given as parts (a streamed body) or one range. */
-  set(shard: number, req: Request, i: number, key: Uint8Array, koff: number, klen: number,
-    ttl: number, flags: number, value: Uint8Array, voff: number, vlen: number, wait: number): void {
+  set(
+    shard: number,
+    req: Request,
+    i: number,
+    key: Uint8Array,
+    koff: number,
+    klen: number,
+    ttl: number,
+    flags: number,
+    value: Uint8Array,
+    voff: number,
+    vlen: number,
+    wait: number,
+  ): void {
     const q = this.queues[shard];
     if (this.tooLarge(q, req, i, klen, vlen)) return;
     const lane = this.mutLane(q, wait);
@@ -107,8 +122,20 @@ export class Coalescer {
     this.afterMut(q, lane, wait);
   }
 
-  setParts(shard: number, req: Request, i: number, key: Uint8Array, koff: number, klen: number,
-    ttl: number, flags: number, parts: Buffer[], lens: number[], vlen: number, wait: number): void {
+  setParts(
+    shard: number,
+    req: Request,
+    i: number,
+    key: Uint8Array,
+    koff: number,
+    klen: number,
+    ttl: number,
+    flags: number,
+    parts: Buffer[],
+    lens: number[],
+    vlen: number,
+    wait: number,
+  ): void {
     const q = this.queues[shard];
     if (this.tooLarge(q, req, i, klen, vlen)) return;
     const lane = this.mutLane(q, wait);
@@ -134,10 +161,27 @@ export class Coalescer {
     }
   }
 
-  stats(): { shard: string; up: boolean; flushes: number; cuts: number; writes: number; batches: number; keys: number; resets: number; inflightBatches: number }[] {
+  stats(): {
+    shard: string;
+    up: boolean;
+    flushes: number;
+    cuts: number;
+    writes: number;
+    batches: number;
+    keys: number;
+    resets: number;
+    inflightBatches: number;
+  }[] {
     return this.queues.map((q) => ({
-      shard: q.conn.label, up: q.conn.up, flushes: q.flushes, cuts: q.cuts, writes: q.conn.writes,
-      batches: q.conn.batchesSent, keys: q.conn.keysSent, resets: q.conn.resets, inflightBatches: q.conn.inflightBatches,
+      shard: q.conn.label,
+      up: q.conn.up,
+      flushes: q.flushes,
+      cuts: q.cuts,
+      writes: q.conn.writes,
+      batches: q.conn.batchesSent,
+      keys: q.conn.keysSent,
+      resets: q.conn.resets,
+      inflightBatches: q.conn.inflightBatches,
     }));
   }
 
@@ -145,7 +189,11 @@ export class Coalescer {
   private tooLarge(q: ShardQueue, req: Request, i: number, klen: number, vlen: number): boolean {
     const max = q.conn.itemSizeMax;
     if (max === 0 || vlen + klen + ITEM_OVERHEAD <= max) return false;
-    req.reject(i, 'TOO_LARGE', `value of ${vlen} bytes is over what shard ${q.conn.label} stores with this key (item_size_max ${max})`);
+    req.reject(
+      i,
+      'TOO_LARGE',
+      `value of ${vlen} bytes is over what shard ${q.conn.label} stores with this key (item_size_max ${max})`,
+    );
     return true;
   }
 
@@ -241,7 +289,8 @@ export class Coalescer {
   private flush(q: ShardQueue, lane: Lane): void {
     // The immediate lane's writes are older than anything held (the invariant): they go first.
     if (lane === q.held && q.now.mut !== null) this.sendMuts(q, q.now);
-    const get = lane.get, mut = lane.mut;
+    const get = lane.get,
+      mut = lane.mut;
     lane.get = null;
     lane.mut = null;
     lane.scheduled = false;
@@ -263,13 +312,20 @@ export class Coalescer {
       return;
     }
     const msg = `shard ${q.conn.label} is down`;
-    if (mut !== null) { mut.fail('SHARD_DOWN', msg); this.recycle(q, mut); }
-    if (get !== null) { get.fail(0, 'SHARD_DOWN', msg); this.recycle(q, get); }
+    if (mut !== null) {
+      mut.fail('SHARD_DOWN', msg);
+      this.recycle(q, mut);
+    }
+    if (get !== null) {
+      get.fail(0, 'SHARD_DOWN', msg);
+      this.recycle(q, get);
+    }
   }
 
   private recycle(q: ShardQueue, b: Batch): void {
     b.reset();
-    if (b.kind === 0) { if (q.freeGets.length < 4) q.freeGets.push(b); }
-    else if (q.freeMuts.length < 4) q.freeMuts.push(b);
+    if (b.kind === 0) {
+      if (q.freeGets.length < 4) q.freeGets.push(b);
+    } else if (q.freeMuts.length < 4) q.freeMuts.push(b);
   }
 }

@@ -69,7 +69,10 @@ export class GetBatch {
     let k = -1;
     for (let t = this.table[slot]; t !== 0; slot = (slot + 1) & this.mask, t = this.table[slot]) {
       const c = t - 1;
-      if (this.keyHash[c] === h && this.keyLen[c] === len && this.sameBytesIn(c, src, off, len)) { k = c; break; }
+      if (this.keyHash[c] === h && this.keyLen[c] === len && this.sameBytesIn(c, src, off, len)) {
+        k = c;
+        break;
+      }
     }
     if (k < 0) {
       k = this.n++;
@@ -145,7 +148,10 @@ export class GetBatch {
 
   reset(): void {
     for (let k = 0; k < this.n; k++) this.table[this.keySlot[k]] = 0;
-    for (let w = 0; w < this.nw; w++) { this.wReq[w] = null; this.wSkip[w] = 0; }
+    for (let w = 0; w < this.nw; w++) {
+      this.wReq[w] = null;
+      this.wSkip[w] = 0;
+    }
     this.n = 0;
     this.nw = 0;
     this.len = 3;

@@ -17,7 +17,10 @@ import type { Request } from '../request';
 import type { ErrorCode } from '../errors';
 import { grow } from './grow';
 
-export const enum MutKind { Set = 0, Del = 1 }
+export const enum MutKind {
+  Set = 0,
+  Del = 1,
+}
 
 /** Per-connection opaque source: 1, 2, ... 4294967295, 0, 1, ... */
 export class OpaqueCounter {
@@ -42,7 +45,10 @@ export class MutationBatch {
   /** Where op k's command starts in `cmd` (its end is the next op's start, or `len`). */
   private start: Int32Array;
 
-  constructor(private readonly maxOps: number, private readonly opaques: OpaqueCounter = new OpaqueCounter()) {
+  constructor(
+    private readonly maxOps: number,
+    private readonly opaques: OpaqueCounter = new OpaqueCounter(),
+  ) {
     this.cmd = Buffer.allocUnsafeSlow(64 * 1024);
     this.idx = new Int32Array(maxOps);
     this.kinds = new Uint8Array(maxOps);
@@ -55,15 +61,30 @@ export class MutationBatch {
   }
 
   /** Starts a set; the caller then appends exactly `vlen` value bytes and calls endSet(). */
-  beginSet(req: Request, i: number, key: Uint8Array, koff: number, klen: number, ttl: number, flags: number, vlen: number): void {
+  beginSet(
+    req: Request,
+    i: number,
+    key: Uint8Array,
+    koff: number,
+    klen: number,
+    ttl: number,
+    flags: number,
+    vlen: number,
+  ): void {
     this.ensure(klen + vlen + 64);
     this.start[this.n] = this.len;
     let p = this.ascii('ms ', this.len);
     p = this.bytes(key, koff, klen, p);
     this.cmd[p++] = 0x20;
     p = this.uint(vlen, p);
-    if (ttl > 0) { p = this.ascii(' T', p); p = this.uint(ttl, p); }
-    if (flags !== 0) { p = this.ascii(' F', p); p = this.uint(flags, p); }
+    if (ttl > 0) {
+      p = this.ascii(' T', p);
+      p = this.uint(ttl, p);
+    }
+    if (flags !== 0) {
+      p = this.ascii(' F', p);
+      p = this.uint(flags, p);
+    }
     this.len = this.finishLine(req, i, MutKind.Set, p);
   }
 
@@ -104,7 +125,10 @@ export class MutationBatch {
       const r = this.req[k]!;
       const s = this.start[k];
       const e = k + 1 < this.n ? this.start[k + 1] : this.len;
-      if (r.abandoned) { r.drop(this.idx[k]); continue; }
+      if (r.abandoned) {
+        r.drop(this.idx[k]);
+        continue;
+      }
       if (s !== out) this.cmd.copyWithin(out, s, e);
       this.start[w] = out;
       this.req[w] = r;
@@ -125,7 +149,8 @@ export class MutationBatch {
     const k = this.cursor;
     if (k >= this.n || (opaque !== -1 && opaque !== this.opaque[k])) return false;
     this.cursor++;
-    const r = this.req[k]!, i = this.idx[k];
+    const r = this.req[k]!,
+      i = this.idx[k];
     if (code === 'HD') r.ok(i);
     else if (code === 'NF' && this.kinds[k] === MutKind.Del) r.miss(i);
     else if (code === 'SE') r.error(i, 'SHARD_ERROR', message);
@@ -175,7 +200,10 @@ export class MutationBatch {
   }
 
   private uint(v: number, p: number): number {
-    if (v === 0) { this.cmd[p] = 0x30; return p + 1; }
+    if (v === 0) {
+      this.cmd[p] = 0x30;
+      return p + 1;
+    }
     let digits = 0;
     for (let t = v; t > 0; t = Math.floor(t / 10)) digits++;
     for (let j = digits - 1, t = v; j >= 0; j--, t = Math.floor(t / 10)) this.cmd[p + j] = 0x30 + (t % 10);

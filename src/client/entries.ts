@@ -15,7 +15,15 @@ export type ValueInput = string | Bytes;
 export const EntryKind = { VALUE: 0, VALUE_PART: 1, MISS: 2, OK: 3, ERROR: 4, END: 5 } as const;
 
 export type ValueEntry = { kind: 'value'; id: number; i: number; flags: number; value: Buffer };
-export type PartEntry = { kind: 'part'; id: number; i: number; flags: number; total: number; offset: number; chunk: Buffer };
+export type PartEntry = {
+  kind: 'part';
+  id: number;
+  i: number;
+  flags: number;
+  total: number;
+  offset: number;
+  chunk: Buffer;
+};
 export type MissEntry = { kind: 'miss'; id: number; i: number };
 export type OkEntry = { kind: 'ok'; id: number; i: number };
 export type ErrorEntry = { kind: 'error'; id: number; i: number; code: string; message: string };
@@ -31,7 +39,8 @@ const UINT32_MAX = 0xffffffff;
 const isUint = (v: unknown, max = Number.MAX_SAFE_INTEGER): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
 const isBin = (v: unknown): v is Uint8Array => v instanceof Uint8Array;
-const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+const asBuffer = (b: Uint8Array): Buffer =>
+  Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
 function describe(v: unknown): string {
   if (isBin(v)) return `<bin ${v.length}>`;

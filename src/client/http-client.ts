@@ -5,7 +5,18 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { ErrorTable } from '../errors';
-import { decodeEntries, encodeBulkItems, encodeBulkKeys, type Entry, type KeyInput, type SetItem, type SetOpts, type ValueInput, type WaitOpts, wireValue } from './entries';
+import {
+  decodeEntries,
+  encodeBulkItems,
+  encodeBulkKeys,
+  type Entry,
+  type KeyInput,
+  type SetItem,
+  type SetOpts,
+  type ValueInput,
+  type WaitOpts,
+  wireValue,
+} from './entries';
 import { KvError, ProtocolError } from './errors';
 import { ResultAssembler, type GetResult, type ItemResult, type MgetResult, type MsetResult } from './results';
 
@@ -56,9 +67,11 @@ async function errorFrom(res: Response): Promise<KvError> {
     // fall through: not JSON
   }
   const code = body?.error?.code;
-  if (typeof code !== 'string') return new ProtocolError(`HTTP ${res.status} without a JSON error body: ${text.slice(0, 200)}`, res.status);
+  if (typeof code !== 'string')
+    return new ProtocolError(`HTTP ${res.status} without a JSON error body: ${text.slice(0, 200)}`, res.status);
   const expected = (ErrorTable as Record<string, { status: number }>)[code]?.status;
-  if (expected !== undefined && expected !== res.status) return new ProtocolError(`${code} came with HTTP ${res.status}, expected ${expected}`, res.status);
+  if (expected !== undefined && expected !== res.status)
+    return new ProtocolError(`${code} came with HTTP ${res.status}, expected ${expected}`, res.status);
   return new KvError(code, String(body?.error?.message ?? ''), res.status);
 }
 
@@ -126,7 +139,8 @@ function lineToEntry(line: Record<string, unknown>, keys: KeyInput[], text: stri
   if (typeof i !== 'number' || !Number.isInteger(i) || i < -1) return bad('i is not an integer >= -1');
   const err = line.error as { code?: unknown; message?: unknown } | undefined;
   if (err !== undefined) {
-    if (typeof err !== 'object' || err === null || typeof err.code !== 'string' || typeof err.message !== 'string') return bad('error needs code and message strings');
+    if (typeof err !== 'object' || err === null || typeof err.code !== 'string' || typeof err.message !== 'string')
+      return bad('error needs code and message strings');
     return { kind: 'error', id: 0, i, code: err.code, message: err.message };
   }
   if (i < 0 || i >= keys.length) return bad(`item index out of range (${keys.length} items)`);
@@ -137,8 +151,10 @@ function lineToEntry(line: Record<string, unknown>, keys: KeyInput[], text: stri
   if (line.miss === true) return { kind: 'miss', id: 0, i };
   if (line.ok === true) return { kind: 'ok', id: 0, i };
   if (!isUint32(line.flags)) return bad('flags is not a uint32');
-  if (typeof line.value === 'string') return { kind: 'value', id: 0, i, flags: line.flags, value: Buffer.from(line.value, 'utf8') };
-  if (typeof line.base64 === 'string' && BASE64.test(line.base64)) return { kind: 'value', id: 0, i, flags: line.flags, value: Buffer.from(line.base64, 'base64') };
+  if (typeof line.value === 'string')
+    return { kind: 'value', id: 0, i, flags: line.flags, value: Buffer.from(line.value, 'utf8') };
+  if (typeof line.base64 === 'string' && BASE64.test(line.base64))
+    return { kind: 'value', id: 0, i, flags: line.flags, value: Buffer.from(line.base64, 'base64') };
   return bad('no value, base64, miss, ok or error');
 }
 
@@ -154,7 +170,8 @@ export function parseNdjsonBulk(op: string, text: string, keys: KeyInput[], stat
     } catch {
       throw new ProtocolError(`NDJSON response line ${n + 1} is not JSON: ${lines[n].slice(0, 200)}`, status);
     }
-    if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new ProtocolError(`NDJSON response line ${n + 1} is not an object`, status);
+    if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
+      throw new ProtocolError(`NDJSON response line ${n + 1} is not an object`, status);
     if (!asm.add(lineToEntry(obj as Record<string, unknown>, keys, lines[n]))) continue;
     if (asm.failure) throw new KvError(asm.failure.code, asm.failure.message, status);
     if (n !== lines.length - 1) throw new ProtocolError(`${lines.length - 1 - n} lines after the done line`, status);
@@ -181,7 +198,8 @@ export class KvHttpClient {
     const header = res.headers.get('x-kv-flags');
     const flags = header !== null && /^\d{1,10}$/.test(header) ? Number(header) : NaN;
     const value = Buffer.from(await res.arrayBuffer());
-    if (!isUint32(flags)) throw new ProtocolError(`x-kv-flags header ${JSON.stringify(header)} is not a uint32`, res.status);
+    if (!isUint32(flags))
+      throw new ProtocolError(`x-kv-flags header ${JSON.stringify(header)} is not a uint32`, res.status);
     return { hit: true, value, flags };
   }
 
@@ -216,7 +234,12 @@ export class KvHttpClient {
   mset(items: SetItem[], opts: BulkOpts = {}): Promise<MsetResult[]> {
     const format = opts.format ?? 'msgpack';
     const body = format === 'msgpack' ? encodeBulkItems(items) : ndjsonItems(items);
-    return this.bulk('mset', body, items.map((it) => it.key), opts) as Promise<MsetResult[]>;
+    return this.bulk(
+      'mset',
+      body,
+      items.map((it) => it.key),
+      opts,
+    ) as Promise<MsetResult[]>;
   }
 
   async health(): Promise<HealthReport> {
@@ -250,7 +273,8 @@ export class KvHttpClient {
       await res.arrayBuffer().catch(() => undefined);
       throw new ProtocolError(`asked for ${accept}, got content-type ${JSON.stringify(type)}`, res.status);
     }
-    if (accept === 'msgpack') return parseMsgpackBulk(op, Buffer.from(await res.arrayBuffer()), keys.length, res.status);
+    if (accept === 'msgpack')
+      return parseMsgpackBulk(op, Buffer.from(await res.arrayBuffer()), keys.length, res.status);
     return parseNdjsonBulk(op, await res.text(), keys, res.status);
   }
 }

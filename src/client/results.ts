@@ -35,9 +35,12 @@ export class PartAssembler {
       this.runs.set(e.i, run);
     }
     if (e.offset !== run.next) throw new ProtocolError(`${where}: VALUE_PART offset ${e.offset}, expected ${run.next}`);
-    if (e.total !== run.total) throw new ProtocolError(`${where}: VALUE_PART total changed from ${run.total} to ${e.total}`);
-    if (e.flags !== run.flags) throw new ProtocolError(`${where}: VALUE_PART flags changed from ${run.flags} to ${e.flags}`);
-    if (e.offset + e.chunk.length > run.total) throw new ProtocolError(`${where}: VALUE_PART runs past total ${run.total}`);
+    if (e.total !== run.total)
+      throw new ProtocolError(`${where}: VALUE_PART total changed from ${run.total} to ${e.total}`);
+    if (e.flags !== run.flags)
+      throw new ProtocolError(`${where}: VALUE_PART flags changed from ${run.flags} to ${e.flags}`);
+    if (e.offset + e.chunk.length > run.total)
+      throw new ProtocolError(`${where}: VALUE_PART runs past total ${run.total}`);
     run.chunks.push(e.chunk);
     run.next += e.chunk.length;
     if (run.next < run.total) return undefined;
@@ -61,7 +64,14 @@ export class PartAssembler {
 }
 
 type Family = 'read' | 'write' | 'del' | 'any';
-const FAMILY: Record<string, Family> = { get: 'read', mget: 'read', set: 'write', mset: 'write', del: 'del', mdel: 'del' };
+const FAMILY: Record<string, Family> = {
+  get: 'read',
+  mget: 'read',
+  set: 'write',
+  mset: 'write',
+  del: 'del',
+  mdel: 'del',
+};
 const ALLOWED: Record<Family, ReadonlySet<Entry['kind']>> = {
   read: new Set(['value', 'part', 'miss', 'error']),
   write: new Set(['ok', 'error']),
@@ -80,7 +90,10 @@ export class ResultAssembler {
   private readonly family: Family;
 
   /** `op` picks which entry kinds are legal (an unknown op, as tests send on purpose, allows all). */
-  constructor(readonly op: string, readonly count: number) {
+  constructor(
+    readonly op: string,
+    readonly count: number,
+  ) {
     this.results = new Array<ItemResult | undefined>(count).fill(undefined);
     this.family = FAMILY[op] ?? 'any';
   }
@@ -98,7 +111,8 @@ export class ResultAssembler {
     if (e.i >= this.count) throw new ProtocolError(`${where}: item index ${e.i} out of range (${this.count} items)`);
     if (this.results[e.i] !== undefined) throw new ProtocolError(`${where}: item ${e.i} answered twice`);
     if (e.kind === 'error' && this.parts.has(e.i)) this.parts.discard(e.i);
-    if (e.kind !== 'part' && this.parts.has(e.i)) throw new ProtocolError(`${where}: item ${e.i} got ${e.kind} in the middle of a VALUE_PART run`);
+    if (e.kind !== 'part' && this.parts.has(e.i))
+      throw new ProtocolError(`${where}: item ${e.i} got ${e.kind} in the middle of a VALUE_PART run`);
     let r: ItemResult | undefined;
     switch (e.kind) {
       case 'value':
@@ -128,10 +142,13 @@ export class ResultAssembler {
 
   private end(where: string): boolean {
     const open = this.parts.incomplete();
-    if (open.length) throw new ProtocolError(`${where}: END with VALUE_PART runs incomplete for items ${open.join(', ')}`);
+    if (open.length)
+      throw new ProtocolError(`${where}: END with VALUE_PART runs incomplete for items ${open.join(', ')}`);
     if (this.filled !== this.count) {
       const missing = this.results.flatMap((r, i) => (r === undefined ? [i] : [])).slice(0, 10);
-      throw new ProtocolError(`${where}: END before ${this.count - this.filled} of ${this.count} items were answered (e.g. ${missing.join(', ')})`);
+      throw new ProtocolError(
+        `${where}: END before ${this.count - this.filled} of ${this.count} items were answered (e.g. ${missing.join(', ')})`,
+      );
     }
     this.done = true;
     return true;

@@ -18,7 +18,15 @@ import {
   type WaitOpts,
 } from './entries';
 import { KvError, ProtocolError } from './errors';
-import { isItemError, ResultAssembler, type GetResult, type ItemResult, type MdelResult, type MgetResult, type MsetResult } from './results';
+import {
+  isItemError,
+  ResultAssembler,
+  type GetResult,
+  type ItemResult,
+  type MdelResult,
+  type MgetResult,
+  type MsetResult,
+} from './results';
 
 export interface KvWsClientOptions {
   /**
@@ -64,7 +72,10 @@ export class KvWsClient {
   private closeInfo?: CloseInfo;
   private lastError?: Error;
 
-  private constructor(readonly socket: WebSocket, private readonly opts: KvWsClientOptions) {
+  private constructor(
+    readonly socket: WebSocket,
+    private readonly opts: KvWsClientOptions,
+  ) {
     let onClosed!: (info: CloseInfo) => void;
     this.closed = new Promise((resolve) => (onClosed = resolve));
     socket.on('message', (data, isBinary) => this.receive(toBuffer(data), isBinary));
@@ -141,7 +152,8 @@ export class KvWsClient {
   /** Closes the socket; requests still in flight when it has closed reject with CONNECTION_CLOSED. */
   close(code = 1000, reason = ''): Promise<CloseInfo> {
     this.flush();
-    if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING) this.socket.close(code, reason);
+    if (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING)
+      this.socket.close(code, reason);
     return this.closed;
   }
 
@@ -162,7 +174,10 @@ export class KvWsClient {
   }
 
   private send(op: string, count: number, encode: (id: number) => Buffer): Promise<ItemResult[]> {
-    const down = this.broken ?? (this.closeInfo && new KvError('CONNECTION_CLOSED', `connection closed (${this.closeInfo.code} ${this.closeInfo.reason})`));
+    const down =
+      this.broken ??
+      (this.closeInfo &&
+        new KvError('CONNECTION_CLOSED', `connection closed (${this.closeInfo.code} ${this.closeInfo.reason})`));
     if (down) return Promise.reject(down);
     const id = this.nextId();
     let frame: Buffer;
@@ -217,7 +232,8 @@ export class KvWsClient {
     try {
       if (!isBinary) throw new ProtocolError('server sent a text frame');
       const max = this.opts.maxMessageBytes;
-      if (max !== undefined && data.length > max) throw new ProtocolError(`server message of ${data.length} bytes exceeds ${max}`);
+      if (max !== undefined && data.length > max)
+        throw new ProtocolError(`server message of ${data.length} bytes exceeds ${max}`);
       entries = decodeEntries(data);
     } catch (e) {
       return this.breakConnection(e as KvError);

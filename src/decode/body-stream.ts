@@ -11,7 +11,9 @@ import { INCOMPLETE, MsgpackError, MsgpackReader, MpType } from './msgpack-reade
 
 export class BodyTooLarge extends Error {}
 
-const enum Ch { Newline = 0x0a } // '\n'
+const enum Ch {
+  Newline = 0x0a,
+} // '\n'
 
 class Accumulator {
   buf: Buffer = Buffer.allocUnsafeSlow(16 * 1024);
@@ -28,7 +30,10 @@ class Accumulator {
    * free, for NdjsonLines' sentinel.
    */
   append(src: Uint8Array): void {
-    if (this.start === this.end) { this.start = 0; this.end = 0; }
+    if (this.start === this.end) {
+      this.start = 0;
+      this.end = 0;
+    }
     if (this.end + src.length >= this.buf.length) {
       const live = this.end - this.start;
       let size = this.buf.length;

@@ -26,9 +26,13 @@ export function percentDecode(s: string): Buffer | null {
   let o = 0;
   for (let p = 0; p < raw.length; p++) {
     const c = raw[p];
-    if (c !== 0x25) { out[o++] = c; continue; }
+    if (c !== 0x25) {
+      out[o++] = c;
+      continue;
+    }
     if (p + 2 >= raw.length) return null;
-    const h = hex(raw[p + 1]), l = hex(raw[p + 2]);
+    const h = hex(raw[p + 1]),
+      l = hex(raw[p + 2]);
     if (h < 0 || l < 0) return null;
     out[o++] = (h << 4) | l;
     p += 2;

@@ -12,7 +12,15 @@
 import type { ErrorCode } from '../errors';
 import { MpType, MsgpackReader } from './msgpack-reader';
 
-export const enum Op { None, Get, Set, Del, MGet, MSet, MDel }
+export const enum Op {
+  None,
+  Get,
+  Set,
+  Del,
+  MGet,
+  MSet,
+  MDel,
+}
 
 /** The limits the messages name; the router checks ttl again, so these only need to agree with it. */
 export interface FieldLimits {
@@ -26,7 +34,10 @@ const UINT32_MAX = 0xffffffff;
 /** Reads a whole number in 0..max, or returns -1 (the value is consumed either way). */
 function readUint(r: MsgpackReader, max: number): number {
   const t = r.peekType();
-  if (t !== MpType.Int && t !== MpType.Float) { r.skip(); return -1; }
+  if (t !== MpType.Int && t !== MpType.Float) {
+    r.skip();
+    return -1;
+  }
   const v = r.readNumber();
   if (!(Number.isInteger(v) && v >= 0 && v <= max)) return -1;
   return v === 0 ? 0 : v; // a float -0 is 0, lest it be written to memcached as "-0"
@@ -60,13 +71,26 @@ export class RequestFields {
   }
 
   private fail(code: ErrorCode, message: string): void {
-    if (this.error === null) { this.error = code; this.errorMessage = message; }
+    if (this.error === null) {
+      this.error = code;
+      this.errorMessage = message;
+    }
   }
 
   /** Reads one map at r.pos. Throws MsgpackError / INCOMPLETE only when the bytes are not msgpack. */
   read(r: MsgpackReader): void {
-    this.id = -1; this.op = Op.None; this.keyOff = -1; this.keyLen = 0; this.valueOff = -1; this.valueLen = 0;
-    this.ttl = 0; this.flags = 0; this.wait = 0; this.keysAt = -1; this.itemsAt = -1; this.error = null;
+    this.id = -1;
+    this.op = Op.None;
+    this.keyOff = -1;
+    this.keyLen = 0;
+    this.valueOff = -1;
+    this.valueLen = 0;
+    this.ttl = 0;
+    this.flags = 0;
+    this.wait = 0;
+    this.keysAt = -1;
+    this.itemsAt = -1;
+    this.error = null;
     if (r.peekType() !== MpType.Map) {
       r.skip();
       this.fail('BAD_REQUEST', 'a request must be a msgpack map');
@@ -74,8 +98,15 @@ export class RequestFields {
     }
     const n = r.readMapHeader();
     for (let f = 0; f < n; f++) {
-      if (!r.readBytes()) { r.skip(); r.skip(); this.fail('BAD_REQUEST', 'field names must be strings'); continue; }
-      const b = r.buf, o = r.off, l = r.len;
+      if (!r.readBytes()) {
+        r.skip();
+        r.skip();
+        this.fail('BAD_REQUEST', 'field names must be strings');
+        continue;
+      }
+      const b = r.buf,
+        o = r.off,
+        l = r.len;
       const c0 = l > 0 ? b[o] : 0;
       if (l === 2 && c0 === 0x69 && b[o + 1] === 0x64) {
         // An id that is not a uint32 is no id: the error goes out under id 0, as for a missing one.
@@ -83,15 +114,32 @@ export class RequestFields {
         if (this.id < 0) this.fail('BAD_REQUEST', 'id must be an integer from 0 to 4294967295');
       } else if (l === 2 && c0 === 0x6f && b[o + 1] === 0x70) this.readOp(r);
       else if (l === 3 && r.bytesEqual('key')) {
-        if (r.readBytes()) { this.keyOff = r.off; this.keyLen = r.len; } else { r.skip(); this.fail('BAD_KEY', 'key must be a str or bin'); }
+        if (r.readBytes()) {
+          this.keyOff = r.off;
+          this.keyLen = r.len;
+        } else {
+          r.skip();
+          this.fail('BAD_KEY', 'key must be a str or bin');
+        }
       } else if (l === 5 && r.bytesEqual('value')) {
-        if (r.readBytes()) { this.valueOff = r.off; this.valueLen = r.len; } else { r.skip(); this.fail('BAD_VALUE', 'value must be a bin or str'); }
+        if (r.readBytes()) {
+          this.valueOff = r.off;
+          this.valueLen = r.len;
+        } else {
+          r.skip();
+          this.fail('BAD_VALUE', 'value must be a bin or str');
+        }
       } else if (l === 3 && r.bytesEqual('ttl')) this.ttl = this.uint(r, this.maxTtl, 'BAD_TTL', this.ttlMessage);
-      else if (l === 5 && r.bytesEqual('flags')) this.flags = this.uint(r, UINT32_MAX, 'BAD_FLAGS', 'flags must be an integer from 0 to 4294967295');
+      else if (l === 5 && r.bytesEqual('flags'))
+        this.flags = this.uint(r, UINT32_MAX, 'BAD_FLAGS', 'flags must be an integer from 0 to 4294967295');
       else if (l === 4 && r.bytesEqual('wait')) this.wait = this.uint(r, this.maxWait, 'BAD_WAIT', this.waitMessage);
-      else if (l === 4 && r.bytesEqual('keys')) { this.keysAt = r.pos; r.skip(); }
-      else if (l === 5 && r.bytesEqual('items')) { this.itemsAt = r.pos; r.skip(); }
-      else r.skip();
+      else if (l === 4 && r.bytesEqual('keys')) {
+        this.keysAt = r.pos;
+        r.skip();
+      } else if (l === 5 && r.bytesEqual('items')) {
+        this.itemsAt = r.pos;
+        r.skip();
+      } else r.skip();
     }
   }
 
@@ -103,7 +151,11 @@ export class RequestFields {
   }
 
   private readOp(r: MsgpackReader): void {
-    if (!r.readBytes()) { r.skip(); this.fail('UNKNOWN_OP', 'op must be a string'); return; }
+    if (!r.readBytes()) {
+      r.skip();
+      this.fail('UNKNOWN_OP', 'op must be a string');
+      return;
+    }
     if (r.bytesEqual('get')) this.op = Op.Get;
     else if (r.bytesEqual('set')) this.op = Op.Set;
     else if (r.bytesEqual('del')) this.op = Op.Del;
@@ -136,26 +188,58 @@ export class ItemFields {
   }
 
   private fail(code: ErrorCode, message?: string): void {
-    if (this.error === null) { this.error = code; this.errorMessage = message; }
+    if (this.error === null) {
+      this.error = code;
+      this.errorMessage = message;
+    }
   }
 
   read(r: MsgpackReader): void {
-    this.keyOff = -1; this.valueOff = -1; this.keyLen = 0; this.valueLen = 0; this.ttl = 0; this.flags = 0;
-    this.error = null; this.errorMessage = undefined;
-    if (r.peekType() !== MpType.Map) { r.skip(); this.fail('BAD_REQUEST', 'an item must be a msgpack map'); return; }
+    this.keyOff = -1;
+    this.valueOff = -1;
+    this.keyLen = 0;
+    this.valueLen = 0;
+    this.ttl = 0;
+    this.flags = 0;
+    this.error = null;
+    this.errorMessage = undefined;
+    if (r.peekType() !== MpType.Map) {
+      r.skip();
+      this.fail('BAD_REQUEST', 'an item must be a msgpack map');
+      return;
+    }
     const n = r.readMapHeader();
     for (let f = 0; f < n; f++) {
-      if (!r.readBytes()) { r.skip(); r.skip(); this.fail('BAD_REQUEST', 'field names must be strings'); continue; }
+      if (!r.readBytes()) {
+        r.skip();
+        r.skip();
+        this.fail('BAD_REQUEST', 'field names must be strings');
+        continue;
+      }
       if (r.bytesEqual('key')) {
-        if (r.readBytes()) { this.keyOff = r.off; this.keyLen = r.len; } else { r.skip(); this.fail('BAD_KEY', 'key must be a str or bin'); }
+        if (r.readBytes()) {
+          this.keyOff = r.off;
+          this.keyLen = r.len;
+        } else {
+          r.skip();
+          this.fail('BAD_KEY', 'key must be a str or bin');
+        }
       } else if (r.bytesEqual('value')) {
-        if (r.readBytes()) { this.valueOff = r.off; this.valueLen = r.len; } else { r.skip(); this.fail('BAD_VALUE', 'value must be a bin or str'); }
+        if (r.readBytes()) {
+          this.valueOff = r.off;
+          this.valueLen = r.len;
+        } else {
+          r.skip();
+          this.fail('BAD_VALUE', 'value must be a bin or str');
+        }
       } else if (r.bytesEqual('ttl')) {
         const v = readUint(r, this.maxTtl);
-        if (v >= 0) this.ttl = v; else this.fail('BAD_TTL', this.ttlMessage);
+        if (v >= 0) this.ttl = v;
+        else this.fail('BAD_TTL', this.ttlMessage);
       } else if (r.bytesEqual('flags')) {
         const v = readUint(r, UINT32_MAX);
-        if (v >= 0) this.flags = v; else this.fail('BAD_FLAGS');
+        if (v >= 0) this.flags = v;
+        else this.fail('BAD_FLAGS');
       } else r.skip();
     }
     if (this.keyOff < 0) this.fail('BAD_KEY', 'key missing');

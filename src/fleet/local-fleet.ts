@@ -50,7 +50,10 @@ export function waitForPort(port: number, deadlineMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const tryOnce = (): void => {
       const s = createConnection({ host: '127.0.0.1', port });
-      s.once('connect', () => { s.destroy(); resolve(); });
+      s.once('connect', () => {
+        s.destroy();
+        resolve();
+      });
       s.once('error', () => {
         s.destroy();
         if (Date.now() > deadlineMs) reject(new Error(`memcached on port ${port} did not start`));
@@ -63,14 +66,21 @@ export function waitForPort(port: number, deadlineMs: number): Promise<void> {
 
 export class MemcachedProcess {
   proc: ChildProcess | null = null;
-  constructor(readonly port: number, private readonly args: string[], private readonly bin: string) {}
+  constructor(
+    readonly port: number,
+    private readonly args: string[],
+    private readonly bin: string,
+  ) {}
 
   async start(): Promise<void> {
     if (this.proc) return;
     const proc = spawn(this.bin, this.args, { stdio: ['ignore', 'ignore', 'inherit'] });
     this.proc = proc;
     live.add(proc);
-    proc.once('exit', () => { live.delete(proc); if (this.proc === proc) this.proc = null; });
+    proc.once('exit', () => {
+      live.delete(proc);
+      if (this.proc === proc) this.proc = null;
+    });
     await waitForPort(this.port, Date.now() + 5000);
   }
 
@@ -97,8 +107,22 @@ export class LocalFleet {
     const fleet = new LocalFleet();
     for (let i = 0; i < opts.count; i++) {
       const port = opts.ports?.[i] ?? (await freePort());
-      const args = ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-m', String(opts.memoryMb ?? 64),
-        '-t', String(opts.threads ?? 1), '-I', `${opts.itemSizeMb ?? 2}m`, '-c', '4096'];
+      const args = [
+        '-l',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-U',
+        '0',
+        '-m',
+        String(opts.memoryMb ?? 64),
+        '-t',
+        String(opts.threads ?? 1),
+        '-I',
+        `${opts.itemSizeMb ?? 2}m`,
+        '-c',
+        '4096',
+      ];
       if (process.getuid?.() === 0) args.push('-u', 'root');
       fleet.members.push(new MemcachedProcess(port, args, bin));
     }

@@ -31,9 +31,15 @@ export class MemoryBudget {
   refetches = 0;
   private readonly waiters: BudgetWaiter[] = [];
   private timer: NodeJS.Timeout | null = null;
-  private readonly runWake = (): void => { this.timer = null; this.wake(); };
+  private readonly runWake = (): void => {
+    this.timer = null;
+    this.wake();
+  };
 
-  constructor(readonly limit: number, private readonly pool: BufferPool) {}
+  constructor(
+    readonly limit: number,
+    private readonly pool: BufferPool,
+  ) {}
 
   get used(): number {
     return this.pool.inUse * BUFFER_SIZE + this.reserved + this.parked + this.transport;
@@ -98,11 +104,31 @@ export class MemoryBudget {
     this.timer = null;
   }
 
-  stats(): { limit: number; used: number; held: number; pressure: number; poolBytes: number; reserved: number; parked: number; transport: number; waiting: number; waits: number; refetches: number } {
+  stats(): {
+    limit: number;
+    used: number;
+    held: number;
+    pressure: number;
+    poolBytes: number;
+    reserved: number;
+    parked: number;
+    transport: number;
+    waiting: number;
+    waits: number;
+    refetches: number;
+  } {
     return {
-      limit: this.limit, used: this.used, held: this.heldBytes, pressure: Math.round(this.pressure * 1000) / 1000,
-      poolBytes: this.pool.inUse * BUFFER_SIZE, reserved: this.reserved, parked: this.parked,
-      transport: this.transport, waiting: this.waiters.length, waits: this.waits, refetches: this.refetches,
+      limit: this.limit,
+      used: this.used,
+      held: this.heldBytes,
+      pressure: Math.round(this.pressure * 1000) / 1000,
+      poolBytes: this.pool.inUse * BUFFER_SIZE,
+      reserved: this.reserved,
+      parked: this.parked,
+      transport: this.transport,
+      waiting: this.waiters.length,
+      waits: this.waits,
+      refetches: this.refetches,
     };
   }
 }

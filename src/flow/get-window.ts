@@ -93,8 +93,14 @@ export class GetWindow implements BudgetWaiter {
     if (this.cancelled) return true; // the output side drops it anyway
     const held = this.out.heldBytes() + this.arriving;
     const mine = this.inflight > 0 ? this.reservedBytes / this.inflight : 0;
-    if (!this.budget.room(size - mine, held === 0 && this.inflight <= 1)) { this.cap = Math.max(MIN_CAP, this.cap >> 1); return false; }
-    if (held !== 0 && held + size > this.limit) { this.cap = Math.max(MIN_CAP, this.cap >> 1); return false; }
+    if (!this.budget.room(size - mine, held === 0 && this.inflight <= 1)) {
+      this.cap = Math.max(MIN_CAP, this.cap >> 1);
+      return false;
+    }
+    if (held !== 0 && held + size > this.limit) {
+      this.cap = Math.max(MIN_CAP, this.cap >> 1);
+      return false;
+    }
     if (this.cap < MAX_CAP) this.cap++;
     if (!whole) {
       // It comes in several reads, and other shards' values may start meanwhile: count all of it now.
@@ -190,7 +196,10 @@ export class GetWindow implements BudgetWaiter {
     const held = this.out.heldBytes() + this.arriving;
     const idle = this.inflight === 0 && held === 0;
     if (!idle && (this.inflight >= this.cap || held + this.reservedBytes + est > this.limit)) return false;
-    if (!this.budget.room(est, idle)) { this.budget.wait(this); return false; }
+    if (!this.budget.room(est, idle)) {
+      this.budget.wait(this);
+      return false;
+    }
     return true;
   }
 

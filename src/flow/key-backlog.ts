@@ -39,19 +39,34 @@ export class KeyBacklog {
   }
 
   // The head item, read in place; valid until shift().
-  get req(): Request { return this.reqs[this.head]!; }
-  get item(): number { return this.idx[this.head]; }
-  get keyBuf(): Buffer { return this.keys; }
-  get keyOff(): number { return this.koff[this.head]; }
-  get keyLen(): number { return this.klen[this.head]; }
-  get wait(): number { return this.waits[this.head]; }
+  get req(): Request {
+    return this.reqs[this.head]!;
+  }
+  get item(): number {
+    return this.idx[this.head];
+  }
+  get keyBuf(): Buffer {
+    return this.keys;
+  }
+  get keyOff(): number {
+    return this.koff[this.head];
+  }
+  get keyLen(): number {
+    return this.klen[this.head];
+  }
+  get wait(): number {
+    return this.waits[this.head];
+  }
 
   shift(): void {
     const h = this.head++;
     this.reqs[h] = null;
     this.bytes -= this.klen[h];
     this.keyStart = this.koff[h] + this.klen[h];
-    if (this.head === this.tail) { this.head = this.tail = 0; this.keyStart = this.keyEnd = 0; }
+    if (this.head === this.tail) {
+      this.head = this.tail = 0;
+      this.keyStart = this.keyEnd = 0;
+    }
   }
 
   private makeRoom(): void {

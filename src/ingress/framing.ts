@@ -23,7 +23,10 @@ export function framingProblem(req: HttpRequest): string | null {
   let coding = '';
   req.forEach((k, v) => {
     if (k === 'content-length') lengths++;
-    else if (k === 'transfer-encoding') { codings++; coding = v; }
+    else if (k === 'transfer-encoding') {
+      codings++;
+      coding = v;
+    }
   });
   if (lengths > 1) return 'more than one Content-Length header';
   if (codings > 1) return 'more than one Transfer-Encoding header';
@@ -36,12 +39,19 @@ export function refuseFraming(res: HttpResponse, req: HttpRequest): boolean {
   const problem = framingProblem(req);
   if (problem === null) return false;
   let gone = false;
-  res.onAborted(() => { gone = true; });
+  res.onAborted(() => {
+    gone = true;
+  });
   res.cork(() => {
-    res.writeStatus(statusLine(400)).writeHeader('content-type', 'application/json').writeHeader('connection', 'close')
+    res
+      .writeStatus(statusLine(400))
+      .writeHeader('content-type', 'application/json')
+      .writeHeader('connection', 'close')
       .write(errorBody('BAD_REQUEST', `${problem}: the request's length is ambiguous`));
   });
-  setImmediate(() => { if (!gone) res.close(); });
+  setImmediate(() => {
+    if (!gone) res.close();
+  });
   return true;
 }
 

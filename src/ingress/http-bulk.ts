@@ -42,8 +42,15 @@ const NDJSON_EXPANSION = 1.34;
 const BASE64_PIECE = 12 * 1024;
 
 class MsgpackOut extends EntryWriter {
-  constructor(private readonly out: HttpOut, pool: BufferPool) { super(pool); }
-  isClosed(): boolean { return this.out.done; }
+  constructor(
+    private readonly out: HttpOut,
+    pool: BufferPool,
+  ) {
+    super(pool);
+  }
+  isClosed(): boolean {
+    return this.out.done;
+  }
   protected ship(buf: Buffer, len: number): void {
     this.out.chunk('200 OK', MSGPACK, buf, len); // takes the buffer
   }
@@ -53,7 +60,10 @@ class NdjsonOut implements Flushable {
   queuedForFlush = false;
   private buf: Buffer | null = null;
   len = 0;
-  constructor(private readonly out: HttpOut, private readonly pool: BufferPool) {}
+  constructor(
+    private readonly out: HttpOut,
+    private readonly pool: BufferPool,
+  ) {}
 
   line(s: string): void {
     if (this.out.done) return;
@@ -104,7 +114,10 @@ class NdjsonOut implements Flushable {
     for (let at = 0; at < s.length;) {
       if (this.buf === null) this.take();
       const room = BUFFER_SIZE - this.len;
-      if (room === 0) { this.flush(); continue; }
+      if (room === 0) {
+        this.flush();
+        continue;
+      }
       const k = Math.min(room, s.length - at);
       this.len += this.buf!.write(at === 0 && k === s.length ? s : s.slice(at, at + k), this.len, 'latin1');
       at += k;
@@ -123,7 +136,8 @@ class NdjsonOut implements Flushable {
     this.buf = null;
     const n = this.len;
     this.len = 0;
-    if (n > 0) this.out.chunk('200 OK', NDJSON, b, n); // takes the buffer
+    if (n > 0)
+      this.out.chunk('200 OK', NDJSON, b, n); // takes the buffer
     else this.pool.release(b);
   }
 }
@@ -141,12 +155,24 @@ class BulkRequest extends Request implements OutputMeter {
   /** The body broke off part way: written as the `i` -1 error once the items before it are answered. */
   broken: { code: ErrorCode; message: string } | null = null;
 
-  constructor(readonly out: HttpOut, ndjsonOut: boolean, pool: BufferPool, ctx: GatewayContext, isGet: boolean) {
+  constructor(
+    readonly out: HttpOut,
+    ndjsonOut: boolean,
+    pool: BufferPool,
+    ctx: GatewayContext,
+    isGet: boolean,
+  ) {
     super();
     this.mp = ndjsonOut ? null : new MsgpackOut(out, pool);
     this.nd = ndjsonOut ? new NdjsonOut(out, pool) : null;
     this.window = isGet
-      ? new GetWindow(ctx.router, ctx.budget, this, ctx.config.limits.maxBufferedBytesPerConnection, ndjsonOut ? NDJSON_EXPANSION : 1)
+      ? new GetWindow(
+          ctx.router,
+          ctx.budget,
+          this,
+          ctx.config.limits.maxBufferedBytesPerConnection,
+          ndjsonOut ? NDJSON_EXPANSION : 1,
+        )
       : null;
   }
 
@@ -164,7 +190,15 @@ class BulkRequest extends Request implements OutputMeter {
     this.window!.requeue(this, i, key, off, len);
   }
 
-  protected onValue(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): void {
+  protected onValue(
+    i: number,
+    flags: number,
+    total: number,
+    offset: number,
+    buf: Buffer,
+    off: number,
+    len: number,
+  ): void {
     if (this.mp !== null) this.mp.value(0, i, flags, total, offset, buf, off, len);
     else {
       if (this.out.done) return;
@@ -210,8 +244,13 @@ class BulkRequest extends Request implements OutputMeter {
   protected onFinish(): void {
     // A body that broke off: its error comes after the results of every item before it.
     if (this.broken !== null) this.writeError(-1, this.broken.code, this.broken.message);
-    if (this.mp !== null) { this.mp.simple(0, -1, Kind.End); this.mp.flush(); }
-    else { this.nd!.line(`{"done":true,"count":${this.count}}`); this.nd!.flush(); }
+    if (this.mp !== null) {
+      this.mp.simple(0, -1, Kind.End);
+      this.mp.flush();
+    } else {
+      this.nd!.line(`{"done":true,"count":${this.count}}`);
+      this.nd!.flush();
+    }
     this.out.endChunked();
     this.onDone?.();
   }
@@ -264,12 +303,14 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
 
   // Reading the body pauses while the client's window holds enough parked keys (reads), or while too
   // many items are in flight or the client does not take its answers (writes).
-  const mustPause = (): boolean => w !== null
-    ? w.parked >= PARK_ITEMS || w.parkedBytes >= PARK_BYTES
-    : r.inFlight >= maxInflightItems || out.backpressured;
-  const mayResume = (): boolean => w !== null
-    ? w.parked < PARK_ITEMS / 2 && w.parkedBytes < PARK_BYTES / 2
-    : r.inFlight < maxInflightItems / 2 && !out.backpressured;
+  const mustPause = (): boolean =>
+    w !== null
+      ? w.parked >= PARK_ITEMS || w.parkedBytes >= PARK_BYTES
+      : r.inFlight >= maxInflightItems || out.backpressured;
+  const mayResume = (): boolean =>
+    w !== null
+      ? w.parked < PARK_ITEMS / 2 && w.parkedBytes < PARK_BYTES / 2
+      : r.inFlight < maxInflightItems / 2 && !out.backpressured;
   r.resume = () => {
     if (paused && !out.done && mayResume()) {
       paused = false;
@@ -277,10 +318,17 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
     }
   };
   if (w !== null) w.onBacklogShrunk = r.resume;
-  out.onWritableAgain = () => { if (w !== null) w.pump(); r.resume(); };
+  out.onWritableAgain = () => {
+    if (w !== null) w.pump();
+    r.resume();
+  };
   // Gone: nothing parked is ever fetched; what is in a shard's batch settles and is dropped, and what is
   // batched but not sent yet is not sent (uWS closes a connection on a pipelined request).
-  out.onAbort = () => { w?.cancel(); r.abandon(); ctx.bulk.delete(r); };
+  out.onAbort = () => {
+    w?.cancel();
+    r.abandon();
+    ctx.bulk.delete(r);
+  };
   // A body that breaks off is answered at once; the rest of it is read and dropped.
   out.expectBody(discardLimit(limits.maxValueBytes));
   ctx.bulk.add(r);
@@ -304,13 +352,28 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
     while (mp!.next()) {
       if (isGet) {
         const i = index(r.nd !== null ? peekKey(rd) : null);
-        if (!rd.readBytes()) { rd.skip(); r.reject(i, 'BAD_KEY', 'key must be a str or bin'); }
-        else w!.get(r, i, rd.buf, rd.off, rd.len, wait);
+        if (!rd.readBytes()) {
+          rd.skip();
+          r.reject(i, 'BAD_KEY', 'key must be a str or bin');
+        } else w!.get(r, i, rd.buf, rd.off, rd.len, wait);
       } else {
         item.read(rd);
         const i = index(r.nd !== null && item.keyOff >= 0 ? keyText(rd.buf, item.keyOff, item.keyLen) : null);
         if (item.error !== null) r.reject(i, item.error, item.errorMessage);
-        else router.set(r, i, rd.buf, item.keyOff, item.keyLen, item.ttl, item.flags, rd.buf, item.valueOff, item.valueLen, wait);
+        else
+          router.set(
+            r,
+            i,
+            rd.buf,
+            item.keyOff,
+            item.keyLen,
+            item.ttl,
+            item.flags,
+            rd.buf,
+            item.valueOff,
+            item.valueLen,
+            wait,
+          );
       }
       mp!.consumed();
     }
@@ -324,7 +387,12 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
       throw new MsgpackError(`line ${r.count + 1} is not JSON`);
     }
     if (isGet) {
-      const key = typeof v === 'string' ? v : v !== null && typeof v === 'object' && typeof (v as { key?: unknown }).key === 'string' ? (v as { key: string }).key : null;
+      const key =
+        typeof v === 'string'
+          ? v
+          : v !== null && typeof v === 'object' && typeof (v as { key?: unknown }).key === 'string'
+            ? (v as { key: string }).key
+            : null;
       const i = index(key);
       if (key === null) return r.reject(i, 'BAD_KEY', 'each line must be a JSON string key');
       const kb = Buffer.from(key, 'utf8');
@@ -360,7 +428,10 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
       } else {
         nd!.append(new Uint8Array(chunk));
         for (let line = nd!.nextLine(); line !== null; line = nd!.nextLine()) ndjsonLine(line);
-        if (isLast) { const last = nd!.finish(); if (last !== null) ndjsonLine(last); }
+        if (isLast) {
+          const last = nd!.finish();
+          if (last !== null) ndjsonLine(last);
+        }
       }
     } catch (e) {
       if (e instanceof TooMany) return fail('TOO_MANY', `at most ${limits.maxItemsPerRequest} items per request`);
@@ -369,7 +440,10 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
       bugs.report(e);
       return fail('INTERNAL', ErrorTable.INTERNAL.message);
     }
-    if (isLast) { r.seal(); return; }
+    if (isLast) {
+      r.seal();
+      return;
+    }
     if (!paused && mustPause()) {
       paused = true;
       res.pause();
@@ -381,7 +455,10 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
     ended = isLast;
     onBody(chunk, isLast);
   });
-  if (empty) { ended = true; onBody(NO_BYTES, true); }
+  if (empty) {
+    ended = true;
+    onBody(NO_BYTES, true);
+  }
 }
 
 /** During the drain: refused at once, before anything is read, and the connection closed after. */

@@ -19,7 +19,15 @@ class HttpKvRequest extends Request {
   constructor(readonly out: HttpOut) {
     super();
   }
-  protected onValue(_i: number, flags: number, total: number, _offset: number, buf: Buffer, off: number, len: number): void {
+  protected onValue(
+    _i: number,
+    flags: number,
+    total: number,
+    _offset: number,
+    buf: Buffer,
+    off: number,
+    len: number,
+  ): void {
     this.out.sized(total, flags, buf, off, len);
   }
   protected onMiss(): void {
@@ -34,14 +42,24 @@ class HttpKvRequest extends Request {
   protected onFinish(): void {}
 }
 
-export interface QueryNumbers { wait: number; ttl: number; flags: number; bad: ErrorCode | null; why: string | undefined }
+export interface QueryNumbers {
+  wait: number;
+  ttl: number;
+  flags: number;
+  bad: ErrorCode | null;
+  why: string | undefined;
+}
 
 /** Read past limits.maxValueBytes after an early answer, an upload is cut off (see HttpOut.expectBody). */
 export function discardLimit(maxValueBytes: number): number {
   return Math.max(8 * 1024 * 1024, 4 * maxValueBytes);
 }
 
-const enum Param { Wait, Ttl, Flags }
+const enum Param {
+  Wait,
+  Ttl,
+  Flags,
+}
 const PARAMS: Record<string, Param> = { wait: Param.Wait, ttl: Param.Ttl, flags: Param.Flags };
 
 /**
@@ -58,13 +76,27 @@ export function readQuery(req: HttpRequest, maxWaitMs: number, maxTtlSeconds: nu
     const p = PARAMS[eq < 0 ? part : part.slice(0, eq)];
     if (p === undefined) continue;
     const v = eq < 0 ? '' : part.slice(eq + 1);
-    const [code, name, max, unit] = p === Param.Wait ? ['BAD_WAIT', 'wait', maxWaitMs, ' number of milliseconds'] as const
-      : p === Param.Ttl ? ['BAD_TTL', 'ttl', maxTtlSeconds, ' number of seconds'] as const
-      : ['BAD_FLAGS', 'flags', 0xffffffff, ''] as const;
-    const fail = (why: string): void => { if (q.bad === null) { q.bad = code; q.why = why; } };
-    if (seen & (1 << p)) { fail(`${name} given more than once`); continue; }
+    const [code, name, max, unit] =
+      p === Param.Wait
+        ? (['BAD_WAIT', 'wait', maxWaitMs, ' number of milliseconds'] as const)
+        : p === Param.Ttl
+          ? (['BAD_TTL', 'ttl', maxTtlSeconds, ' number of seconds'] as const)
+          : (['BAD_FLAGS', 'flags', 0xffffffff, ''] as const);
+    const fail = (why: string): void => {
+      if (q.bad === null) {
+        q.bad = code;
+        q.why = why;
+      }
+    };
+    if (seen & (1 << p)) {
+      fail(`${name} given more than once`);
+      continue;
+    }
     seen |= 1 << p;
-    if (!/^\d{1,10}$/.test(v) || Number(v) > max) { fail(`${name} must be an integer${unit} from 0 to ${max}`); continue; }
+    if (!/^\d{1,10}$/.test(v) || Number(v) > max) {
+      fail(`${name} must be an integer${unit} from 0 to ${max}`);
+      continue;
+    }
     if (p === Param.Wait) q.wait = Number(v);
     else if (p === Param.Ttl) q.ttl = Number(v);
     else q.flags = Number(v);
@@ -84,28 +116,37 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
    */
   const open = (res: HttpResponse, req: HttpRequest): HttpOut | null => {
     if (refuseFraming(res, req)) return null;
-    if (ctx.draining) { new HttpOut(res, pool, ctx.gate, ctx).error('SHUTTING_DOWN'); return null; }
-    if (ctx.gate.refuse()) { refuseBusy(res); return null; }
+    if (ctx.draining) {
+      new HttpOut(res, pool, ctx.gate, ctx).error('SHUTTING_DOWN');
+      return null;
+    }
+    if (ctx.gate.refuse()) {
+      refuseBusy(res);
+      return null;
+    }
     return new HttpOut(res, pool, ctx.gate, ctx);
   };
 
-  const read = (isGet: boolean) => (res: HttpResponse, req: HttpRequest): void => {
-    const out = open(res, req);
-    if (out === null) return;
-    const key = keyOf(req);
-    const q = readQuery(req, maxWaitMs, maxTtl);
-    if (key === null) return out.error('BAD_KEY', 'malformed percent-encoding in key');
-    if (q.bad) return out.error(q.bad, q.why);
-    // A single value per connection at a time: bounded by limits.maxValueBytes, so not windowed; but
-    // when the gateway-wide budget is spent, new reads are refused rather than queued.
-    if (isGet && !ctx.budget.room(0, true)) return out.error('BUSY', 'the gateway holds its whole output budget for clients; retry shortly');
-    const r = new HttpKvRequest(out);
-    // Aborted before its op went out (uWS closes a connection on a pipelined request): it is not sent.
-    out.onAbort = () => r.abandon();
-    if (isGet) router.get(r, 0, key, 0, key.length, q.wait);
-    else router.del(r, 0, key, 0, key.length, q.wait);
-    r.seal();
-  };
+  const read =
+    (isGet: boolean) =>
+    (res: HttpResponse, req: HttpRequest): void => {
+      const out = open(res, req);
+      if (out === null) return;
+      const key = keyOf(req);
+      const q = readQuery(req, maxWaitMs, maxTtl);
+      if (key === null) return out.error('BAD_KEY', 'malformed percent-encoding in key');
+      if (q.bad) return out.error(q.bad, q.why);
+      // A single value per connection at a time: bounded by limits.maxValueBytes, so not windowed; but
+      // when the gateway-wide budget is spent, new reads are refused rather than queued.
+      if (isGet && !ctx.budget.room(0, true))
+        return out.error('BUSY', 'the gateway holds its whole output budget for clients; retry shortly');
+      const r = new HttpKvRequest(out);
+      // Aborted before its op went out (uWS closes a connection on a pipelined request): it is not sent.
+      out.onAbort = () => r.abandon();
+      if (isGet) router.get(r, 0, key, 0, key.length, q.wait);
+      else router.del(r, 0, key, 0, key.length, q.wait);
+      r.seal();
+    };
   app.get(`${PREFIX}*`, read(true));
   app.del(`${PREFIX}*`, read(false));
 
@@ -121,7 +162,10 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
     let total = 0;
     let r: HttpKvRequest | null = null;
     // Cut off part way (or by a pipelined request): the buffers go back to the pool, the write is not sent.
-    out.onAbort = () => { release(pool, parts); r?.abandon(); };
+    out.onAbort = () => {
+      release(pool, parts);
+      r?.abandon();
+    };
     // Refusals before the whole body is in are answered at once; the rest of the body is read and dropped.
     out.expectBody(discardLimit(max));
     const empty = declaredEmpty(req);
@@ -137,15 +181,25 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
       }
       for (let off = 0; off < src.length;) {
         let last = parts.length - 1;
-        if (last < 0 || lens[last] === BUFFER_SIZE) { parts.push(pool.acquire()); lens.push(0); last++; }
+        if (last < 0 || lens[last] === BUFFER_SIZE) {
+          parts.push(pool.acquire());
+          lens.push(0);
+          last++;
+        }
         const k = Math.min(BUFFER_SIZE - lens[last], src.length - off);
         parts[last].set(src.subarray(off, off + k), lens[last]);
         lens[last] += k;
         off += k;
       }
       if (!isLast) return;
-      if (key === null) { release(pool, parts); return out.error('BAD_KEY', 'malformed percent-encoding in key'); }
-      if (q.bad) { release(pool, parts); return out.error(q.bad, q.why); }
+      if (key === null) {
+        release(pool, parts);
+        return out.error('BAD_KEY', 'malformed percent-encoding in key');
+      }
+      if (q.bad) {
+        release(pool, parts);
+        return out.error(q.bad, q.why);
+      }
       r = new HttpKvRequest(out);
       router.setParts(r, 0, key, 0, key.length, q.ttl, q.flags, parts, lens, total, q.wait);
       release(pool, parts); // copied into the shard's batch
@@ -156,7 +210,10 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
       ended = isLast;
       onBody(chunk, isLast);
     });
-    if (empty) { ended = true; return onBody(NO_BYTES, true); }
+    if (empty) {
+      ended = true;
+      return onBody(NO_BYTES, true);
+    }
     if (declared > max) {
       // Longer than what will be read and dropped: the connection is cut off after it, and says so.
       if (declared > discardLimit(max)) out.closeAfter = true;
@@ -164,7 +221,8 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
     }
     // The body is gathered in pool buffers, which the gateway-wide budget counts: when it cannot hold
     // this upload, refuse it now rather than gather it.
-    if (!ctx.budget.room(declared, true)) return out.error('BUSY', 'the gateway holds its whole buffer budget; retry shortly');
+    if (!ctx.budget.room(declared, true))
+      return out.error('BUSY', 'the gateway holds its whole buffer budget; retry shortly');
   });
 }
 

@@ -58,7 +58,10 @@ function splitOutsideQuotes(s: string, sep: string): string[] | null {
       if (c === '\\') i++;
       else if (c === '"') quoted = false;
     } else if (c === '"') quoted = true;
-    else if (c === sep) { out.push(s.slice(start, i)); start = i + 1; }
+    else if (c === sep) {
+      out.push(s.slice(start, i));
+      start = i + 1;
+    }
   }
   if (quoted) return null;
   out.push(s.slice(start));
@@ -113,11 +116,17 @@ export function negotiate(accept: string, formats: readonly (readonly string[])[
       const subtype = t.slice(slash + 1);
       for (const r of ranges) {
         const hit = r.specificity === 0 || (r.type === type && (r.specificity === 1 || r.subtype === subtype));
-        if (hit && r.specificity > spec) { spec = r.specificity; q = r.q; }
+        if (hit && r.specificity > spec) {
+          spec = r.specificity;
+          q = r.q;
+        }
       }
     }
     if (q <= 0) continue;
-    if (q > bestQ || (q === bestQ && f === preferred)) { best = f; bestQ = q; }
+    if (q > bestQ || (q === bestQ && f === preferred)) {
+      best = f;
+      bestQ = q;
+    }
   }
   return best;
 }

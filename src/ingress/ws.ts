@@ -23,7 +23,10 @@ import type { TemplatedApp, WebSocket } from '../uws';
 import { RateLimitedLog } from '../log';
 
 export interface WsCounters {
-  connections: number; messages: number; requests: number; badFrames: number;
+  connections: number;
+  messages: number;
+  requests: number;
+  badFrames: number;
   /** Clients (WebSocket or HTTP bulk) cut off because their output did not move for limits.stallTimeoutMs. */
   stalled: number;
   /** Gateway bugs met while handling a request (each answered INTERNAL; logged at most every few seconds). */
@@ -47,7 +50,10 @@ export function uwsPayloadBound(maxPayloadBytes: number): number {
 
 /** One connection: its output side and its get window. */
 export class WsConn {
-  constructor(readonly s: WsSession, readonly w: GetWindow) {}
+  constructor(
+    readonly s: WsSession,
+    readonly w: GetWindow,
+  ) {}
 }
 
 class WsRequest extends Request {
@@ -67,14 +73,24 @@ class WsRequest extends Request {
   protected override onRedo(i: number, key: Uint8Array, off: number, len: number): void {
     this.w.requeue(this, i, key, off, len);
   }
-  protected onValue(i: number, flags: number, total: number, offset: number, buf: Buffer, off: number, len: number): void {
+  protected onValue(
+    i: number,
+    flags: number,
+    total: number,
+    offset: number,
+    buf: Buffer,
+    off: number,
+    len: number,
+  ): void {
     this.s.value(this.id, i, flags, total, offset, buf, off, len);
   }
   protected onMiss(i: number): void {
     if (this.read) this.w.learnSmall();
     this.s.simple(this.id, i, Kind.Miss);
   }
-  protected onOk(i: number): void { this.s.simple(this.id, i, Kind.Ok); }
+  protected onOk(i: number): void {
+    this.s.simple(this.id, i, Kind.Ok);
+  }
   protected onError(i: number, code: ErrorCode, message?: string): void {
     this.s.error(this.id, i, code, message ?? ErrorTable[code].message);
   }
@@ -106,7 +122,14 @@ export interface WsFront {
 export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront {
   const { router, config } = ctx;
   const limits = config.limits;
-  const counters: WsCounters = { connections: 0, messages: 0, requests: 0, badFrames: 0, stalled: 0, internalErrors: 0 };
+  const counters: WsCounters = {
+    connections: 0,
+    messages: 0,
+    requests: 0,
+    badFrames: 0,
+    stalled: 0,
+    internalErrors: 0,
+  };
   const sessions = new Set<WsConn>();
   const freeRequests: WsRequest[] = [];
   const reader = new MsgpackReader();
@@ -187,11 +210,20 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
    * returns its length, or -1 after failing the request. The caller puts `reader.pos` back.
    */
   const openBulk = (req: WsRequest, at: number, what: string): number => {
-    if (at < 0) { req.reject(-1, 'BAD_REQUEST', `${what} missing`); return -1; }
+    if (at < 0) {
+      req.reject(-1, 'BAD_REQUEST', `${what} missing`);
+      return -1;
+    }
     reader.pos = at;
-    if (reader.peekType() !== MpType.Array) { req.reject(-1, 'BAD_REQUEST', `${what} must be an array`); return -1; }
+    if (reader.peekType() !== MpType.Array) {
+      req.reject(-1, 'BAD_REQUEST', `${what} must be an array`);
+      return -1;
+    }
     const n = reader.readArrayHeader();
-    if (n > limits.maxItemsPerRequest) { req.reject(-1, 'TOO_MANY', `at most ${limits.maxItemsPerRequest} ${what} per request`); return -1; }
+    if (n > limits.maxItemsPerRequest) {
+      req.reject(-1, 'TOO_MANY', `at most ${limits.maxItemsPerRequest} ${what} per request`);
+      return -1;
+    }
     return n;
   };
 
@@ -199,7 +231,11 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     const save = reader.pos;
     const n = openBulk(req, f.keysAt, 'keys');
     for (let i = 0; i < n; i++) {
-      if (!reader.readBytes()) { reader.skip(); req.reject(i, 'BAD_KEY', 'key must be a str or bin'); continue; }
+      if (!reader.readBytes()) {
+        reader.skip();
+        req.reject(i, 'BAD_KEY', 'key must be a str or bin');
+        continue;
+      }
       if (isGet) w.get(req, i, reader.buf, reader.off, reader.len, f.wait);
       else router.del(req, i, reader.buf, reader.off, reader.len, f.wait);
     }
@@ -211,8 +247,23 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     const n = openBulk(req, f.itemsAt, 'items');
     for (let i = 0; i < n; i++) {
       item.read(reader);
-      if (item.error !== null) { req.reject(i, item.error, item.errorMessage); continue; }
-      router.set(req, i, reader.buf, item.keyOff, item.keyLen, item.ttl, item.flags, reader.buf, item.valueOff, item.valueLen, f.wait);
+      if (item.error !== null) {
+        req.reject(i, item.error, item.errorMessage);
+        continue;
+      }
+      router.set(
+        req,
+        i,
+        reader.buf,
+        item.keyOff,
+        item.keyLen,
+        item.ttl,
+        item.flags,
+        reader.buf,
+        item.valueOff,
+        item.valueLen,
+        f.wait,
+      );
     }
     reader.pos = save;
   };
@@ -229,21 +280,32 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
         const code: ErrorCode = ctx.draining ? 'SHUTTING_DOWN' : 'BUSY';
         const message = ctx.draining ? ErrorTable.SHUTTING_DOWN.message : 'too many connections';
         res.cork(() => {
-          res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json')
-            .writeHeader('retry-after', '1').end(errorBody(code, message), true);
+          res
+            .writeStatus('503 Service Unavailable')
+            .writeHeader('content-type', 'application/json')
+            .writeHeader('retry-after', '1')
+            .end(errorBody(code, message), true);
         });
         return;
       }
       const s = new WsSession(ctx.pool, ctx.budget, hardCap);
       const w = new GetWindow(router, ctx.budget, s, limits.maxBufferedBytesPerConnection);
-      res.upgrade({ c: new WsConn(s, w) }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'),
-        req.getHeader('sec-websocket-extensions'), context);
+      res.upgrade(
+        { c: new WsConn(s, w) },
+        req.getHeader('sec-websocket-key'),
+        req.getHeader('sec-websocket-protocol'),
+        req.getHeader('sec-websocket-extensions'),
+        context,
+      );
     },
     open: (ws: WebSocket<{ c: WsConn }>) => {
       const c = ws.getUserData().c;
       c.s.ws = ws as WebSocket<unknown>;
       c.s.onDrained = () => c.w.pump();
-      c.s.onGone = () => { c.w.cancel(); sessions.delete(c); };
+      c.s.onGone = () => {
+        c.w.cancel();
+        sessions.delete(c);
+      };
       sessions.add(c);
       counters.connections++;
       ctx.gate.ws++;

@@ -31,9 +31,16 @@ export interface ReplyTarget {
   outOfStep(why: string): void;
 }
 
-const enum State { Line, ValueData, ValueCrlf }
+const enum State {
+  Line,
+  ValueData,
+  ValueCrlf,
+}
 
-const enum Ch { Cr = 0x0d /* \r */, Lf = 0x0a /* \n */ }
+const enum Ch {
+  Cr = 0x0d /* \r */,
+  Lf = 0x0a /* \n */,
+}
 
 /** Longest reply line accepted: VALUE + a 250-byte key + numbers, with room to spare. */
 const MAX_LINE = 8192;
@@ -77,7 +84,8 @@ export class ReplyParser {
         continue;
       }
       if (this.state === State.ValueCrlf) {
-        if (chunk[p] !== (this.crlfLeft === 2 ? Ch.Cr : Ch.Lf)) return this.protocolError('value not followed by \\r\\n');
+        if (chunk[p] !== (this.crlfLeft === 2 ? Ch.Cr : Ch.Lf))
+          return this.protocolError('value not followed by \\r\\n');
         p++;
         if (--this.crlfLeft === 0) {
           this.state = State.Line;
@@ -87,7 +95,10 @@ export class ReplyParser {
         continue;
       }
       const nl = indexOfByte(chunk, Ch.Lf, p, n);
-      if (nl === -1) { this.keepPartial(chunk, p, n); return; }
+      if (nl === -1) {
+        this.keepPartial(chunk, p, n);
+        return;
+      }
       if (this.partialLen > 0) {
         this.keepPartial(chunk, p, nl + 1);
         if (this.halted) return;
@@ -124,14 +135,20 @@ export class ReplyParser {
       return n;
     }
     const e = p + left;
-    if (chunk[e] !== Ch.Cr) { this.protocolError('value not followed by \\r\\n'); return n; }
+    if (chunk[e] !== Ch.Cr) {
+      this.protocolError('value not followed by \\r\\n');
+      return n;
+    }
     if (e + 1 === n) {
       this.hold(chunk, p, left);
       this.crlfLeft = 1;
       this.state = State.ValueCrlf;
       return n;
     }
-    if (chunk[e + 1] !== Ch.Lf) { this.protocolError('value not followed by \\r\\n'); return n; }
+    if (chunk[e + 1] !== Ch.Lf) {
+      this.protocolError('value not followed by \\r\\n');
+      return n;
+    }
     this.state = State.Line;
     b.deliver(this.vKey, this.vFlags, this.vTotal, this.vOffset, chunk, p, left);
     return e + 2;
@@ -179,7 +196,8 @@ export class ReplyParser {
       const fe = indexOfByte(buf, CH_SPACE, ke + 1, end);
       const bytes = fe < 0 ? -1 : readUint(buf, fe + 1, end);
       if (flags < 0 || bytes < 0 || flags > 0xffffffff) return this.protocolError('bad VALUE line');
-      if (bytes > this.maxValueBytes) return this.protocolError(`VALUE of ${bytes} bytes is over the ${this.maxValueBytes}-byte limit`);
+      if (bytes > this.maxValueBytes)
+        return this.protocolError(`VALUE of ${bytes} bytes is over the ${this.maxValueBytes}-byte limit`);
       // No more tokens than `<key> <flags> <bytes>` (a CAS would be a fourth: `get` never asks for one).
       if (indexOfByte(buf, CH_SPACE, fe + 1, end) >= 0) return this.protocolError('bad VALUE line');
       const k = b.matchValue(buf, ks, ke - ks);
@@ -204,7 +222,8 @@ export class ReplyParser {
     if (startsWith(buf, start, end, 'SERVER_ERROR')) {
       ok = b.settleNext('SE', -1, lineText(buf, start + 13, end));
     } else if (end - start >= 2 && (end - start === 2 || buf[start + 2] === CH_SPACE)) {
-      const c0 = buf[start], c1 = buf[start + 1];
+      const c0 = buf[start],
+        c1 = buf[start + 1];
       const opaque = readOpaque(buf, start, end);
       if (opaque < 0) return this.protocolError('meta reply without its opaque');
       if (c0 === 0x48 && c1 === 0x44) ok = b.settleNext('HD', opaque, '');

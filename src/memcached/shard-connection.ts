@@ -90,8 +90,12 @@ export class ShardConnection {
    * `fds`: descriptors held in reserve for shard connections; one is given up just before connecting
    * (so a process whose descriptors clients used up can still reach its shards) and taken back after.
    */
-  constructor(readonly host: string, readonly port: number, private readonly opts: ShardOptions,
-    private readonly fds: { lend(): void; restock(): void } | null = null) {
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    private readonly opts: ShardOptions,
+    private readonly fds: { lend(): void; restock(): void } | null = null,
+  ) {
     this.backoff = opts.reconnectMinMs;
     this.parser = new ReplyParser({
       head: () => (this.head < this.inflight.length ? this.inflight[this.head] : null),
@@ -117,7 +121,10 @@ export class ShardConnection {
   }
 
   private open(done?: () => void): void {
-    if (this.stopped || this.connecting || this.socket) { done?.(); return; }
+    if (this.stopped || this.connecting || this.socket) {
+      done?.();
+      return;
+    }
     this.connecting = true;
     // Replies are read into one buffer owned by this connection (onread), not a fresh Buffer per read:
     // everything parsed out of it is copied (into output frames, pool buffers, `partial`) before the
@@ -150,7 +157,12 @@ export class ShardConnection {
     s.once('connect', () => {
       connected = true;
       clearTimeout(timer);
-      if (this.stopped) { this.connecting = false; s.destroy(); done?.(); return; } // stop() came first
+      if (this.stopped) {
+        this.connecting = false;
+        s.destroy();
+        done?.();
+        return;
+      } // stop() came first
       this.connecting = false;
       this.socket = s;
       this.up = true;
@@ -165,7 +177,9 @@ export class ShardConnection {
       this.resendRetries();
       this.onUp();
     });
-    s.on('error', () => { /* 'close' follows and handles it */ });
+    s.on('error', () => {
+      /* 'close' follows and handles it */
+    });
     s.once('close', () => {
       clearTimeout(timer);
       this.fds?.restock(); // this socket's descriptor is free again
@@ -199,7 +213,10 @@ export class ShardConnection {
       }
       this.endSettings();
       if (before === 0) this.parser.feed(chunk, n);
-      else { const all = Buffer.from(text, 'latin1'); this.parser.feed(all, all.length); }
+      else {
+        const all = Buffer.from(text, 'latin1');
+        this.parser.feed(all, all.length);
+      }
       return;
     }
     let end = 7;
@@ -214,7 +231,10 @@ export class ShardConnection {
         }
       }
       if (end < 0) {
-        if (text.length > MAX_SETTINGS_BYTES) { this.protocolError('stats settings reply too long'); return; }
+        if (text.length > MAX_SETTINGS_BYTES) {
+          this.protocolError('stats settings reply too long');
+          return;
+        }
         this.settingsText = text;
         return;
       }
@@ -236,7 +256,10 @@ export class ShardConnection {
 
   private endSettings(): void {
     this.settingsText = null;
-    if (this.settingsTimer !== null) { clearTimeout(this.settingsTimer); this.settingsTimer = null; }
+    if (this.settingsTimer !== null) {
+      clearTimeout(this.settingsTimer);
+      this.settingsTimer = null;
+    }
     const done = this.settingsDone;
     this.settingsDone = null;
     done?.();
@@ -354,7 +377,10 @@ export class ShardConnection {
     const s = this.socket;
     this.socket = null;
     this.up = false;
-    if (s) { this.resets++; s.destroy(); }
+    if (s) {
+      this.resets++;
+      s.destroy();
+    }
     if (this.timeoutTimer) clearTimeout(this.timeoutTimer);
     this.timeoutTimer = null;
     if (this.timeoutConfirm) clearImmediate(this.timeoutConfirm);
@@ -382,7 +408,10 @@ export class ShardConnection {
     }
     if (this.retryQueue.length > 0) {
       // Reconnect at once: the retried gets are waiting for it.
-      if (this.reconnectTimer) { clearTimeout(this.reconnectTimer); this.reconnectTimer = null; }
+      if (this.reconnectTimer) {
+        clearTimeout(this.reconnectTimer);
+        this.reconnectTimer = null;
+      }
       this.open();
     } else {
       this.scheduleReconnect();
@@ -406,7 +435,10 @@ export class ShardConnection {
 
   private shift(): void {
     const b = this.inflight[this.head++];
-    if (this.head === this.inflight.length) { this.inflight.length = 0; this.head = 0; }
+    if (this.head === this.inflight.length) {
+      this.inflight.length = 0;
+      this.head = 0;
+    }
     this.onBatchDone(b);
   }
 

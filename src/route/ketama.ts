@@ -136,8 +136,10 @@ export class KetamaRing {
       for (let i = 0; i < hashes; i++) {
         const label = Buffer.from(`${prefix}-${i}`, 'utf8');
         if (label.length > MAX_POINT_NAME_BYTES) {
-          throw new RangeError(`server ${si}: ring name "${prefix}" is too long for twemproxy ` +
-            `("${prefix}-${i}" exceeds ${MAX_POINT_NAME_BYTES} bytes)`);
+          throw new RangeError(
+            `server ${si}: ring name "${prefix}" is too long for twemproxy ` +
+              `("${prefix}-${i}" exceeds ${MAX_POINT_NAME_BYTES} bytes)`,
+          );
         }
         const d = createHash('md5').update(label).digest();
         for (let x = 0; x < POINTS_PER_HASH; x++) {

@@ -13,14 +13,21 @@ export interface ItemLimits {
 }
 
 export class Router {
-  constructor(readonly ring: KetamaRing, private readonly co: Coalescer, readonly limits: ItemLimits) {
+  constructor(
+    readonly ring: KetamaRing,
+    private readonly co: Coalescer,
+    readonly limits: ItemLimits,
+  ) {
     // What the gateway would refuse from a client it refuses from a shard too (a longer VALUE is out of step).
     co.setValueLimit(limits.maxValueBytes);
   }
 
   /** False when the item was rejected (and answered) instead of handed to a shard's batch. */
   get(req: Request, i: number, key: Uint8Array, off: number, len: number, wait: number): boolean {
-    if (!isValidKey(key, off, len)) { req.reject(i, 'BAD_KEY'); return false; }
+    if (!isValidKey(key, off, len)) {
+      req.reject(i, 'BAD_KEY');
+      return false;
+    }
     this.co.get(this.ring.lookup(key, off, len), req, i, key, off, len, wait);
     return true;
   }
@@ -32,25 +39,53 @@ export class Router {
 
   /** Checks a set's key and value length; returns the shard, or -1 after rejecting the item. */
   checkSet(req: Request, i: number, key: Uint8Array, off: number, len: number, vlen: number, ttl: number): number {
-    if (!isValidKey(key, off, len)) { req.reject(i, 'BAD_KEY'); return -1; }
+    if (!isValidKey(key, off, len)) {
+      req.reject(i, 'BAD_KEY');
+      return -1;
+    }
     if (vlen > this.limits.maxValueBytes) {
       req.reject(i, 'TOO_LARGE', `value of ${vlen} bytes is over the ${this.limits.maxValueBytes}-byte limit`);
       return -1;
     }
-    if (!validTtl(ttl, this.limits.maxTtlSeconds)) { req.reject(i, 'BAD_TTL'); return -1; }
+    if (!validTtl(ttl, this.limits.maxTtlSeconds)) {
+      req.reject(i, 'BAD_TTL');
+      return -1;
+    }
     return this.ring.lookup(key, off, len);
   }
 
-  set(req: Request, i: number, key: Uint8Array, off: number, len: number, ttl: number, flags: number,
-    value: Uint8Array, voff: number, vlen: number, wait: number): void {
+  set(
+    req: Request,
+    i: number,
+    key: Uint8Array,
+    off: number,
+    len: number,
+    ttl: number,
+    flags: number,
+    value: Uint8Array,
+    voff: number,
+    vlen: number,
+    wait: number,
+  ): void {
     const shard = this.checkSet(req, i, key, off, len, vlen, ttl);
     if (shard < 0) return;
     if (!validFlags(flags)) return req.reject(i, 'BAD_FLAGS');
     this.co.set(shard, req, i, key, off, len, ttl, flags, value, voff, vlen, wait);
   }
 
-  setParts(req: Request, i: number, key: Uint8Array, off: number, len: number, ttl: number, flags: number,
-    parts: Buffer[], lens: number[], vlen: number, wait: number): void {
+  setParts(
+    req: Request,
+    i: number,
+    key: Uint8Array,
+    off: number,
+    len: number,
+    ttl: number,
+    flags: number,
+    parts: Buffer[],
+    lens: number[],
+    vlen: number,
+    wait: number,
+  ): void {
     const shard = this.checkSet(req, i, key, off, len, vlen, ttl);
     if (shard < 0) return;
     if (!validFlags(flags)) return req.reject(i, 'BAD_FLAGS');

@@ -7,7 +7,14 @@
 import { BUFFER_SIZE, BufferPool } from './buffer-pool';
 import { Flushable, markForFlush } from './flush-list';
 
-export const enum Kind { Value = 0, Part = 1, Miss = 2, Ok = 3, Error = 4, End = 5 }
+export const enum Kind {
+  Value = 0,
+  Part = 1,
+  Miss = 2,
+  Ok = 3,
+  Error = 4,
+  End = 5,
+}
 
 /** Worst case bytes of a PART entry without its chunk: array + id + i + kind + flags + total + offset + bin32. */
 const PART_HEAD_MAX = 1 + 5 + 5 + 1 + 5 + 5 + 5 + 5;
@@ -64,7 +71,16 @@ export abstract class EntryWriter implements Flushable {
     return b;
   }
 
-  value(id: number, i: number, flags: number, total: number, offset: number, src: Buffer, off: number, n: number): void {
+  value(
+    id: number,
+    i: number,
+    flags: number,
+    total: number,
+    offset: number,
+    src: Buffer,
+    off: number,
+    n: number,
+  ): void {
     if (this.isClosed()) return;
     if (offset === 0 && n === total && total + PART_HEAD_MAX <= BUFFER_SIZE) {
       const b = this.room(total + PART_HEAD_MAX);
@@ -140,14 +156,29 @@ export abstract class EntryWriter implements Flushable {
  * up (bench/micro: 16 ns against 101 ns for 100 B); tiny values are copied by hand.
  */
 function copyBytes(src: Buffer, off: number, n: number, dst: Buffer, p: number): void {
-  if (n > 48) { src.copy(dst, p, off, off + n); return; }
+  if (n > 48) {
+    src.copy(dst, p, off, off + n);
+    return;
+  }
   for (let k = 0; k < n; k++) dst[p + k] = src[off + k];
 }
 
 function putUint(b: Buffer, p: number, v: number): number {
-  if (v < 0x80) { b[p] = v; return p + 1; }
-  if (v < 0x100) { b[p] = 0xcc; b[p + 1] = v; return p + 2; }
-  if (v < 0x10000) { b[p] = 0xcd; b[p + 1] = v >>> 8; b[p + 2] = v & 0xff; return p + 3; }
+  if (v < 0x80) {
+    b[p] = v;
+    return p + 1;
+  }
+  if (v < 0x100) {
+    b[p] = 0xcc;
+    b[p + 1] = v;
+    return p + 2;
+  }
+  if (v < 0x10000) {
+    b[p] = 0xcd;
+    b[p + 1] = v >>> 8;
+    b[p + 2] = v & 0xff;
+    return p + 3;
+  }
   b[p] = 0xce;
   b.writeUInt32BE(v >>> 0, p + 1);
   return p + 5;
@@ -155,15 +186,27 @@ function putUint(b: Buffer, p: number, v: number): number {
 
 function putInt(b: Buffer, p: number, v: number): number {
   if (v >= 0) return putUint(b, p, v);
-  if (v >= -32) { b[p] = v & 0xff; return p + 1; }
+  if (v >= -32) {
+    b[p] = v & 0xff;
+    return p + 1;
+  }
   b[p] = 0xd2;
   b.writeInt32BE(v, p + 1);
   return p + 5;
 }
 
 function putBinHeader(b: Buffer, p: number, n: number): number {
-  if (n < 0x100) { b[p] = 0xc4; b[p + 1] = n; return p + 2; }
-  if (n < 0x10000) { b[p] = 0xc5; b[p + 1] = n >>> 8; b[p + 2] = n & 0xff; return p + 3; }
+  if (n < 0x100) {
+    b[p] = 0xc4;
+    b[p + 1] = n;
+    return p + 2;
+  }
+  if (n < 0x10000) {
+    b[p] = 0xc5;
+    b[p + 1] = n >>> 8;
+    b[p + 2] = n & 0xff;
+    return p + 3;
+  }
   b[p] = 0xc6;
   b.writeUInt32BE(n, p + 1);
   return p + 5;
@@ -177,7 +220,10 @@ function putStr(b: Buffer, p: number, s: string): number {
   const n = Buffer.byteLength(s);
   if (n <= MAX_MESSAGE_BYTES) {
     if (n < 32) b[p++] = 0xa0 | n;
-    else { b[p++] = 0xd9; b[p++] = n; }
+    else {
+      b[p++] = 0xd9;
+      b[p++] = n;
+    }
     return p + b.write(s, p, n, 'utf8');
   }
   // A character is at most 4 bytes, so the cut keeps at least 252: still a str8.

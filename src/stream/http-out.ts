@@ -33,9 +33,18 @@ import type { OutputMeter, ResponseTally } from './output-meter';
 
 /** RFC 9110 reason phrases for every status the gateway sends; uWS writes the status line as given. */
 const REASONS: Record<number, string> = {
-  200: 'OK', 204: 'No Content', 400: 'Bad Request', 404: 'Not Found', 405: 'Method Not Allowed',
-  406: 'Not Acceptable', 413: 'Content Too Large', 415: 'Unsupported Media Type', 500: 'Internal Server Error',
-  502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+  200: 'OK',
+  204: 'No Content',
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  406: 'Not Acceptable',
+  413: 'Content Too Large',
+  415: 'Unsupported Media Type',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
 };
 const LINES = new Map<number, string>();
 
@@ -82,8 +91,12 @@ export class HttpOut implements OutputMeter {
   private writablesSeen = 0;
   private stalledLooks = 0;
 
-  constructor(readonly res: HttpResponse, private readonly pool: BufferPool, private readonly gate: ResponseTally,
-    private readonly drain: { readonly draining: boolean } | null = null) {
+  constructor(
+    readonly res: HttpResponse,
+    private readonly pool: BufferPool,
+    private readonly gate: ResponseTally,
+    private readonly drain: { readonly draining: boolean } | null = null,
+  ) {
     gate.http++;
     res.onAborted(() => {
       this.aborted = true;
@@ -105,7 +118,10 @@ export class HttpOut implements OutputMeter {
   }
 
   private uncount(): void {
-    if (this.counted) { this.counted = false; this.gate.http--; }
+    if (this.counted) {
+      this.counted = false;
+      this.gate.http--;
+    }
   }
 
   /** Whether the connection must close after this response, asked as the headers are written. */
@@ -188,7 +204,10 @@ export class HttpOut implements OutputMeter {
       if (this.pending.length > 0) return this.hold(buf, off, len);
       const before = this.res.getWriteOffset();
       const [ok, done] = this.res.tryEnd(new Uint8Array(buf.buffer, buf.byteOffset + off, len), total);
-      if (done) { this.markEnded(); return; }
+      if (done) {
+        this.markEnded();
+        return;
+      }
       if (!ok) {
         const taken = this.res.getWriteOffset() - before;
         this.hold(buf, off + taken, len - taken);
@@ -222,8 +241,15 @@ export class HttpOut implements OutputMeter {
       const b = this.pending[0];
       const end = this.pendingLens[0];
       const before = this.res.getWriteOffset();
-      const [ok, done] = this.res.tryEnd(new Uint8Array(b.buffer, b.byteOffset + this.pendingHead, end - this.pendingHead), this.total);
-      if (done) { this.markEnded(); this.releasePending(); return true; }
+      const [ok, done] = this.res.tryEnd(
+        new Uint8Array(b.buffer, b.byteOffset + this.pendingHead, end - this.pendingHead),
+        this.total,
+      );
+      if (done) {
+        this.markEnded();
+        this.releasePending();
+        return true;
+      }
       if (!ok) {
         const taken = this.res.getWriteOffset() - before;
         this.pendingHead += taken;
@@ -240,7 +266,10 @@ export class HttpOut implements OutputMeter {
 
   /** Chunked mode: takes ownership of a pool buffer holding `len` bytes of the body. */
   chunk(status: string, contentType: string, buf: Buffer, len: number): void {
-    if (this.done) { this.pool.release(buf); return; }
+    if (this.done) {
+      this.pool.release(buf);
+      return;
+    }
     this.status = status;
     this.contentType = contentType;
     if (this.backpressured || this.pending.length > 0) {
@@ -272,8 +301,15 @@ export class HttpOut implements OutputMeter {
 
   /** Watchdog, once a second: true after `looks` looks in a row with output held and none taken. */
   stalled(looks: number): boolean {
-    if (this.done || (this.pendingBytes === 0 && !this.backpressured)) { this.stalledLooks = 0; return false; }
-    if (this.writables !== this.writablesSeen) { this.writablesSeen = this.writables; this.stalledLooks = 0; return false; }
+    if (this.done || (this.pendingBytes === 0 && !this.backpressured)) {
+      this.stalledLooks = 0;
+      return false;
+    }
+    if (this.writables !== this.writablesSeen) {
+      this.writablesSeen = this.writables;
+      this.stalledLooks = 0;
+      return false;
+    }
     return ++this.stalledLooks >= looks;
   }
 
@@ -317,7 +353,10 @@ export class HttpOut implements OutputMeter {
         if (this.bodyOpen && this.closing) this.res.writeHeader('connection', 'close');
       }
       this.markEnded();
-      if (this.bodyOpen) { this.res.write(''); this.finishPending = true; } else this.res.end(undefined, close);
+      if (this.bodyOpen) {
+        this.res.write('');
+        this.finishPending = true;
+      } else this.res.end(undefined, close);
     });
   }
 

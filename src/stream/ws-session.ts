@@ -17,7 +17,11 @@ import type { OutputMeter, TransportTally } from './output-meter';
 /** Bytes uWS may hold before frames wait here instead (keeps uWS's own copy of the output small). */
 export const HIGH_WATER = 64 * 1024;
 
-export const enum CloseCode { GoingAway = 1001, PolicyViolation = 1008, MessageTooBig = 1009 }
+export const enum CloseCode {
+  GoingAway = 1001,
+  PolicyViolation = 1008,
+  MessageTooBig = 1009,
+}
 
 export class WsSession extends EntryWriter implements OutputMeter {
   ws: WebSocket<unknown> | null = null;
@@ -42,7 +46,11 @@ export class WsSession extends EntryWriter implements OutputMeter {
   /** Called once when the socket is gone: its window fetches nothing more. */
   onGone: (() => void) | null = null;
 
-  constructor(pool: BufferPool, private readonly budget: TransportTally, private readonly hardCap: number) {
+  constructor(
+    pool: BufferPool,
+    private readonly budget: TransportTally,
+    private readonly hardCap: number,
+  ) {
     super(pool);
   }
 
@@ -71,7 +79,10 @@ export class WsSession extends EntryWriter implements OutputMeter {
 
   protected ship(buf: Buffer, len: number): void {
     const ws = this.ws;
-    if (ws === null) { this.pool.release(buf); return; }
+    if (ws === null) {
+      this.pool.release(buf);
+      return;
+    }
     if (this.queue.length === 0 && this.refreshTransport(ws) < HIGH_WATER) {
       this.sendBuf = buf;
       this.sendLen = len;
@@ -85,14 +96,16 @@ export class WsSession extends EntryWriter implements OutputMeter {
   }
 
   private sendNow(): void {
-    const buf = this.sendBuf!, len = this.sendLen;
+    const buf = this.sendBuf!,
+      len = this.sendLen;
     this.sendBuf = null;
     const ws = this.ws;
     if (ws !== null) {
       // uWS copies the bytes (or writes them) before returning, so the buffer is free again at once.
       const r = ws.send(viewOf(buf, len), true);
       this.framesSent++;
-      if (r === 2) this.kick(); // dropped: the stream has a hole, so the connection cannot go on
+      if (r === 2)
+        this.kick(); // dropped: the stream has a hole, so the connection cannot go on
       else if (r === 0) this.refreshTransport(ws);
     }
     this.pool.release(buf);
@@ -110,8 +123,15 @@ export class WsSession extends EntryWriter implements OutputMeter {
    * `looks` looks in a row without the client taking any of it (no drain event).
    */
   stalled(looks: number): boolean {
-    if (this.queue.length === 0 && this.transportSeen === 0) { this.stalledLooks = 0; return false; }
-    if (this.drains !== this.drainsSeen) { this.drainsSeen = this.drains; this.stalledLooks = 0; return false; }
+    if (this.queue.length === 0 && this.transportSeen === 0) {
+      this.stalledLooks = 0;
+      return false;
+    }
+    if (this.drains !== this.drainsSeen) {
+      this.drainsSeen = this.drains;
+      this.stalledLooks = 0;
+      return false;
+    }
     return ++this.stalledLooks >= looks;
   }
 

@@ -37,7 +37,13 @@ export interface FakeAction {
 
 export type FakeScript = (cmd: FakeCommand, fake: FakeMemcached) => FakeAction | undefined;
 
-interface ConnState { sock: Socket; id: number; acc: Buffer; stalled: boolean; out: Promise<void> }
+interface ConnState {
+  sock: Socket;
+  id: number;
+  acc: Buffer;
+  stalled: boolean;
+  out: Promise<void>;
+}
 
 export class FakeMemcached {
   readonly data = new Map<string, { flags: number; value: Buffer }>();
@@ -48,7 +54,10 @@ export class FakeMemcached {
   connections = 0;
   private readonly live = new Set<ConnState>();
 
-  private constructor(private readonly server: Server, readonly port: number) {}
+  private constructor(
+    private readonly server: Server,
+    readonly port: number,
+  ) {}
 
   static start(): Promise<FakeMemcached> {
     return new Promise((resolve, reject) => {
@@ -75,12 +84,19 @@ export class FakeMemcached {
   normal(cmd: FakeCommand): Buffer {
     switch (cmd.op) {
       case 'stats':
-        return Buffer.from(`STAT maxbytes 67108864\r\nSTAT item_size_max ${this.itemSizeMax}\r\nSTAT maxconns 4096\r\nEND\r\n`);
+        return Buffer.from(
+          `STAT maxbytes 67108864\r\nSTAT item_size_max ${this.itemSizeMax}\r\nSTAT maxconns 4096\r\nEND\r\n`,
+        );
       case 'get': {
         const parts: Buffer[] = [];
         for (const k of cmd.keys) {
           const v = this.data.get(k);
-          if (v) parts.push(Buffer.from(`VALUE ${k} ${v.flags} ${v.value.length}\r\n`, 'latin1'), v.value, Buffer.from('\r\n'));
+          if (v)
+            parts.push(
+              Buffer.from(`VALUE ${k} ${v.flags} ${v.value.length}\r\n`, 'latin1'),
+              v.value,
+              Buffer.from('\r\n'),
+            );
         }
         parts.push(Buffer.from('END\r\n'));
         return Buffer.concat(parts);
@@ -111,7 +127,9 @@ export class FakeMemcached {
       c.acc = c.acc.length === 0 ? d : Buffer.concat([c.acc, d]);
       this.drain(c);
     });
-    sock.on('error', () => { /* the gateway may reset us */ });
+    sock.on('error', () => {
+      /* the gateway may reset us */
+    });
     sock.on('close', () => this.live.delete(c));
   }
 
@@ -123,10 +141,20 @@ export class FakeMemcached {
       if (nl < 0) return;
       const line = c.acc.toString('latin1', 0, nl);
       const tok = line.split(' ');
-      const cmd: FakeCommand = { op: 'other', line, keys: [], opaque: '', value: Buffer.alloc(0), flags: 0, conn: c.id };
+      const cmd: FakeCommand = {
+        op: 'other',
+        line,
+        keys: [],
+        opaque: '',
+        value: Buffer.alloc(0),
+        flags: 0,
+        conn: c.id,
+      };
       let used = nl + 2;
-      if (tok[0] === 'get') { cmd.op = 'get'; cmd.keys = tok.slice(1); }
-      else if (tok[0] === 'stats') cmd.op = 'stats';
+      if (tok[0] === 'get') {
+        cmd.op = 'get';
+        cmd.keys = tok.slice(1);
+      } else if (tok[0] === 'stats') cmd.op = 'stats';
       else if (tok[0] === 'ms' || tok[0] === 'md') {
         cmd.op = tok[0];
         cmd.keys = [tok[1]];
@@ -144,10 +172,21 @@ export class FakeMemcached {
       c.acc = c.acc.subarray(used);
       this.commands.push(cmd);
       const act = this.script?.(cmd, this);
-      if (act?.reset) { c.sock.resetAndDestroy(); return; }
+      if (act?.reset) {
+        c.sock.resetAndDestroy();
+        return;
+      }
       if (c.stalled) continue;
-      if (act?.stall) { c.stalled = true; continue; }
-      const reply = act?.reply === undefined ? this.normal(cmd) : typeof act.reply === 'string' ? Buffer.from(act.reply, 'latin1') : act.reply;
+      if (act?.stall) {
+        c.stalled = true;
+        continue;
+      }
+      const reply =
+        act?.reply === undefined
+          ? this.normal(cmd)
+          : typeof act.reply === 'string'
+            ? Buffer.from(act.reply, 'latin1')
+            : act.reply;
       const close = act?.close === true;
       if (act?.drip) {
         // One byte per turn, after whatever is still being written, so replies stay in order.

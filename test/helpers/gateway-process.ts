@@ -10,7 +10,11 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { freePort } from '../../src/fleet/local-fleet';
 
-export interface Exit { code: number | null; signal: NodeJS.Signals | null; at: number }
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  at: number;
+}
 
 export interface GatewayProcess {
   proc: ChildProcess;
@@ -31,17 +35,29 @@ const MAIN = join(__dirname, '..', '..', 'src', 'main.js');
  * `openFiles`: the child's open-file limit. `listening: false` returns as soon as it is spawned, without
  * waiting for its "listening on" line (to catch it while it starts).
  */
-export async function spawnGateway(config: Record<string, unknown>, opts: { openFiles?: number; listening?: boolean } = {}): Promise<GatewayProcess> {
+export async function spawnGateway(
+  config: Record<string, unknown>,
+  opts: { openFiles?: number; listening?: boolean } = {},
+): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'kvgate-proc-'));
   const file = join(dir, 'config.json');
   const port = await freePort();
   writeFileSync(file, JSON.stringify({ host: '127.0.0.1', ...config, port }));
-  const proc = opts.openFiles === undefined
-    ? spawn(process.execPath, [MAIN, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn('bash', ['-c', `ulimit -n ${opts.openFiles} && exec "$0" "$@"`, process.execPath, MAIN, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc =
+    opts.openFiles === undefined
+      ? spawn(process.execPath, [MAIN, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(
+          'bash',
+          ['-c', `ulimit -n ${opts.openFiles} && exec "$0" "$@"`, process.execPath, MAIN, '--config', file],
+          { stdio: ['ignore', 'pipe', 'pipe'] },
+        );
   let out = '';
-  proc.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  proc.stderr!.setEncoding('utf8').on('data', (d: string) => { out += d; });
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
   const exited = new Promise<Exit>((resolve) => {
     proc.once('exit', (code, signal) => {
       const at = performance.now();
@@ -58,7 +74,9 @@ export async function spawnGateway(config: Record<string, unknown>, opts: { open
     }
   }
   return {
-    proc, port, exited,
+    proc,
+    port,
+    exited,
     output: () => out,
     signal(sig) {
       const at = performance.now();
@@ -81,8 +99,12 @@ export async function spawnGateway(config: Record<string, unknown>, opts: { open
         resolve();
       };
       proc.stdout!.on('data', look);
-      void exited.then((e) => { clearTimeout(timer); reject(new Error(`gateway exited (${e.code ?? e.signal}) before listening: ${out}`)); });
+      void exited.then((e) => {
+        clearTimeout(timer);
+        reject(new Error(`gateway exited (${e.code ?? e.signal}) before listening: ${out}`));
+      });
     });
-    if (!out.includes(`:${port} `)) throw new Error(`gateway is not listening on the port it was given (${port}): ${out}`);
+    if (!out.includes(`:${port} `))
+      throw new Error(`gateway is not listening on the port it was given (${port}): ${out}`);
   }
 }

@@ -28,7 +28,11 @@ export async function startHarness(over: Record<string, unknown> = {}, shards = 
   const wsUrl = `ws://127.0.0.1:${gw.port}/v1/ws`;
   const clients: KvWsClient[] = [];
   return {
-    fleet, gw, config, base, wsUrl,
+    fleet,
+    gw,
+    config,
+    base,
+    wsUrl,
     http: new KvHttpClient(base),
     async ws() {
       const c = await KvWsClient.connect(wsUrl);
@@ -44,13 +48,20 @@ export async function startHarness(over: Record<string, unknown> = {}, shards = 
 }
 
 /** Sends one memcached text command to a server and returns the raw reply up to `until`. */
-export function memcachedCommand(port: number, cmd: string | Buffer, until = /(END|STORED|DELETED|NOT_FOUND|OK|ERROR[^\r]*)\r\n$/): Promise<string> {
+export function memcachedCommand(
+  port: number,
+  cmd: string | Buffer,
+  until = /(END|STORED|DELETED|NOT_FOUND|OK|ERROR[^\r]*)\r\n$/,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = createConnection({ host: '127.0.0.1', port });
     let acc = '';
     s.on('data', (d) => {
       acc += d.toString('latin1');
-      if (until.test(acc)) { s.destroy(); resolve(acc); }
+      if (until.test(acc)) {
+        s.destroy();
+        resolve(acc);
+      }
     });
     s.on('error', reject);
     s.write(cmd);
@@ -83,10 +94,10 @@ export async function until(check: () => boolean | Promise<boolean>, ms = 5000, 
  */
 export async function freeze(pid: number): Promise<void> {
   process.kill(pid, 'SIGSTOP');
-  const stopped = (): boolean => readdirSync(`/proc/${pid}/task`).every((t) => {
-    const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-    return /^\S+ \(.*\) [Tt] /s.test(stat);
-  });
+  const stopped = (): boolean =>
+    readdirSync(`/proc/${pid}/task`).every((t) => {
+      const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      return /^\S+ \(.*\) [Tt] /s.test(stat);
+    });
   await until(stopped, 5000, `memcached ${pid} stopped`);
 }
-

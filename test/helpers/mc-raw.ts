@@ -6,7 +6,11 @@
 import { createConnection } from 'node:net';
 import type { KetamaRing } from '../../src/route/ketama';
 
-export interface McValue { key: string; flags: number; value: Buffer }
+export interface McValue {
+  key: string;
+  flags: number;
+  value: Buffer;
+}
 export type McReply = { kind: 'line'; line: string } | { kind: 'values'; values: McValue[] };
 
 /**
@@ -27,7 +31,11 @@ export function parseReplies(buf: Buffer): { replies: McReply[]; used: number } 
       const len = Number(m[3]);
       if (nl + 2 + len + 2 > buf.length) break;
       if (buf[nl + 2 + len] !== 0x0d || buf[nl + 3 + len] !== 0x0a) throw new Error('value not followed by \\r\\n');
-      (values ??= []).push({ key: Buffer.from(m[1], 'latin1').toString('utf8'), flags: Number(m[2]), value: Buffer.from(buf.subarray(nl + 2, nl + 2 + len)) });
+      (values ??= []).push({
+        key: Buffer.from(m[1], 'latin1').toString('utf8'),
+        flags: Number(m[2]),
+        value: Buffer.from(buf.subarray(nl + 2, nl + 2 + len)),
+      });
       p = nl + 2 + len + 2;
       continue;
     }
@@ -45,11 +53,19 @@ export function parseReplies(buf: Buffer): { replies: McReply[]; used: number } 
 }
 
 /** Sends `payload` (pipelined commands) and resolves with the first `count` replies. */
-export function exchange(port: number, payload: Buffer | string, count: number, timeoutMs = 10_000): Promise<McReply[]> {
+export function exchange(
+  port: number,
+  payload: Buffer | string,
+  count: number,
+  timeoutMs = 10_000,
+): Promise<McReply[]> {
   return new Promise((resolve, reject) => {
     const s = createConnection({ host: '127.0.0.1', port });
     let acc = Buffer.alloc(0);
-    const timer = setTimeout(() => { s.destroy(); reject(new Error(`no ${count} replies from port ${port} within ${timeoutMs} ms (got ${acc.length} bytes)`)); }, timeoutMs);
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no ${count} replies from port ${port} within ${timeoutMs} ms (got ${acc.length} bytes)`));
+    }, timeoutMs);
     s.on('data', (d: Buffer) => {
       acc = Buffer.concat([acc, d]);
       let parsed: { replies: McReply[]; used: number };
@@ -67,7 +83,10 @@ export function exchange(port: number, payload: Buffer | string, count: number, 
         resolve(parsed.replies.slice(0, count));
       }
     });
-    s.on('error', (e) => { clearTimeout(timer); reject(e); });
+    s.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
     s.write(payload);
   });
 }
@@ -84,9 +103,16 @@ export async function rawGet(port: number, key: string | Buffer): Promise<McValu
 /** `set key flags 0 len` straight into one memcached; throws unless STORED. */
 export async function rawSet(port: number, key: string | Buffer, value: Buffer, flags = 0): Promise<void> {
   const k = typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
-  const cmd = Buffer.concat([Buffer.from('set '), k, Buffer.from(` ${flags} 0 ${value.length}\r\n`), value, Buffer.from('\r\n')]);
+  const cmd = Buffer.concat([
+    Buffer.from('set '),
+    k,
+    Buffer.from(` ${flags} 0 ${value.length}\r\n`),
+    value,
+    Buffer.from('\r\n'),
+  ]);
   const [r] = await exchange(port, cmd, 1);
-  if (r.kind !== 'line' || r.line !== 'STORED') throw new Error(`set ${k.toString('latin1').slice(0, 40)} answered ${JSON.stringify(r)}`);
+  if (r.kind !== 'line' || r.line !== 'STORED')
+    throw new Error(`set ${k.toString('latin1').slice(0, 40)} answered ${JSON.stringify(r)}`);
 }
 
 /** `perShard` distinct keys for every shard of the ring: result[s] all live on shard s. */

@@ -72,40 +72,63 @@ export class NutcrackerProcess {
   }
 
   private async launch(specs: NutcrackerPoolSpec[]): Promise<void> {
-    for (const [i, p] of specs.entries()) this.pools.push({ ...p, name: p.name ?? `pool_${i}`, port: await freePort() });
-    this.yaml = this.pools.map((p) => [
-      `${p.name}:`,
-      `  listen: 127.0.0.1:${p.port}`,
-      `  hash: ${p.hash}`,
-      '  distribution: ketama',
-      '  auto_eject_hosts: false',
-      '  timeout: 5000',
-      '  servers:',
-      ...p.servers.map((s) => `    - ${serverLine(s)}`),
-    ].join('\n')).join('\n') + '\n';
+    for (const [i, p] of specs.entries())
+      this.pools.push({ ...p, name: p.name ?? `pool_${i}`, port: await freePort() });
+    this.yaml =
+      this.pools
+        .map((p) =>
+          [
+            `${p.name}:`,
+            `  listen: 127.0.0.1:${p.port}`,
+            `  hash: ${p.hash}`,
+            '  distribution: ketama',
+            '  auto_eject_hosts: false',
+            '  timeout: 5000',
+            '  servers:',
+            ...p.servers.map((s) => `    - ${serverLine(s)}`),
+          ].join('\n'),
+        )
+        .join('\n') + '\n';
     const conf = join(this.dir, 'nutcracker.yml');
     const log = join(this.dir, 'nutcracker.log');
     writeFileSync(conf, this.yaml);
     const statsPort = await freePort();
-    const proc = spawn(findNutcrackerBinary(), ['-c', conf, '-o', log, '-p', join(this.dir, 'nutcracker.pid'),
-      '-a', '127.0.0.1', '-s', String(statsPort)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const proc = spawn(
+      findNutcrackerBinary(),
+      ['-c', conf, '-o', log, '-p', join(this.dir, 'nutcracker.pid'), '-a', '127.0.0.1', '-s', String(statsPort)],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     this.proc = proc;
     let stderr = '';
-    proc.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    proc.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     let failStart: ((e: Error) => void) | null = null;
-    this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => {
-      this.proc = null;
-      let logText = '';
-      try { logText = readFileSync(log, 'utf8'); } catch { /* no log yet */ }
-      failStart?.(new Error(`nutcracker exited (${code ?? signal}) while starting:\n${stderr}${logText}\n${this.yaml}`));
-      resolve();
-    }));
+    this.exited = new Promise((resolve) =>
+      proc.once('exit', (code, signal) => {
+        this.proc = null;
+        let logText = '';
+        try {
+          logText = readFileSync(log, 'utf8');
+        } catch {
+          /* no log yet */
+        }
+        failStart?.(
+          new Error(`nutcracker exited (${code ?? signal}) while starting:\n${stderr}${logText}\n${this.yaml}`),
+        );
+        resolve();
+      }),
+    );
     const deadline = Date.now() + 5000;
     await new Promise<void>((resolve, reject) => {
       failStart = reject;
-      Promise.all(this.pools.map((p) => waitForPort(p.port, deadline).catch(() => {
-        throw new Error(`nutcracker did not listen on ${p.port} (pool ${p.name}) within 5 s`);
-      }))).then(() => resolve(), reject);
+      Promise.all(
+        this.pools.map((p) =>
+          waitForPort(p.port, deadline).catch(() => {
+            throw new Error(`nutcracker did not listen on ${p.port} (pool ${p.name}) within 5 s`);
+          }),
+        ),
+      ).then(() => resolve(), reject);
     });
     failStart = null;
   }

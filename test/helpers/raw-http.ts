@@ -31,14 +31,22 @@ export class RawHttp {
       this.acc = this.acc.length === 0 ? d : Buffer.concat([this.acc, d]);
       this.wake();
     });
-    socket.on('error', (e) => { this.error = e; });
-    socket.on('close', () => { this.closed = true; this.wake(); });
+    socket.on('error', (e) => {
+      this.error = e;
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
   }
 
   static connect(port: number): Promise<RawHttp> {
     return new Promise((resolve, reject) => {
       const s = createConnection({ host: '127.0.0.1', port });
-      s.once('connect', () => { s.removeListener('error', reject); resolve(new RawHttp(s)); });
+      s.once('connect', () => {
+        s.removeListener('error', reject);
+        resolve(new RawHttp(s));
+      });
       s.once('error', reject);
     });
   }
@@ -76,9 +84,15 @@ export class RawHttp {
       };
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== onEvent);
-        reject(new Error(`timed out after ${ms} ms waiting for ${what} (${this.received} bytes received, closed ${this.closed})`));
+        reject(
+          new Error(
+            `timed out after ${ms} ms waiting for ${what} (${this.received} bytes received, closed ${this.closed})`,
+          ),
+        );
       }, ms);
-      const onEvent = (): void => { if (!test()) this.waiters.push(onEvent); };
+      const onEvent = (): void => {
+        if (!test()) this.waiters.push(onEvent);
+      };
       onEvent();
     });
   }
@@ -87,7 +101,10 @@ export class RawHttp {
   async response(ms = 5000): Promise<RawResponse> {
     let parsed: { r: RawResponse; used: number } | null = null;
     await this.waitFor(() => (parsed = parseResponse(this.acc)) !== null || this.closed, ms, 'a whole response');
-    if (parsed === null) throw new Error(`connection closed before a whole response (${this.acc.length} bytes: ${JSON.stringify(this.acc.toString('latin1', 0, 200))})`);
+    if (parsed === null)
+      throw new Error(
+        `connection closed before a whole response (${this.acc.length} bytes: ${JSON.stringify(this.acc.toString('latin1', 0, 200))})`,
+      );
     const { r, used } = parsed as { r: RawResponse; used: number };
     this.acc = this.acc.subarray(used);
     return r;

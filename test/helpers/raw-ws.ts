@@ -4,7 +4,8 @@
  */
 import { createConnection, Socket } from 'node:net';
 
-const UPGRADE = 'GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+const UPGRADE =
+  'GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
   'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
 
 /** Upgrades, then stops reading. Rejects with the status line when the upgrade is refused. */
@@ -13,7 +14,10 @@ export function nonReadingWs(port: number): Promise<Socket> {
     const s = createConnection({ host: '127.0.0.1', port }, () => s.write(UPGRADE));
     s.once('data', (d) => {
       const head = d.toString('latin1');
-      if (!head.startsWith('HTTP/1.1 101')) { s.destroy(); return reject(new Error(head.split('\r\n')[0])); }
+      if (!head.startsWith('HTTP/1.1 101')) {
+        s.destroy();
+        return reject(new Error(head.split('\r\n')[0]));
+      }
       s.pause(); // from now on, read nothing
       resolve(s);
     });
@@ -28,7 +32,12 @@ export function frame(payload: Uint8Array): Buffer {
   let head: Buffer;
   if (n < 126) head = Buffer.from([0x82, 0x80 | n]);
   else if (n < 65536) head = Buffer.from([0x82, 0x80 | 126, n >> 8, n & 0xff]);
-  else { head = Buffer.alloc(10); head[0] = 0x82; head[1] = 0x80 | 127; head.writeBigUInt64BE(BigInt(n), 2); }
+  else {
+    head = Buffer.alloc(10);
+    head[0] = 0x82;
+    head[1] = 0x80 | 127;
+    head.writeBigUInt64BE(BigInt(n), 2);
+  }
   const body = Buffer.allocUnsafe(n);
   for (let i = 0; i < n; i++) body[i] = payload[i] ^ mask[i & 3];
   return Buffer.concat([head, mask, body]);

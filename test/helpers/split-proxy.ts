@@ -34,7 +34,11 @@ class Link {
   private queued = 0;
   private pumping = false;
 
-  constructor(private readonly proxy: SplitProxy, readonly client: Socket, readonly server: Socket) {}
+  constructor(
+    private readonly proxy: SplitProxy,
+    readonly client: Socket,
+    readonly server: Socket,
+  ) {}
 
   push(d: Buffer): void {
     this.queue.push(d);
@@ -89,7 +93,11 @@ class Link {
     if (this.client.writableLength === 0) return Promise.resolve();
     this.proxy.slowWrites++;
     return new Promise((resolve) => {
-      const done = (): void => { this.client.off('drain', done); this.client.off('close', done); resolve(); };
+      const done = (): void => {
+        this.client.off('drain', done);
+        this.client.off('close', done);
+        resolve();
+      };
       this.client.on('drain', done);
       this.client.on('close', done);
     });
@@ -109,7 +117,10 @@ class Link {
         const m = this.proxy.mode;
         if (m.kind === 'hold') break;
         if (m.kind === 'stall' && this.proxy.stallLeft <= 0) break;
-        if (m.kind === 'pass') { await this.write(this.take(this.queued)); continue; }
+        if (m.kind === 'pass') {
+          await this.write(this.take(this.queued));
+          continue;
+        }
         if (m.kind === 'cut') {
           const n = Math.min(this.queued, this.proxy.stallLeft);
           this.proxy.stallLeft -= n;
@@ -130,7 +141,10 @@ class Link {
           continue;
         }
         // bytes / random: one chunk per turn of the event loop
-        if (!paced) { await nextTurn(); paced = true; }
+        if (!paced) {
+          await nextTurn();
+          paced = true;
+        }
         const n = m.kind === 'bytes' ? m.size : 1 + Math.floor(this.proxy.rand() * m.max);
         await this.write(this.take(Math.min(n, this.queued)));
         await nextTurn();
@@ -162,7 +176,10 @@ export class SplitProxy {
   private readonly links = new Set<Link>();
   private server!: Server;
 
-  private constructor(private readonly targetPort: number, private readonly targetHost: string) {}
+  private constructor(
+    private readonly targetPort: number,
+    private readonly targetHost: string,
+  ) {}
 
   static async start(targetPort: number, targetHost = '127.0.0.1'): Promise<SplitProxy> {
     const p = new SplitProxy(targetPort, targetHost);
