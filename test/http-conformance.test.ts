@@ -153,6 +153,17 @@ describe('HTTP conformance', () => {
     assert.ok(kept.hit && kept.value.toString() === 'kept', 'the DELETE after the ambiguous framing was not applied');
   });
 
+  it('a WebSocket upgrade with two Content-Length headers is refused with 400, not upgraded', async () => {
+    const c = await RawHttp.connect(port());
+    await c.send(
+      'GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n' +
+        'Content-Length: 0\r\nContent-Length: 4\r\n\r\n',
+    );
+    assert.equal((await c.responseHead()).status, 400);
+    await c.closedByPeer();
+  });
+
   it('a bulk body with two Content-Length headers is refused before any item is applied', async () => {
     const body = '{"key":"conf:dupcl:bulk","value":"x"}\n';
     const c = await RawHttp.connect(port());

@@ -21,6 +21,7 @@ import { CloseCode, WsSession } from '../stream/ws-session';
 import { GetWindow } from '../flow/get-window';
 import type { TemplatedApp, WebSocket } from '../uws';
 import { RateLimitedLog } from '../log';
+import { refuseFraming } from './framing';
 
 export interface WsCounters {
   connections: number;
@@ -276,6 +277,7 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     closeOnBackpressureLimit: 0,
     upgrade: (res, req, context) => {
       // Refusals are decided here, synchronously (asynchronous upgrades have known crash reports).
+      if (refuseFraming(res, req)) return;
       if (ctx.draining || ctx.gate.refuse()) {
         const code: ErrorCode = ctx.draining ? 'SHUTTING_DOWN' : 'BUSY';
         const message = ctx.draining ? ErrorTable.SHUTTING_DOWN.message : 'too many connections';

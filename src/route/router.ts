@@ -48,7 +48,7 @@ export class Router {
       return -1;
     }
     if (!validTtl(ttl, this.limits.maxTtlSeconds)) {
-      req.reject(i, 'BAD_TTL');
+      req.reject(i, 'BAD_TTL', `ttl must be an integer number of seconds from 0 to ${this.limits.maxTtlSeconds}`);
       return -1;
     }
     return this.ring.lookup(key, off, len);
