@@ -42,15 +42,15 @@ export function refuseFraming(res: HttpResponse, req: HttpRequest): boolean {
   res.onAborted(() => {
     gone = true;
   });
+  // The head goes out now but the response stays pending: should another request follow in this same
+  // read (a smuggling attempt), uWS closes the connection rather than run it. Once the read is over the
+  // answer is completed with a Content-Length and `Connection: close`, so uWS closes after sending it.
   res.cork(() => {
-    res
-      .writeStatus(statusLine(400))
-      .writeHeader('content-type', 'application/json')
-      .writeHeader('connection', 'close')
-      .write(errorBody('BAD_REQUEST', `${problem}: the request's length is ambiguous`));
+    res.writeStatus(statusLine(400)).writeHeader('content-type', 'application/json');
   });
+  const body = errorBody('BAD_REQUEST', `${problem}: the request's length is ambiguous`);
   setImmediate(() => {
-    if (!gone) res.close();
+    if (!gone) res.cork(() => res.end(body, true));
   });
   return true;
 }
