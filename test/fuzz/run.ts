@@ -9,6 +9,11 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { DEFAULTS, FuzzOptions, runFuzz } from './fuzz';
 
+const USAGE = `usage: node dist/test/fuzz/run.js [--seconds N] [--seed S] [--frames N] [--target host:port] [--out DIR]
+       [--only ws|http] [--replay ws:N|http:N] [--ws-workers N] [--http-workers N] [--canaries N]
+       [--answer-ms N] [--stall-ms N] [--max-rss-mb N] [--item-size-mb N]
+--frames: stop after N fuzz inputs (WebSocket messages and HTTP connections together). See docs/FUZZING.md.`;
+
 function parse(argv: string[]): FuzzOptions & { out: string } {
   const o: FuzzOptions & { out: string } = { ...DEFAULTS, seed: Math.floor(Math.random() * 2 ** 31), out: '' };
   const nums: Record<string, keyof FuzzOptions> = {
@@ -19,7 +24,7 @@ function parse(argv: string[]): FuzzOptions & { out: string } {
   for (let k = 0; k < argv.length; k++) {
     const flag = argv[k];
     const v = argv[++k];
-    if (flag === '--help' || flag === '-h') { console.log(require('node:fs').readFileSync(__filename.replace(/\.js$/, '.js'), 'utf8').split('\n').slice(1, 5).join('\n')); process.exit(0); }
+    if (flag === '--help' || flag === '-h') { console.log(USAGE); process.exit(0); }
     if (v === undefined) { bad.push(`${flag} needs a value`); continue; }
     if (flag in nums) {
       if (!/^\d+$/.test(v)) bad.push(`${flag} must be a whole number (got "${v}")`);

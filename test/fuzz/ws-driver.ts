@@ -209,6 +209,8 @@ async function oneConnection(ctx: FuzzCtx, crng: Rng): Promise<void> {
       }
       if (input.ping !== undefined && !pongs.some((p) => p.equals(input.ping!))) bad('ws: ping not answered with its pong', `${pongs.length} pongs`);
     }
+    // the last burst is judged like the others before the connection is closed
+    if (closeInfo === null && burst.length > 0 && !ctx.dead() && !(await settle(burst))) return;
     if (closeInfo === null) {
       ws.write(wsFrame(Op.Close, Buffer.from([0x03, 0xe8])));
       await waitUntil(() => closeInfo !== null, ctx.answerMs, (w) => { closeWaiter = w; });
