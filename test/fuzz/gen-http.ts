@@ -42,8 +42,9 @@ export interface HttpInput {
   ambiguous?: string;
   /** What is notable about it (names anomaly kinds): 'chunk-ext', 'method FOO', ... */
   trait: string;
-  /** Per request, for inputs of several. */
+  /** Per request, for inputs of several: its trait and its bytes. */
   traits?: string[];
+  requests?: Buffer[];
   bytes: Buffer;
 }
 
@@ -297,7 +298,7 @@ function genRequestHttp(rng: Rng, lim: Limits): Req {
       // either refusal may come first when the query is bad too
       const also = q.clear && q.bad.length ? { s: [400], c: ['BAD_WAIT'] } : { s: [], c: [] };
       r.oracle = { statuses: [415, ...also.s], codes: ['BAD_CONTENT_TYPE', ...also.c], kind: 'undocumented content-type', why: `content-type ${JSON.stringify(contentType[0])}` };
-    } else if (q.clear && q.bad.length) r.oracle = { statuses: [400], codes: mutated ? ['BAD_WAIT', 'BAD_REQUEST'] : ['BAD_WAIT'], kind: 'bulk with a bad wait', why: r.target };
+    } else if (q.clear && q.bad.length) r.oracle = { statuses: [400], codes: mutated || b.reqErr ? ['BAD_WAIT', 'BAD_REQUEST'] : ['BAD_WAIT'], kind: 'bulk with a bad wait', why: r.target };
     else if (q.clear && !mutated && outFmt !== null) r.oracle = { statuses: b.reqErr ? [200, 400] : [200], bulk: { op: route, items: b.items, reqErr: b.reqErr, format: outFmt, body: fmt }, kind: `${route} (${fmt} body)`, why: `content-type ${JSON.stringify(contentType[0])}, accept ${JSON.stringify(accept)}, ${b.items.length} items` };
     else if (!mutated) r.oracle = { statuses: [200, 400, 406], kind: 'bulk request', why: `content-type ${JSON.stringify(contentType[0])}, accept ${JSON.stringify(accept)}` };
   } else if (route === 'health') {
@@ -356,7 +357,8 @@ function genRequestHttp(rng: Rng, lim: Limits): Req {
   }
   if (odd !== '') r.traits.push(odd);
   if (!['GET', 'PUT', 'DELETE', 'POST'].includes(r.method.toUpperCase())) r.traits.push(`method ${r.method}`);
-  if (r.ambiguous) r.oracle = null;
+  // uWS misreads bodies with chunk extensions (LIMITS 'chunk-ext'): what the gateway gets is not what was sent
+  if (r.ambiguous || r.traits.includes('chunk-ext')) r.oracle = null;
   if (r.headers.some(([k, v]) => k.toLowerCase() === 'connection' && v === 'Upgrade') && r.target === '/v1/ws') r.oracle = null;
   if (r.headers.some(([k]) => k === 'Expect')) { r.oracle = null; r.traits.push('expect-continue'); }
   return r;
@@ -378,13 +380,14 @@ export function genHttpInput(rng: Rng, lim: Limits): HttpInput {
       for (let k = rng.int(2, 4); k > 0; k--) { const r = genRequestHttp(rng, lim); if (!r.clean || r.headers.some(([h]) => h === 'Connection')) continue; rs.push(r); }
       if (rs.length === 0) { const r = genRequestHttp(rng, lim); const b = serialize(r, rng); return { ...one(r, b), kind: 'request' }; }
       const pieces = rs.map((r) => serialize(r, rng));
-      return { kind, pieces, gapMs: -1, expect: 'answer', answers: rs.length, oracles: rs.map((r) => r.oracle), abort: false, trait: rs.map(traitOf).join(' + '), traits: rs.map(traitOf), bytes: Buffer.concat(pieces) };
+      return { kind, pieces, gapMs: -1, expect: 'answer', answers: rs.length, oracles: rs.map((r) => r.oracle), abort: false, trait: rs.map(traitOf).join(' + '), traits: rs.map(traitOf), requests: pieces, bytes: Buffer.concat(pieces) };
     }
     case 'pipelined': {
       const rs: Req[] = [];
       while (rs.length < 2) { const r = genRequestHttp(rng, lim); if (r.clean && r.body.length < 10_000 && !r.headers.some(([h]) => h === 'Connection')) rs.push(r); }
-      const bytes = Buffer.concat(rs.map((r) => serialize(r, rng)));
-      return { kind, pieces: [bytes], gapMs: 0, expect: 'answer', answers: 2, oracles: [rs[0].oracle, null], abort: false, trait: `${traitOf(rs[0])} + ${traitOf(rs[1])}`, bytes };
+      const requests = rs.map((r) => serialize(r, rng));
+      const bytes = Buffer.concat(requests);
+      return { kind, pieces: [bytes], gapMs: 0, expect: 'answer', answers: 2, oracles: [rs[0].oracle, null], abort: false, trait: `${traitOf(rs[0])} + ${traitOf(rs[1])}`, traits: rs.map(traitOf), requests, bytes };
     }
     case 'drip': {
       let r = genRequestHttp(rng, lim);

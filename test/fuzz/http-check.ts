@@ -194,6 +194,8 @@ function judgeBulk(r: Response, o: HttpOracle): Verdict {
 
 const UWS_METHODS = new Set(['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD', 'TRACE', 'CONNECT']);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Header names uWS takes (others, even RFC 9110 tokens like `X%a`, hang: see uws-bare.ts). */
+const UWS_NAME = /^[0-9A-Za-z-]+$/;
 
 /**
  * What a request that got no answer has in it, judged from its bytes: still incomplete (nothing is owed
@@ -216,7 +218,7 @@ export function hangTraits(b: Buffer): string[] {
   const fields = lines.slice(1);
   if (!fields.some((l) => /^host:/i.test(l))) traits.push('no-host');
   if (fields.some((l) => /^[ \t]/.test(l))) traits.push('folded-header');
-  else if (fields.some((l) => { const c = l.indexOf(':'); return c <= 0 || !TOKEN.test(l.slice(0, c)) || /[\x00-\x08\x0a-\x1f\x7f]/.test(l); })) traits.push('header-syntax');
+  else if (fields.some((l) => { const c = l.indexOf(':'); return c <= 0 || !UWS_NAME.test(l.slice(0, c)) || /[\x00-\x08\x0a-\x1f\x7f]/.test(l); })) traits.push('header-syntax');
   if (fields.length > 48) traits.push('many-headers');
   const body = b.subarray(end + sep);
   const cl = /^content-length:[ \t]*(\d+)[ \t]*$/im.exec(head);

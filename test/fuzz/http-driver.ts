@@ -52,10 +52,12 @@ export function runHttpInput(ctx: FuzzCtx, n: number, input: HttpInput): Promise
       if (got.length >= owed() || upgraded) { r.answer(`http ${input.kind}: answered`); return resolve(); }
       // an answer that said Connection: close owes nothing after it
       if (got.some((g) => /close/i.test(g.headers.get('connection')?.join(',') ?? ''))) { r.answer(`http ${input.kind}: answered, then closed as announced`); return resolve(); }
-      const unanswered = input.gapMs === -1 ? input.pieces[got.length] ?? input.bytes : input.bytes;
+      const unanswered = input.requests?.[got.length] ?? input.bytes;
       const traits = hangTraits(unanswered);
-      // a trailer desynchronises uWS for the requests after it on the connection
-      if (input.gapMs === -1 && input.pieces.slice(0, got.length).some((p) => hangTraits(p).includes('trailer'))) traits.push('trailer');
+      // a trailer or misread chunks desynchronise uWS for the requests after them on the connection
+      for (const before of input.requests?.slice(0, got.length) ?? []) {
+        for (const t of hangTraits(before)) if (t === 'trailer' || t === 'chunk-ext' || t === 'chunk-framing') traits.push(t);
+      }
       const known = traits.find((t) => t in LIMITS);
       if (why === 'closed') {
         if (known !== undefined) {

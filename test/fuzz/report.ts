@@ -21,10 +21,10 @@ export const LIMITS: Record<string, string> = {
   'folded-header': 'folded (obs-fold) header: no answer until the idle timeout',
   'many-headers': 'more than 48 header fields: no answer until the idle timeout',
   'bad-utf8-text': 'invalid UTF-8 text frame: TCP close instead of close code 1007',
-  'header-syntax': 'header line without a colon, whitespace or a non-token byte before it, or a control byte in it: no answer until the idle timeout',
+  'header-syntax': 'header line without a colon, a name with a byte other than letters, digits and - (even RFC 9110 token bytes such as % or `), whitespace before the colon, or a control byte: no answer until the idle timeout',
   'request-line': 'request line not METHOD SP /origin-form SP version (asterisk, absolute form, control bytes, extra spaces): no answer until the idle timeout',
   'unknown-method': 'a method uWS does not know (FOO, M-SEARCH, lower case): closed without an answer',
-  'chunk-ext': 'a chunk extension (5;a=b): no answer until the idle timeout',
+  'chunk-ext': 'a chunk extension (5;a=b): no answer until the idle timeout, or the body read wrongly (extension bytes as data)',
   'trailer': 'a trailer field after the last chunk: the request after it on the connection is never answered',
   'chunk-framing': 'chunked body framed wrongly (a size line that is not hex, data not followed by CRLF): read its own way, then no answer',
   'ws-frame-rules': 'an unmasked client frame (ignored, kept open) or a data frame inside a fragmented message (joined to it): the connection is not failed',
@@ -142,7 +142,8 @@ export class Report {
     lines.push('answers:');
     for (const [k, v] of [...this.answers].sort()) lines.push(`  ${k.padEnd(34)} ${v}`);
     lines.push(`canary: ${this.canary.ws} WebSocket and ${this.canary.http} HTTP round trips checked, slowest ${Math.round(this.canary.maxLatencyMs)} ms`);
-    lines.push(`gateway RSS: ${this.rss.startMb} MB at start, peak ${this.rss.peakMb} MB, ${this.rss.endMb} MB at the end`);
+    lines.push(this.rss.startMb === 0 ? 'gateway RSS and log: not watched (--target: not our process)'
+      : `gateway RSS: ${this.rss.startMb} MB at start, peak ${this.rss.peakMb} MB, ${this.rss.endMb} MB at the end`);
     const show = (title: string, gs: Map<string, AnomalyGroup>): void => {
       lines.push(`${title}: ${gs.size === 0 ? 'none' : ''}`);
       for (const g of gs.values()) {
