@@ -33,7 +33,7 @@ export interface FuzzOptions {
   itemSizeMb: number;
   /** Only this stream ('ws' or 'http'). */
   only?: string;
-  /** Replays one input, 'ws:N' or 'http:N'. */
+  /** Replays one input, 'ws:N' or 'http:N'; 'ws:A,B,C' sends those in order on one connection. */
   replay?: string;
   log?: (line: string) => void;
 }
@@ -75,15 +75,18 @@ export async function runFuzz(o: FuzzOptions): Promise<Report> {
   const recent: string[] = [];
   let spent = 0;
   let replayed = false;
-  const [replayStream, replayN] = o.replay ? [o.replay.split(':')[0], Number(o.replay.split(':')[1])] : ['', 0];
+  const replayStream = o.replay?.split(':')[0] ?? '';
+  const replayList = o.replay ? o.replay.split(':')[1].split(',').map(Number) : [];
+  const replayN = replayList[0] ?? 0;
   const ctx: FuzzCtx = {
     host, port, seed: o.seed, lim, report, answerMs: o.answerMs,
     next(stream) {
       if (stopped || dead) return null;
       if (o.replay) {
         if (stream !== replayStream || replayed) return null;
-        replayed = true;
-        return replayN;
+        const n = replayList.shift()!;
+        if (replayList.length === 0) replayed = true;
+        return n;
       }
       if (spent >= o.frames || Date.now() - started > o.seconds * 1000) { stopped = true; return null; }
       spent++;

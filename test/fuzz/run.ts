@@ -1,6 +1,6 @@
 /**
  * `node dist/test/fuzz/run.js [--seconds N] [--seed S] [--frames N] [--target host:port] [--out DIR]
- *   [--only ws|http] [--replay ws:N|http:N] [--ws-workers N] [--http-workers N] [--answer-ms N]
+ *   [--only ws|http] [--replay ws:N[,N...]|http:N] [--ws-workers N] [--http-workers N] [--answer-ms N]
  *   [--stall-ms N] [--max-rss-mb N] [--item-size-mb N]`
  * Prints the summary, saves it (and the inputs behind every anomaly) under --out, and exits 1 on any
  * anomaly. See docs/FUZZING.md.
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { DEFAULTS, FuzzOptions, runFuzz } from './fuzz';
 
 const USAGE = `usage: node dist/test/fuzz/run.js [--seconds N] [--seed S] [--frames N] [--target host:port] [--out DIR]
-       [--only ws|http] [--replay ws:N|http:N] [--ws-workers N] [--http-workers N] [--canaries N]
+       [--only ws|http] [--replay ws:N[,N...]|http:N] [--ws-workers N] [--http-workers N] [--canaries N]
        [--answer-ms N] [--stall-ms N] [--max-rss-mb N] [--item-size-mb N]
 --frames: stop after N fuzz inputs (WebSocket messages and HTTP connections together). See docs/FUZZING.md.`;
 
@@ -32,7 +32,7 @@ function parse(argv: string[]): FuzzOptions & { out: string } {
     } else if (flag === '--target') o.target = v;
     else if (flag === '--out') o.out = v;
     else if (flag === '--only') { if (v !== 'ws' && v !== 'http') bad.push('--only must be ws or http'); o.only = v; }
-    else if (flag === '--replay') { if (!/^(ws|http):\d+$/.test(v)) bad.push('--replay must be ws:N or http:N'); o.replay = v; }
+    else if (flag === '--replay') { if (!/^(ws:\d+(,\d+)*|http:\d+)$/.test(v)) bad.push('--replay must be ws:N[,N...] or http:N'); o.replay = v; }
     else bad.push(`unknown flag ${flag}`);
   }
   if (bad.length) { console.error(`kvgate fuzz: ${bad.join('; ')}`); process.exit(2); }
