@@ -337,7 +337,7 @@ function genRequestHttp(rng: Rng, lim: Limits): Req {
       break;
     }
     case 'te-cl': r.headers.push(['Transfer-Encoding', 'chunked'], ['Content-Length', String(r.body.length)]); r.body = chunked(rng, r.body, r); r.ambiguous = 'Transfer-Encoding and Content-Length'; r.clean = false; break;
-    case 'cl-bad': r.headers.push(['Content-Length', rng.pick(['-1', 'abc', '1e3', ` ${r.body.length}`, `${r.body.length}, ${r.body.length}`, '0x10', '99999999999999999999'])]); r.ambiguous = 'malformed Content-Length'; r.clean = false; break;
+    case 'cl-bad': r.headers.push(['Content-Length', rng.pick(['-1', 'abc', '1e3', '0x10', '99999999999999999999', `+${r.body.length}`, `${r.body.length}, ${r.body.length + 1}`])]); r.ambiguous = 'malformed Content-Length'; r.clean = false; break;
     default: if (r.body.length) { r.clean = false; r.oracle = null; r.traits.push('body without framing'); } break;
   }
   if (framing !== 'cl' && framing !== 'none') r.traits.push(framing);
