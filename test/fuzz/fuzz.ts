@@ -39,8 +39,16 @@ export interface FuzzOptions {
 }
 
 export const DEFAULTS: FuzzOptions = {
-  seed: 1, seconds: 60, frames: Infinity, wsWorkers: 8, httpWorkers: 64, canaries: 1,
-  answerMs: 5000, stallMs: 3000, maxRssMb: 400, itemSizeMb: 2,
+  seed: 1,
+  seconds: 60,
+  frames: Infinity,
+  wsWorkers: 8,
+  httpWorkers: 64,
+  canaries: 1,
+  answerMs: 5000,
+  stallMs: 3000,
+  maxRssMb: 400,
+  itemSizeMb: 2,
 };
 
 export async function runFuzz(o: FuzzOptions): Promise<Report> {
@@ -48,8 +56,11 @@ export async function runFuzz(o: FuzzOptions): Promise<Report> {
   const log = o.log ?? (() => {});
   const cfg = defaultConfig();
   const lim: Limits = {
-    maxValueBytes: cfg.limits.maxValueBytes, maxTtlSeconds: cfg.limits.maxTtlSeconds, maxWaitMs: cfg.batch.maxWaitMs,
-    maxPayloadBytes: cfg.ws.maxPayloadBytes, maxItemsPerRequest: cfg.limits.maxItemsPerRequest,
+    maxValueBytes: cfg.limits.maxValueBytes,
+    maxTtlSeconds: cfg.limits.maxTtlSeconds,
+    maxWaitMs: cfg.batch.maxWaitMs,
+    maxPayloadBytes: cfg.ws.maxPayloadBytes,
+    maxItemsPerRequest: cfg.limits.maxItemsPerRequest,
   };
   let fleet: LocalFleet | null = null;
   let gw: GatewayProcess | null = null;
@@ -79,7 +90,12 @@ export async function runFuzz(o: FuzzOptions): Promise<Report> {
   const replayList = o.replay ? o.replay.split(':')[1].split(',').map(Number) : [];
   const replayN = replayList[0] ?? 0;
   const ctx: FuzzCtx = {
-    host, port, seed: o.seed, lim, report, answerMs: o.answerMs,
+    host,
+    port,
+    seed: o.seed,
+    lim,
+    report,
+    answerMs: o.answerMs,
     next(stream) {
       if (stopped || dead) return null;
       if (o.replay) {
@@ -88,7 +104,10 @@ export async function runFuzz(o: FuzzOptions): Promise<Report> {
         if (replayList.length === 0) replayed = true;
         return n;
       }
-      if (spent >= o.frames || Date.now() - started > o.seconds * 1000) { stopped = true; return null; }
+      if (spent >= o.frames || Date.now() - started > o.seconds * 1000) {
+        stopped = true;
+        return null;
+      }
       spent++;
       const n = counters.get(stream) ?? 0;
       counters.set(stream, n + 1);
@@ -107,7 +126,12 @@ export async function runFuzz(o: FuzzOptions): Promise<Report> {
     void gw.exited.then((e) => {
       if (stopped) return;
       dead = true;
-      report.anomaly(`gateway: process exited (${e.code ?? e.signal})`, { stream: 'process', n: -1, inputKind: 'process', what: `last inputs: ${recent.join(' ')}; log tail: ${gw!.output().slice(-1500)}` });
+      report.anomaly(`gateway: process exited (${e.code ?? e.signal})`, {
+        stream: 'process',
+        n: -1,
+        inputKind: 'process',
+        what: `last inputs: ${recent.join(' ')}; log tail: ${gw!.output().slice(-1500)}`,
+      });
     });
   }
   let rssOver = false;
@@ -118,14 +142,31 @@ export async function runFuzz(o: FuzzOptions): Promise<Report> {
     report.rss.peakMb = Math.max(report.rss.peakMb, mb);
     if (mb > o.maxRssMb && !rssOver) {
       rssOver = true;
-      report.anomaly(`gateway: RSS over ${o.maxRssMb} MB`, { stream: 'process', n: -1, inputKind: 'process', what: `${mb} MB; last inputs: ${recent.join(' ')}` });
+      report.anomaly(`gateway: RSS over ${o.maxRssMb} MB`, {
+        stream: 'process',
+        n: -1,
+        inputKind: 'process',
+        what: `${mb} MB; last inputs: ${recent.join(' ')}`,
+      });
     }
   }, 250);
-  const progress = setInterval(() => log(`${Math.round((Date.now() - started) / 1000)} s: ${report.total} inputs, ${report.anomalyCount} anomalies, canary ${report.canary.ws}+${report.canary.http}, RSS ${rssMb(pid)} MB`), 10_000);
+  const progress = setInterval(
+    () =>
+      log(
+        `${Math.round((Date.now() - started) / 1000)} s: ${report.total} inputs, ${report.anomalyCount} anomalies, canary ${report.canary.ws}+${report.canary.http}, RSS ${rssMb(pid)} MB`,
+      ),
+    10_000,
+  );
   const health = (async () => {
     while (!ctx.over() && !dead) {
       const bad = await healthz(host, port, o.answerMs);
-      if (bad !== null && !ctx.over() && !dead) report.anomaly('gateway: /healthz failed', { stream: 'process', n: -1, inputKind: 'healthz', what: `${bad}; last inputs: ${recent.join(' ')}` });
+      if (bad !== null && !ctx.over() && !dead)
+        report.anomaly('gateway: /healthz failed', {
+          stream: 'process',
+          n: -1,
+          inputKind: 'healthz',
+          what: `${bad}; last inputs: ${recent.join(' ')}`,
+        });
       await sleep(1000);
     }
   })();
@@ -160,9 +201,20 @@ export async function runFuzz(o: FuzzOptions): Promise<Report> {
     gw.signal('SIGTERM');
     const exit = await Promise.race([gw.exited, sleep(cfg.shutdown.drainMs + 5000).then(() => null)]);
     if (exit === null) {
-      report.anomaly('gateway: SIGTERM did not end the process', { stream: 'process', n: -1, inputKind: 'process', what: `still running ${Date.now() - t0} ms after SIGTERM` });
+      report.anomaly('gateway: SIGTERM did not end the process', {
+        stream: 'process',
+        n: -1,
+        inputKind: 'process',
+        what: `still running ${Date.now() - t0} ms after SIGTERM`,
+      });
       await gw.kill();
-    } else if (exit.code !== 0) report.anomaly(`gateway: exit ${exit.code ?? exit.signal} after SIGTERM`, { stream: 'process', n: -1, inputKind: 'process', what: gw.output().slice(-1000) });
+    } else if (exit.code !== 0)
+      report.anomaly(`gateway: exit ${exit.code ?? exit.signal} after SIGTERM`, {
+        stream: 'process',
+        n: -1,
+        inputKind: 'process',
+        what: gw.output().slice(-1000),
+      });
     logWatch!.look();
   } else if (gw) await gw.kill();
   clearInterval(watcher);

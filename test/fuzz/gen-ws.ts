@@ -70,7 +70,10 @@ function genKey(rng: Rng, pInvalid: number): { v: MpVal; ok: boolean } {
 
 function genValue(rng: Rng, lim: Limits): MpVal {
   const n = rng.weighted<number>([
-    [70, rng.int(0, 64)], [20, rng.int(65, 4096)], [8, rng.int(4097, 40_000)], [2, rng.int(40_001, 300_000)],
+    [70, rng.int(0, 64)],
+    [20, rng.int(65, 4096)],
+    [8, rng.int(4097, 40_000)],
+    [2, rng.int(40_001, 300_000)],
   ]);
   if (rng.chance(0.2)) return rng.word(Math.min(n, 4096), 'abcdefghijklmnopqrstuvwxyz0123456789 ü€\u0000\n');
   return rng.bytes(Math.min(n, lim.maxValueBytes));
@@ -122,7 +125,8 @@ export function genRequest(rng: Rng, id: number, lim: Limits, pInvalid: number):
   } else fields.push(['op', rng.chance(0.9) ? op : Buffer.from(op)]);
   if (rng.chance(0.3)) {
     // mostly short: a hint holds the request's flush that long
-    const w = rng.chance(0.9) && !rng.chance(pInvalid) ? { v: rng.int(0, 2), ok: true } : genUint(rng, lim.maxWaitMs, pInvalid);
+    const w =
+      rng.chance(0.9) && !rng.chance(pInvalid) ? { v: rng.int(0, 2), ok: true } : genUint(rng, lim.maxWaitMs, pInvalid);
     fields.push(['wait', w.v]);
     if (!w.ok) reqErr = true;
   }
@@ -130,32 +134,60 @@ export function genRequest(rng: Rng, id: number, lim: Limits, pInvalid: number):
   if (single) {
     const k = genKey(rng, pInvalid);
     let ok = k.ok;
-    if (!rng.chance(pInvalid / 6)) fields.push(['key', k.v]); else ok = false;
+    if (!rng.chance(pInvalid / 6)) fields.push(['key', k.v]);
+    else ok = false;
     if (op === 'set') {
-      if (!rng.chance(pInvalid / 6)) fields.push(['value', rng.chance(pInvalid / 4) ? wrongTypeValue(rng) : genValue(rng, lim)]);
+      if (!rng.chance(pInvalid / 6))
+        fields.push(['value', rng.chance(pInvalid / 4) ? wrongTypeValue(rng) : genValue(rng, lim)]);
       else ok = false;
       const last = fields[fields.length - 1];
       if (last[0] === 'value' && !(typeof last[1] === 'string' || Buffer.isBuffer(last[1]))) ok = false;
-      if (rng.chance(0.4)) { const t = genUint(rng, lim.maxTtlSeconds, pInvalid); fields.push(['ttl', t.v]); if (!t.ok) reqErr = true; }
-      if (rng.chance(0.3)) { const f = genUint(rng, 0xffffffff, pInvalid); fields.push(['flags', f.v]); if (!f.ok) reqErr = true; }
+      if (rng.chance(0.4)) {
+        const t = genUint(rng, lim.maxTtlSeconds, pInvalid);
+        fields.push(['ttl', t.v]);
+        if (!t.ok) reqErr = true;
+      }
+      if (rng.chance(0.3)) {
+        const f = genUint(rng, 0xffffffff, pInvalid);
+        fields.push(['flags', f.v]);
+        if (!f.ok) reqErr = true;
+      }
     }
     items.push(ok ? 'ok' : 'err');
   } else if (op === 'mget' || op === 'mdel') {
-    const n = rng.weighted<number>([[70, rng.int(0, 8)], [29, rng.int(9, 100)], [1, rng.int(101, 2000)]]);
+    const n = rng.weighted<number>([
+      [70, rng.int(0, 8)],
+      [29, rng.int(9, 100)],
+      [1, rng.int(101, 2000)],
+    ]);
     const keys: MpVal[] = [];
-    for (let k = 0; k < n; k++) { const g = genKey(rng, pInvalid / 2); keys.push(g.v); items.push(g.ok ? 'ok' : 'err'); }
-    if (rng.chance(pInvalid / 6)) { fields.push(['keys', rng.pick<MpVal>(['fz:1', map({ k: 'fz:1' }), 5, null])]); reqErr = true; }
-    else if (!rng.chance(pInvalid / 8)) fields.push(['keys', keys]); else reqErr = true;
+    for (let k = 0; k < n; k++) {
+      const g = genKey(rng, pInvalid / 2);
+      keys.push(g.v);
+      items.push(g.ok ? 'ok' : 'err');
+    }
+    if (rng.chance(pInvalid / 6)) {
+      fields.push(['keys', rng.pick<MpVal>(['fz:1', map({ k: 'fz:1' }), 5, null])]);
+      reqErr = true;
+    } else if (!rng.chance(pInvalid / 8)) fields.push(['keys', keys]);
+    else reqErr = true;
   } else {
-    const n = rng.weighted<number>([[60, rng.int(0, 8)], [37, rng.int(9, 100)], [3, rng.int(101, 1000)]]);
+    const n = rng.weighted<number>([
+      [60, rng.int(0, 8)],
+      [37, rng.int(9, 100)],
+      [3, rng.int(101, 1000)],
+    ]);
     const list: MpVal[] = [];
     for (let k = 0; k < n; k++) {
       const it = genItem(rng, lim, pInvalid / 2);
       list.push(it.v);
       items.push(it.ok ? 'ok' : 'err');
     }
-    if (rng.chance(pInvalid / 6)) { fields.push(['items', rng.pick<MpVal>([map({ key: 'fz:1', value: 'x' }), 'x', 3])]); reqErr = true; }
-    else if (!rng.chance(pInvalid / 8)) fields.push(['items', list]); else reqErr = true;
+    if (rng.chance(pInvalid / 6)) {
+      fields.push(['items', rng.pick<MpVal>([map({ key: 'fz:1', value: 'x' }), 'x', 3])]);
+      reqErr = true;
+    } else if (!rng.chance(pInvalid / 8)) fields.push(['items', list]);
+    else reqErr = true;
   }
   if (rng.chance(0.1)) fields.push([rng.pick(['extra', 'x', 'keyx', 'valu']), rng.int(0, 5)]);
   shuffle(rng, fields);
@@ -171,23 +203,38 @@ function genItem(rng: Rng, lim: Limits, pInvalid: number): { v: MpVal; ok: boole
   const f: [MpVal, MpVal][] = [];
   const k = genKey(rng, pInvalid);
   let ok = k.ok;
-  if (!rng.chance(pInvalid / 6)) f.push(['key', k.v]); else ok = false;
+  if (!rng.chance(pInvalid / 6)) f.push(['key', k.v]);
+  else ok = false;
   if (!rng.chance(pInvalid / 6)) {
     const bad = rng.chance(pInvalid / 4);
     f.push(['value', bad ? wrongTypeValue(rng) : rng.chance(0.9) ? rng.bytes(rng.int(0, 100)) : genValue(rng, lim)]);
     if (bad) ok = false;
   } else ok = false;
-  if (rng.chance(0.3)) { const t = genUint(rng, lim.maxTtlSeconds, pInvalid); f.push(['ttl', t.v]); if (!t.ok) ok = false; }
-  if (rng.chance(0.3)) { const g = genUint(rng, 0xffffffff, pInvalid); f.push(['flags', g.v]); if (!g.ok) ok = false; }
+  if (rng.chance(0.3)) {
+    const t = genUint(rng, lim.maxTtlSeconds, pInvalid);
+    f.push(['ttl', t.v]);
+    if (!t.ok) ok = false;
+  }
+  if (rng.chance(0.3)) {
+    const g = genUint(rng, 0xffffffff, pInvalid);
+    f.push(['flags', g.v]);
+    if (!g.ok) ok = false;
+  }
   shuffle(rng, f);
   return { v: new MpMap(f), ok };
 }
 
 function shuffle<T>(rng: Rng, xs: T[]): void {
-  for (let i = xs.length - 1; i > 0; i--) { const j = rng.int(0, i); [xs[i], xs[j]] = [xs[j], xs[i]]; }
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = rng.int(0, i);
+    [xs[i], xs[j]] = [xs[j], xs[i]];
+  }
 }
 
-const INTERESTING = [0x00, 0xff, 0xc1, 0xc0, 0xdc, 0xdd, 0xde, 0xdf, 0xc4, 0xc6, 0xd9, 0xdb, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xcf, 0xd3];
+const INTERESTING = [
+  0x00, 0xff, 0xc1, 0xc0, 0xdc, 0xdd, 0xde, 0xdf, 0xc4, 0xc6, 0xd9, 0xdb, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf,
+  0xcf, 0xd3,
+];
 
 /** Byte-level mutations of a valid encoding: flips, interesting bytes, lying headers, cuts, splices. */
 export function mutate(rng: Rng, src: Buffer): Buffer {
@@ -196,19 +243,44 @@ export function mutate(rng: Rng, src: Buffer): Buffer {
   for (let k = 0; k < n; k++) {
     const at = b.length === 0 ? 0 : rng.int(0, b.length - 1);
     switch (rng.int(0, 8)) {
-      case 0: if (b.length) b[at] ^= 1 << rng.int(0, 7); break;
-      case 1: if (b.length) b[at] = rng.pick(INTERESTING); break;
-      case 2: b = Buffer.concat([b.subarray(0, at), rng.bytes(rng.int(1, 8)), b.subarray(at)]); break;
-      case 3: b = Buffer.concat([b.subarray(0, at), b.subarray(Math.min(b.length, at + rng.int(1, 16)))]); break;
-      case 4: b = b.subarray(0, at); break;
-      case 5: { // a header claiming a huge length
-        const h = rng.pick([[0xdd, 0xff, 0xff, 0xff, 0xff], [0xdf, 0x7f, 0xff, 0xff, 0xff], [0xdb, 0xff, 0xff, 0xff, 0xf0], [0xc6, 0x00, 0x10, 0x00, 0x00], [0xdc, 0xff, 0xff]]);
+      case 0:
+        if (b.length) b[at] ^= 1 << rng.int(0, 7);
+        break;
+      case 1:
+        if (b.length) b[at] = rng.pick(INTERESTING);
+        break;
+      case 2:
+        b = Buffer.concat([b.subarray(0, at), rng.bytes(rng.int(1, 8)), b.subarray(at)]);
+        break;
+      case 3:
+        b = Buffer.concat([b.subarray(0, at), b.subarray(Math.min(b.length, at + rng.int(1, 16)))]);
+        break;
+      case 4:
+        b = b.subarray(0, at);
+        break;
+      case 5: {
+        // a header claiming a huge length
+        const h = rng.pick([
+          [0xdd, 0xff, 0xff, 0xff, 0xff],
+          [0xdf, 0x7f, 0xff, 0xff, 0xff],
+          [0xdb, 0xff, 0xff, 0xff, 0xf0],
+          [0xc6, 0x00, 0x10, 0x00, 0x00],
+          [0xdc, 0xff, 0xff],
+        ]);
         b = Buffer.concat([b.subarray(0, at), Buffer.from(h), b.subarray(at + 1)]);
         break;
       }
-      case 6: { const from = rng.int(0, b.length); const len = rng.int(0, 32); b = Buffer.concat([b.subarray(0, at), b.subarray(from, from + len), b.subarray(at)]); break; }
-      case 7: b = Buffer.concat([b, rng.bytes(rng.int(1, 12))]); break;
-      default: if (b.length) b[at] = rng.u32() & 0xff;
+      case 6: {
+        const from = rng.int(0, b.length);
+        const len = rng.int(0, 32);
+        b = Buffer.concat([b.subarray(0, at), b.subarray(from, from + len), b.subarray(at)]);
+        break;
+      }
+      case 7:
+        b = Buffer.concat([b, rng.bytes(rng.int(1, 12))]);
+        break;
+      default:
+        if (b.length) b[at] = rng.u32() & 0xff;
     }
   }
   return b;
@@ -235,12 +307,29 @@ function fragments(rng: Rng, payload: Buffer, opcode: number): Buffer[] {
  */
 export function genWsInput(rng: Rng, lim: Limits, nextId: () => number): WsInput {
   const kind = rng.weighted<string>([
-    [30, 'valid'], [14, 'invalid-fields'], [22, 'mutated'], [4, 'deep'], [4, 'giant-header'], [0.2, 'giant-real'],
-    [5, 'random'], [3, 'text'], [4, 'fragmented'], [1, 'text-bad-utf8'], [1, 'ping'], [2, 'empty-or-tiny'],
-    [0.4, 'oversize-claimed'], [0.15, 'oversize-real'], [1, 'protocol'], [0.4, 'client-close'],
+    [30, 'valid'],
+    [14, 'invalid-fields'],
+    [22, 'mutated'],
+    [4, 'deep'],
+    [4, 'giant-header'],
+    [0.2, 'giant-real'],
+    [5, 'random'],
+    [3, 'text'],
+    [4, 'fragmented'],
+    [1, 'text-bad-utf8'],
+    [1, 'ping'],
+    [2, 'empty-or-tiny'],
+    [0.4, 'oversize-claimed'],
+    [0.15, 'oversize-real'],
+    [1, 'protocol'],
+    [0.4, 'client-close'],
   ]);
   const many = (pInvalid: number, ids: () => number): { payload: Buffer; tracked: Tracked[] } => {
-    const count = rng.weighted<number>([[70, 1], [25, rng.int(2, 5)], [5, rng.int(6, 40)]]);
+    const count = rng.weighted<number>([
+      [70, 1],
+      [25, rng.int(2, 5)],
+      [5, rng.int(6, 40)],
+    ]);
     const parts: Buffer[] = [];
     const tracked: Tracked[] = [];
     for (let k = 0; k < count; k++) {
@@ -250,33 +339,78 @@ export function genWsInput(rng: Rng, lim: Limits, nextId: () => number): WsInput
     }
     return { payload: Buffer.concat(parts), tracked };
   };
-  const bin = (payload: Buffer, tracked: Tracked[] = []): WsInput => ({ kind, frames: [wsFrame(Op.Bin, payload)], payload, tracked });
+  const bin = (payload: Buffer, tracked: Tracked[] = []): WsInput => ({
+    kind,
+    frames: [wsFrame(Op.Bin, payload)],
+    payload,
+    tracked,
+  });
   switch (kind) {
-    case 'valid': { const m = many(0, nextId); return bin(m.payload, m.tracked); }
-    case 'invalid-fields': { const m = many(0.6, nextId); return bin(m.payload, m.tracked); }
-    case 'mutated': { const m = many(0.2, () => rng.int(0, 999)); return bin(mutate(rng, m.payload)); }
+    case 'valid': {
+      const m = many(0, nextId);
+      return bin(m.payload, m.tracked);
+    }
+    case 'invalid-fields': {
+      const m = many(0.6, nextId);
+      return bin(m.payload, m.tracked);
+    }
+    case 'mutated': {
+      const m = many(0.2, () => rng.int(0, 999));
+      return bin(mutate(rng, m.payload));
+    }
     case 'deep': {
-      const depth = rng.weighted<number>([[3, rng.int(10, 1000)], [3, rng.int(1000, 100_000)], [1, rng.int(100_000, 400_000)]]);
+      const depth = rng.weighted<number>([
+        [3, rng.int(10, 1000)],
+        [3, rng.int(1000, 100_000)],
+        [1, rng.int(100_000, 400_000)],
+      ]);
       const nest = deepNest(Math.min(depth, lim.maxPayloadBytes / 2 - 16), rng.chance(0.3));
       // nested as a whole request, as a request's keys, as an item, or as an unknown field's value
       const where = rng.int(0, 3);
-      const payload = where === 0 ? nest
-        : where === 1 ? encode(map({ id: rng.int(0, 999), op: 'mget', keys: new Raw(Buffer.concat([Buffer.from([0x91]), nest])) }))
-          : where === 2 ? encode(map({ id: rng.int(0, 999), op: 'mset', items: new Raw(Buffer.concat([Buffer.from([0x91]), nest])) }))
-            : encode(map({ id: rng.int(0, 999), op: 'get', key: 'fz:1', junk: new Raw(nest) }));
+      const payload =
+        where === 0
+          ? nest
+          : where === 1
+            ? encode(
+                map({ id: rng.int(0, 999), op: 'mget', keys: new Raw(Buffer.concat([Buffer.from([0x91]), nest])) }),
+              )
+            : where === 2
+              ? encode(
+                  map({ id: rng.int(0, 999), op: 'mset', items: new Raw(Buffer.concat([Buffer.from([0x91]), nest])) }),
+                )
+              : encode(map({ id: rng.int(0, 999), op: 'get', key: 'fz:1', junk: new Raw(nest) }));
       return bin(payload);
     }
     case 'giant-header': {
-      const h = rng.pick([[0xdd, 0xff, 0xff, 0xff, 0xff], [0xdf, 0xff, 0xff, 0xff, 0xff], [0xdb, 0xff, 0xff, 0xff, 0xff], [0xc6, 0x7f, 0xff, 0xff, 0xff], [0xdc, 0xff, 0xff], [0xde, 0xff, 0xff]]);
+      const h = rng.pick([
+        [0xdd, 0xff, 0xff, 0xff, 0xff],
+        [0xdf, 0xff, 0xff, 0xff, 0xff],
+        [0xdb, 0xff, 0xff, 0xff, 0xff],
+        [0xc6, 0x7f, 0xff, 0xff, 0xff],
+        [0xdc, 0xff, 0xff],
+        [0xde, 0xff, 0xff],
+      ]);
       const where = rng.int(0, 2);
-      const payload = where === 0 ? Buffer.concat([Buffer.from(h), rng.bytes(rng.int(0, 64))])
-        : encode(map({ id: rng.int(0, 999), op: rng.pick(['mget', 'mset', 'mdel', 'get']), [rng.pick(['keys', 'items', 'key', 'value'])]: new Raw(Buffer.concat([Buffer.from(h), rng.bytes(rng.int(0, 32))])) }));
+      const payload =
+        where === 0
+          ? Buffer.concat([Buffer.from(h), rng.bytes(rng.int(0, 64))])
+          : encode(
+              map({
+                id: rng.int(0, 999),
+                op: rng.pick(['mget', 'mset', 'mdel', 'get']),
+                [rng.pick(['keys', 'items', 'key', 'value'])]: new Raw(
+                  Buffer.concat([Buffer.from(h), rng.bytes(rng.int(0, 32))]),
+                ),
+              }),
+            );
       return bin(payload);
     }
     case 'giant-real': {
       // a real request with very many small parts, within the frame limit
       const id = nextId();
-      const n = rng.chance(0.9) ? rng.int(2000, 20_000) : rng.int(20_000, Math.min(lim.maxItemsPerRequest + 10, Math.floor(lim.maxPayloadBytes / 12)));
+      const n = rng.chance(0.9)
+        ? rng.int(2000, 20_000)
+        : rng.int(20_000, Math.min(lim.maxItemsPerRequest + 10, Math.floor(lim.maxPayloadBytes / 12)));
       const keys: MpVal[] = [];
       for (let k = 0; k < n; k++) keys.push(`fz:${k % KEY_SPACE}`);
       const op = rng.pick<OpName>(['mget', 'mdel']);
@@ -284,31 +418,58 @@ export function genWsInput(rng: Rng, lim: Limits, nextId: () => number): WsInput
       const payload = encode(map({ id, op, keys }));
       return bin(payload, [{ id, op, items: tooMany ? [] : keys.map(() => 'ok'), reqErr: tooMany }]);
     }
-    case 'random': return bin(rng.bytes(rng.size(4096)));
+    case 'random':
+      return bin(rng.bytes(rng.size(4096)));
     case 'text': {
       const k = rng.int(1, 3);
       const frames: Buffer[] = [];
       const texts: Buffer[] = [];
       for (let j = 0; j < k; j++) {
-        const t = Buffer.from(rng.pick(['{"id":1,"op":"get","key":"fz:1"}', 'hello', '', 'ü€𝄞', rng.word(rng.size(200))]), 'utf8');
+        const t = Buffer.from(
+          rng.pick(['{"id":1,"op":"get","key":"fz:1"}', 'hello', '', 'ü€𝄞', rng.word(rng.size(200))]),
+          'utf8',
+        );
         texts.push(t);
         frames.push(rng.chance(0.2) && t.length > 1 ? Buffer.concat(fragments(rng, t, Op.Text)) : wsFrame(Op.Text, t));
       }
       return { kind, frames, payload: Buffer.concat(texts), tracked: [], textFrames: k };
     }
     case 'text-bad-utf8': {
-      const t = Buffer.concat([Buffer.from('ab'), Buffer.from(rng.pick([[0xff], [0xc3, 0x28], [0xe2, 0x82], [0xed, 0xa0, 0x80], [0xf8, 0x88, 0x80, 0x80, 0x80], [0xc0, 0xaf]]))]);
+      const t = Buffer.concat([
+        Buffer.from('ab'),
+        Buffer.from(
+          rng.pick([
+            [0xff],
+            [0xc3, 0x28],
+            [0xe2, 0x82],
+            [0xed, 0xa0, 0x80],
+            [0xf8, 0x88, 0x80, 0x80, 0x80],
+            [0xc0, 0xaf],
+          ]),
+        ),
+      ]);
       return { kind, frames: [wsFrame(Op.Text, t)], payload: t, tracked: [], ends: 'bad-utf8' };
     }
     case 'fragmented': {
-      const m = rng.chance(0.7) ? many(0, nextId) : { payload: mutate(rng, many(0.2, () => rng.int(0, 999)).payload), tracked: [] };
+      const m = rng.chance(0.7)
+        ? many(0, nextId)
+        : { payload: mutate(rng, many(0.2, () => rng.int(0, 999)).payload), tracked: [] };
       return { kind, frames: fragments(rng, m.payload, Op.Bin), payload: m.payload, tracked: m.tracked };
     }
     case 'ping': {
       const p = rng.bytes(rng.int(0, 125));
       return { kind, frames: [wsFrame(Op.Ping, p)], payload: p, tracked: [], ping: p };
     }
-    case 'empty-or-tiny': return bin(rng.pick([Buffer.alloc(0), Buffer.from([0xc0]), Buffer.from([0x80]), Buffer.from([0x90]), Buffer.from([0x81, 0xa2, 0x69, 0x64])]));
+    case 'empty-or-tiny':
+      return bin(
+        rng.pick([
+          Buffer.alloc(0),
+          Buffer.from([0xc0]),
+          Buffer.from([0x80]),
+          Buffer.from([0x90]),
+          Buffer.from([0x81, 0xa2, 0x69, 0x64]),
+        ]),
+      );
     case 'oversize-claimed': {
       // a header announcing more than the limit, and only a little of it
       const claim = lim.maxPayloadBytes + rng.int(1, 1 << 20) * (rng.chance(0.2) ? 1024 : 1);
@@ -321,20 +482,37 @@ export function genWsInput(rng: Rng, lim: Limits, nextId: () => number): WsInput
     }
     case 'client-close': {
       const code = rng.pick([1000, 1001, 3000, 4000]);
-      const p = Buffer.alloc(2); p.writeUInt16BE(code);
+      const p = Buffer.alloc(2);
+      p.writeUInt16BE(code);
       return { kind, frames: [wsFrame(Op.Close, p)], payload: p, tracked: [], ends: 'client-close' };
     }
-    default: { // protocol violations: the connection must be failed (closed), nothing else
+    default: {
+      // protocol violations: the connection must be failed (closed), nothing else
       const p = encode(map({ id: 1, op: 'get', key: 'fz:1' }));
       const v = rng.int(0, 6);
-      const name = ['unmasked', 'rsv-bits', 'reserved-opcode', 'ping-over-125', 'fragmented-ping', 'continuation-first', 'data-inside-fragments'][v];
-      const frames = v === 0 ? [wsFrame(Op.Bin, p, { mask: false })]
-        : v === 1 ? [wsFrame(Op.Bin, p, { rsv: rng.int(1, 7) })]
-          : v === 2 ? [wsFrame(rng.pick([3, 4, 5, 6, 7, 11, 12, 13, 14, 15]), p)]
-            : v === 3 ? [wsFrame(Op.Ping, rng.bytes(126 + rng.int(0, 200)))]
-              : v === 4 ? [wsFrame(Op.Ping, Buffer.from('x'), { fin: false })]
-                : v === 5 ? [wsFrame(Op.Cont, p)]
-                  : [wsFrame(Op.Bin, p, { fin: false }), wsFrame(Op.Bin, p)];
+      const name = [
+        'unmasked',
+        'rsv-bits',
+        'reserved-opcode',
+        'ping-over-125',
+        'fragmented-ping',
+        'continuation-first',
+        'data-inside-fragments',
+      ][v];
+      const frames =
+        v === 0
+          ? [wsFrame(Op.Bin, p, { mask: false })]
+          : v === 1
+            ? [wsFrame(Op.Bin, p, { rsv: rng.int(1, 7) })]
+            : v === 2
+              ? [wsFrame(rng.pick([3, 4, 5, 6, 7, 11, 12, 13, 14, 15]), p)]
+              : v === 3
+                ? [wsFrame(Op.Ping, rng.bytes(126 + rng.int(0, 200)))]
+                : v === 4
+                  ? [wsFrame(Op.Ping, Buffer.from('x'), { fin: false })]
+                  : v === 5
+                    ? [wsFrame(Op.Cont, p)]
+                    : [wsFrame(Op.Bin, p, { fin: false }), wsFrame(Op.Bin, p)];
       return { kind: `protocol ${name}`, frames, payload: p, tracked: [], ends: 'protocol' };
     }
   }

@@ -23,8 +23,12 @@ export function map(o: Record<string, MpVal>): MpMap {
 
 class Out {
   parts: Buffer[] = [];
-  push(...bytes: number[]): void { this.parts.push(Buffer.from(bytes)); }
-  buf(b: Buffer): void { this.parts.push(b); }
+  push(...bytes: number[]): void {
+    this.parts.push(Buffer.from(bytes));
+  }
+  buf(b: Buffer): void {
+    this.parts.push(b);
+  }
 }
 
 function u(n: number, bytes: number): Buffer {
@@ -58,10 +62,21 @@ function enc(o: Out, v: MpVal, rng?: Rng): void {
   if (v === true) return o.push(0xc3);
   if (v === false) return o.push(0xc2);
   if (v instanceof Raw) return o.buf(v.bytes);
-  if (v instanceof Float32) { const b = Buffer.alloc(5); b[0] = 0xca; b.writeFloatBE(v.v, 1); return o.buf(b); }
+  if (v instanceof Float32) {
+    const b = Buffer.alloc(5);
+    b[0] = 0xca;
+    b.writeFloatBE(v.v, 1);
+    return o.buf(b);
+  }
   if (typeof v === 'bigint') {
     const b = Buffer.alloc(9);
-    if (v < 0n) { b[0] = 0xd3; b.writeBigInt64BE(BigInt.asIntN(64, v), 1); } else { b[0] = 0xcf; b.writeBigUInt64BE(BigInt.asUintN(64, v), 1); }
+    if (v < 0n) {
+      b[0] = 0xd3;
+      b.writeBigInt64BE(BigInt.asIntN(64, v), 1);
+    } else {
+      b[0] = 0xcf;
+      b.writeBigUInt64BE(BigInt.asUintN(64, v), 1);
+    }
     return o.buf(b);
   }
   if (typeof v === 'number') return encNumber(o, v, rng);
@@ -80,12 +95,18 @@ function enc(o: Out, v: MpVal, rng?: Rng): void {
     return;
   }
   header(o, v.entries.length, 0x80, 15, -1, 0xde, 0xdf, rng);
-  for (const [k, x] of v.entries) { enc(o, k, rng); enc(o, x, rng); }
+  for (const [k, x] of v.entries) {
+    enc(o, k, rng);
+    enc(o, x, rng);
+  }
 }
 
 function encNumber(o: Out, v: number, rng?: Rng): void {
   if (!Number.isInteger(v) || Math.abs(v) > Number.MAX_SAFE_INTEGER) {
-    const b = Buffer.alloc(9); b[0] = 0xcb; b.writeDoubleBE(v, 1); return o.buf(b);
+    const b = Buffer.alloc(9);
+    b[0] = 0xcb;
+    b.writeDoubleBE(v, 1);
+    return o.buf(b);
   }
   const w = wide(rng);
   if (v >= 0) {
@@ -97,16 +118,34 @@ function encNumber(o: Out, v: number, rng?: Rng): void {
   }
   if (v >= -32 && !w) return o.push(v & 0xff);
   const b = Buffer.alloc(9);
-  if (v >= -128) { b[0] = 0xd0; b.writeInt8(v, 1); return o.buf(b.subarray(0, 2)); }
-  if (v >= -32768) { b[0] = 0xd1; b.writeInt16BE(v, 1); return o.buf(b.subarray(0, 3)); }
-  if (v >= -(2 ** 31)) { b[0] = 0xd2; b.writeInt32BE(v, 1); return o.buf(b.subarray(0, 5)); }
-  b[0] = 0xd3; b.writeBigInt64BE(BigInt(v), 1); return o.buf(b);
+  if (v >= -128) {
+    b[0] = 0xd0;
+    b.writeInt8(v, 1);
+    return o.buf(b.subarray(0, 2));
+  }
+  if (v >= -32768) {
+    b[0] = 0xd1;
+    b.writeInt16BE(v, 1);
+    return o.buf(b.subarray(0, 3));
+  }
+  if (v >= -(2 ** 31)) {
+    b[0] = 0xd2;
+    b.writeInt32BE(v, 1);
+    return o.buf(b.subarray(0, 5));
+  }
+  b[0] = 0xd3;
+  b.writeBigInt64BE(BigInt(v), 1);
+  return o.buf(b);
 }
 
 /** `depth` nested one-element arrays (or maps) around nil, built iteratively. */
 export function deepNest(depth: number, useMaps: boolean): Buffer {
   const head = Buffer.alloc(useMaps ? depth * 2 : depth);
-  if (useMaps) for (let k = 0; k < depth; k++) { head[2 * k] = 0x81; head[2 * k + 1] = 0xc0; }
+  if (useMaps)
+    for (let k = 0; k < depth; k++) {
+      head[2 * k] = 0x81;
+      head[2 * k + 1] = 0xc0;
+    }
   else head.fill(0x91);
   return Buffer.concat([head, Buffer.from([0xc0])]);
 }

@@ -17,7 +17,10 @@ export class Rng {
       z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
       return (z ^ (z >>> 16)) >>> 0;
     };
-    this.a = next(); this.b = next(); this.c = next(); this.d = next();
+    this.a = next();
+    this.b = next();
+    this.c = next();
+    this.d = next();
     for (let k = 0; k < 12; k++) this.u32();
   }
 
@@ -63,7 +66,10 @@ export class Rng {
     let total = 0;
     for (const [w] of xs) total += w;
     let r = this.float() * total;
-    for (const [w, x] of xs) { r -= w; if (r < 0) return x; }
+    for (const [w, x] of xs) {
+      r -= w;
+      if (r < 0) return x;
+    }
     return xs[xs.length - 1][1];
   }
 

@@ -21,13 +21,18 @@ export const LIMITS: Record<string, string> = {
   'folded-header': 'folded (obs-fold) header: no answer until the idle timeout',
   'many-headers': 'more than 48 header fields: no answer until the idle timeout',
   'bad-utf8-text': 'invalid UTF-8 text frame: TCP close instead of close code 1007',
-  'header-syntax': 'header line without a colon, a name with a byte other than letters, digits and - (even RFC 9110 token bytes such as % or `), whitespace before the colon, or a control byte: no answer until the idle timeout',
-  'request-line': 'request line not METHOD SP /origin-form SP version (asterisk, absolute form, control bytes, extra spaces): no answer until the idle timeout',
+  'header-syntax':
+    'header line without a colon, a name with a byte other than letters, digits and - (even RFC 9110 token bytes such as % or `), whitespace before the colon, or a control byte: no answer until the idle timeout',
+  'request-line':
+    'request line not METHOD SP /origin-form SP version (asterisk, absolute form, control bytes, extra spaces): no answer until the idle timeout',
   'unknown-method': 'a method uWS does not know (FOO, M-SEARCH, lower case): closed without an answer',
-  'chunk-ext': 'a chunk extension (5;a=b): no answer until the idle timeout, or the body read wrongly (extension bytes as data)',
-  'trailer': 'a trailer field after the last chunk: the request after it on the connection is never answered',
-  'chunk-framing': 'chunked body framed wrongly (a size line that is not hex, data not followed by CRLF): read its own way, then no answer',
-  'ws-frame-rules': 'an unmasked client frame (ignored, kept open) or a data frame inside a fragmented message (joined to it): the connection is not failed',
+  'chunk-ext':
+    'a chunk extension (5;a=b): no answer until the idle timeout, or the body read wrongly (extension bytes as data)',
+  trailer: 'a trailer field after the last chunk: the request after it on the connection is never answered',
+  'chunk-framing':
+    'chunked body framed wrongly (a size line that is not hex, data not followed by CRLF): read its own way, then no answer',
+  'ws-frame-rules':
+    'an unmasked client frame (ignored, kept open) or a data frame inside a fragmented message (joined to it): the connection is not failed',
 };
 
 export interface Example {
@@ -45,7 +50,11 @@ export interface Example {
   full?: Buffer;
 }
 
-export interface AnomalyGroup { kind: string; count: number; examples: Example[] }
+export interface AnomalyGroup {
+  kind: string;
+  count: number;
+  examples: Example[];
+}
 
 const KEEP = 3;
 
@@ -70,14 +79,23 @@ export class Report {
     this.answers.set(what, (this.answers.get(what) ?? 0) + 1);
   }
 
-  private add(into: Map<string, AnomalyGroup>, kind: string, ex: Omit<Example, 'seed' | 'inputHex' | 'inputText'> & { input?: Buffer }): void {
+  private add(
+    into: Map<string, AnomalyGroup>,
+    kind: string,
+    ex: Omit<Example, 'seed' | 'inputHex' | 'inputText'> & { input?: Buffer },
+  ): void {
     let g = into.get(kind);
     if (g === undefined) into.set(kind, (g = { kind, count: 0, examples: [] }));
     g.count++;
     if (g.examples.length >= KEEP) return;
     const input = ex.input ?? Buffer.alloc(0);
     g.examples.push({
-      seed: this.seed, stream: ex.stream, n: ex.n, inputKind: ex.inputKind, what: ex.what, context: ex.context,
+      seed: this.seed,
+      stream: ex.stream,
+      n: ex.n,
+      inputKind: ex.inputKind,
+      what: ex.what,
+      context: ex.context,
       inputHex: input.subarray(0, 2048).toString('hex') + (input.length > 2048 ? `... (${input.length} bytes)` : ''),
       inputText: JSON.stringify(input.subarray(0, 600).toString('latin1')),
       full: input,
@@ -117,9 +135,12 @@ export class Report {
   }
 
   json(): Record<string, unknown> {
-    const strip = (gs: Map<string, AnomalyGroup>): unknown[] => [...gs.values()].map((g) => ({
-      kind: g.kind, count: g.count, examples: g.examples.map(({ full: _f, ...rest }) => rest),
-    }));
+    const strip = (gs: Map<string, AnomalyGroup>): unknown[] =>
+      [...gs.values()].map((g) => ({
+        kind: g.kind,
+        count: g.count,
+        examples: g.examples.map(({ full: _f, ...rest }) => rest),
+      }));
     return {
       seed: this.seed,
       seconds: Math.round((Date.now() - this.startedAt) / 100) / 10,
@@ -141,9 +162,14 @@ export class Report {
     for (const [k, v] of [...this.inputs].sort()) lines.push(`  ${k.padEnd(34)} ${v}`);
     lines.push('answers:');
     for (const [k, v] of [...this.answers].sort()) lines.push(`  ${k.padEnd(34)} ${v}`);
-    lines.push(`canary: ${this.canary.ws} WebSocket and ${this.canary.http} HTTP round trips checked, slowest ${Math.round(this.canary.maxLatencyMs)} ms`);
-    lines.push(this.rss.startMb === 0 ? 'gateway RSS and log: not watched (--target: not our process)'
-      : `gateway RSS: ${this.rss.startMb} MB at start, peak ${this.rss.peakMb} MB, ${this.rss.endMb} MB at the end`);
+    lines.push(
+      `canary: ${this.canary.ws} WebSocket and ${this.canary.http} HTTP round trips checked, slowest ${Math.round(this.canary.maxLatencyMs)} ms`,
+    );
+    lines.push(
+      this.rss.startMb === 0
+        ? 'gateway RSS and log: not watched (--target: not our process)'
+        : `gateway RSS: ${this.rss.startMb} MB at start, peak ${this.rss.peakMb} MB, ${this.rss.endMb} MB at the end`,
+    );
     const show = (title: string, gs: Map<string, AnomalyGroup>): void => {
       lines.push(`${title}: ${gs.size === 0 ? 'none' : ''}`);
       for (const g of gs.values()) {
@@ -151,7 +177,8 @@ export class Report {
         for (const ex of g.examples) {
           lines.push(`    seed ${ex.seed} ${ex.stream}#${ex.n} (${ex.inputKind}): ${ex.what}`);
           lines.push(`      input ${ex.inputText.slice(0, 300)}${ex.file ? ` (file ${ex.file})` : ''}`);
-          if (ex.context?.length) lines.push(`      after ${ex.stream} inputs ${ex.context.join(', ')} on the same connection`);
+          if (ex.context?.length)
+            lines.push(`      after ${ex.stream} inputs ${ex.context.join(', ')} on the same connection`);
         }
       }
     };

@@ -11,7 +11,8 @@ import { LIMITS } from './report';
 import { Op, wsFrame } from './ws-raw';
 
 const H = 'Host: x\r\n';
-const UP = 'GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+const UP =
+  'GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
   'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
 const ws = (...frames: Buffer[]): Buffer => Buffer.concat([Buffer.from(UP), ...frames]);
 
@@ -38,7 +39,10 @@ export const SAMPLES: [string, string | Buffer][] = [
   ['unknown-method', `M-SEARCH /x HTTP/1.1\r\n${H}\r\n`],
   ['unknown-method', `get /x HTTP/1.1\r\n${H}\r\n`],
   ['chunk-ext', `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\n\r\n`],
-  ['trailer', `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\nGET /second HTTP/1.1\r\n${H}\r\n`],
+  [
+    'trailer',
+    `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\nGET /second HTTP/1.1\r\n${H}\r\n`,
+  ],
   ['chunk-framing', `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhel\r:lo\r\n0\r\n\r\n`],
   ['chunk-framing', `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n`],
   ['bad-utf8-text', ws(wsFrame(Op.Text, Buffer.from([0x61, 0xff])))],
@@ -48,8 +52,14 @@ export const SAMPLES: [string, string | Buffer][] = [
   // not limits: the build gets these right or leaves them to JavaScript, shown for contrast
   ['(control) plain GET', `GET /x HTTP/1.1\r\n${H}\r\n`],
   ['(control) two requests in one write', `GET /a HTTP/1.1\r\n${H}\r\nGET /b HTTP/1.1\r\n${H}\r\n`],
-  ['(control) two different Content-Length', `POST /x HTTP/1.1\r\n${H}Content-Length: 8\r\nContent-Length: 5\r\n\r\nhelloGET`],
-  ['(control) chunk data not followed by CRLF', `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n`],
+  [
+    '(control) two different Content-Length',
+    `POST /x HTTP/1.1\r\n${H}Content-Length: 8\r\nContent-Length: 5\r\n\r\nhelloGET`,
+  ],
+  [
+    '(control) chunk data not followed by CRLF',
+    `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n`,
+  ],
   ['(control) empty POST body', `POST /x HTTP/1.1\r\n${H}Content-Length: 0\r\n\r\n`],
   ['(control) valid binary frame', ws(wsFrame(Op.Bin, Buffer.from('abc')))],
   ['(control) oversized frame (maxPayloadLength 1024)', ws(wsFrame(Op.Bin, Buffer.alloc(4096)))],
@@ -60,7 +70,13 @@ function send(port: number, data: string | Buffer, ms: number): Promise<string> 
     const s = createConnection({ host: '127.0.0.1', port });
     let acc = Buffer.alloc(0);
     const t0 = Date.now();
-    const show = (): string => JSON.stringify(acc.toString('latin1').replace(/Date: [^\r]*\r\n|uWebSockets: \d+\r\n|Sec-WebSocket-Accept: [^\r]*\r\n/g, '').slice(0, 140));
+    const show = (): string =>
+      JSON.stringify(
+        acc
+          .toString('latin1')
+          .replace(/Date: [^\r]*\r\n|uWebSockets: \d+\r\n|Sec-WebSocket-Accept: [^\r]*\r\n/g, '')
+          .slice(0, 140),
+      );
     // frames go only after the 101: uWS drops bytes that come in the same write as the upgrade
     const b = Buffer.from(data);
     const frames = b.indexOf(UP) === 0 ? b.subarray(UP.length) : null;
@@ -70,8 +86,14 @@ function send(port: number, data: string | Buffer, ms: number): Promise<string> 
       if (first && frames !== null) s.write(frames);
     });
     s.on('error', () => {});
-    s.on('close', () => { clearTimeout(timer); resolve(`closed after ${Date.now() - t0} ms, got ${show()}`); });
-    const timer = setTimeout(() => { s.destroy(); resolve(`still open after ${ms} ms, got ${show()}`); }, ms);
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(`closed after ${Date.now() - t0} ms, got ${show()}`);
+    });
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve(`still open after ${ms} ms, got ${show()}`);
+    }, ms);
     s.write(frames !== null ? UP : b);
   });
 }
@@ -81,7 +103,9 @@ async function main(): Promise<void> {
   app.ws('/v1/ws', {
     maxPayloadLength: 1024,
     idleTimeout: 120,
-    message: (w, m) => { w.send(Buffer.from(`echo ${m.byteLength} bytes`), false); },
+    message: (w, m) => {
+      w.send(Buffer.from(`echo ${m.byteLength} bytes`), false);
+    },
   });
   app.any('/*', (res, req) => {
     const what = `${req.getMethod()} ${req.getUrl()}`;
@@ -93,13 +117,17 @@ async function main(): Promise<void> {
     });
   });
   const port = await new Promise<number>((resolve, reject) => {
-    app.listen('127.0.0.1', 0, (ls) => (ls ? resolve(uws.us_socket_local_port(ls as never) as number) : reject(new Error('cannot listen'))));
+    app.listen('127.0.0.1', 0, (ls) =>
+      ls ? resolve(uws.us_socket_local_port(ls as never) as number) : reject(new Error('cannot listen')),
+    );
   });
   const ms = Number(process.argv[2] ?? 1500);
   console.log(`bare uWS app on 127.0.0.1:${port}; each sample gets ${ms} ms\n`);
   for (const [trait, input] of SAMPLES) {
     const label = LIMITS[trait] ? `${trait}` : trait;
-    console.log(`${label}\n  sent ${JSON.stringify(Buffer.from(input).toString('latin1').slice(0, 90))}\n  ${await send(port, input, ms)}`);
+    console.log(
+      `${label}\n  sent ${JSON.stringify(Buffer.from(input).toString('latin1').slice(0, 90))}\n  ${await send(port, input, ms)}`,
+    );
   }
   process.exit(0);
 }

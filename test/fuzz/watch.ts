@@ -22,7 +22,11 @@ const FLOOD_BYTES = 256 * 1024;
 export class LogWatch {
   private at = 0;
   private flooded = false;
-  constructor(private readonly output: () => string, private readonly report: Report, private readonly recent: () => string) {}
+  constructor(
+    private readonly output: () => string,
+    private readonly report: Report,
+    private readonly recent: () => string,
+  ) {}
 
   look(): void {
     const out = this.output();
@@ -39,11 +43,21 @@ export class LogWatch {
       else if (/INTERNAL/.test(line)) kind = 'gateway log: INTERNAL';
       else if (/\b[A-Z]\w*Error\b/.test(line)) kind = `gateway log: error: ${shape.slice(0, 60)}`;
       else kind = `gateway log: unexpected line: ${shape.slice(0, 60)}`;
-      this.report.anomaly(kind, { stream: 'log', n: -1, inputKind: 'log', what: `${line.slice(0, 300)} (recent inputs: ${this.recent()})` });
+      this.report.anomaly(kind, {
+        stream: 'log',
+        n: -1,
+        inputKind: 'log',
+        what: `${line.slice(0, 300)} (recent inputs: ${this.recent()})`,
+      });
     }
     if (!this.flooded && out.length > FLOOD_BYTES) {
       this.flooded = true;
-      this.report.anomaly('gateway log: flood', { stream: 'log', n: -1, inputKind: 'log', what: `more than ${FLOOD_BYTES} bytes of log` });
+      this.report.anomaly('gateway log: flood', {
+        stream: 'log',
+        n: -1,
+        inputKind: 'log',
+        what: `more than ${FLOOD_BYTES} bytes of log`,
+      });
     }
   }
 }
@@ -53,10 +67,19 @@ export function healthz(host: string, port: number, ms: number): Promise<string 
   return new Promise((resolve) => {
     const req = request({ host, port, path: '/healthz', agent: false }, (res) => {
       res.resume();
-      res.on('end', () => { clearTimeout(timer); resolve(res.statusCode === 200 ? null : `status ${res.statusCode}`); });
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve(res.statusCode === 200 ? null : `status ${res.statusCode}`);
+      });
     });
-    const timer = setTimeout(() => { req.destroy(); resolve(`no answer within ${ms} ms`); }, ms);
-    req.on('error', (e) => { clearTimeout(timer); resolve(e.message); });
+    const timer = setTimeout(() => {
+      req.destroy();
+      resolve(`no answer within ${ms} ms`);
+    }, ms);
+    req.on('error', (e) => {
+      clearTimeout(timer);
+      resolve(e.message);
+    });
     req.end();
   });
 }
