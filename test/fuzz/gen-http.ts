@@ -495,20 +495,22 @@ function genRequestHttp(rng: Rng, lim: Limits): Req {
           : accept === null
             ? fmt
             : null;
+    // an Accept that allows neither format may be refused (406) before anything else is looked at
+    const unacceptable = accept === 'text/html' ? { s: [406], c: ['NOT_ACCEPTABLE'] } : { s: [], c: [] };
     if (r.method !== 'POST') r.oracle = { statuses: [404, 405], kind: `${r.method} on /v1/${route}`, why: r.target };
     else if (contentType[1] === null) {
       // either refusal may come first when the query is bad too
       const also = q.clear && q.bad.length ? { s: [400], c: ['BAD_WAIT'] } : { s: [], c: [] };
       r.oracle = {
-        statuses: [415, ...also.s],
-        codes: ['BAD_CONTENT_TYPE', ...also.c],
+        statuses: [415, ...also.s, ...unacceptable.s],
+        codes: ['BAD_CONTENT_TYPE', ...also.c, ...unacceptable.c],
         kind: 'undocumented content-type',
         why: `content-type ${JSON.stringify(contentType[0])}`,
       };
     } else if (q.clear && q.bad.length)
       r.oracle = {
-        statuses: [400],
-        codes: mutated || b.reqErr ? ['BAD_WAIT', 'BAD_REQUEST'] : ['BAD_WAIT'],
+        statuses: [400, ...unacceptable.s],
+        codes: [...(mutated || b.reqErr ? ['BAD_WAIT', 'BAD_REQUEST'] : ['BAD_WAIT']), ...unacceptable.c],
         kind: 'bulk with a bad wait',
         why: r.target,
       };

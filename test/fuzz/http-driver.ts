@@ -69,6 +69,14 @@ export function runHttpInput(ctx: FuzzCtx, n: number, input: HttpInput): Promise
           if (t === 'trailer' || t === 'chunk-ext' || t === 'chunk-framing') traits.push(t);
       }
       const known = traits.find((t) => t in LIMITS);
+      if (why === 'closed' && acc.length > 0 && acc.subarray(0, 5).toString('latin1') === 'HTTP/') {
+        // an answer began but the connection closed before its end (a chunked body without its last chunk)
+        bad(
+          'http: answer cut off by the close',
+          `${got.length} whole answers, then ${JSON.stringify(acc.toString('latin1', 0, 300))}`,
+        );
+        return resolve();
+      }
       if (why === 'closed') {
         if (known !== undefined) {
           r.answer(`http ${input.kind}: closed (uWS: ${known})`);
