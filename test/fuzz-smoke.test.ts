@@ -1,6 +1,6 @@
 /**
  * A bounded fuzz run inside the suite (docs/FUZZING.md): a gateway process in front of a real local
- * fleet, about 15 s of WebSocket and HTTP inputs (a few tens of thousands) with the canary, the process
+ * fleet, about 20 s of WebSocket and HTTP inputs (a few tens of thousands) with the canary, the process
  * and its log watched. It must find no anomaly. The seed is fixed so a failure replays; FUZZ_SEED and
  * FUZZ_SECONDS change it.
  */
@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { DEFAULTS, runFuzz } from './fuzz/fuzz';
 
 const seed = Number(process.env.FUZZ_SEED ?? 7001);
-const seconds = Number(process.env.FUZZ_SECONDS ?? 15);
+const seconds = Number(process.env.FUZZ_SECONDS ?? 20);
 
 test(
   `fuzz smoke: ${seconds} s of hostile WebSocket and HTTP input, seed ${seed}: no anomaly`,
