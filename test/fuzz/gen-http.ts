@@ -590,6 +590,9 @@ function genRequestHttp(rng: Rng, lim: Limits): Req {
       break;
     case 'cl-dup-same':
       r.headers.push(['Content-Length', String(r.body.length)], ['Content-Length', String(r.body.length)]);
+      // Refused even when equal (docs/PROTOCOL.md, HTTP conformance): a 2xx is the anomaly.
+      r.ambiguous = 'two equal Content-Length headers';
+      r.clean = false;
       break;
     case 'cl-dup-diff': {
       const extra = Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');

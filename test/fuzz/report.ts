@@ -31,6 +31,12 @@ export const LIMITS: Record<string, string> = {
   trailer: 'a trailer field after the last chunk: the request after it on the connection is never answered',
   'chunk-framing':
     'chunked body framed wrongly (a size line that is not hex, data not followed by CRLF): read its own way, then no answer',
+  pipelining:
+    'a request pipelined behind one answered asynchronously: uWS closes the connection, neither is answered, and nothing of the interrupted request is applied (docs/PROTOCOL.md, HTTP conformance)',
+  'ws-oversize-header':
+    'a frame announcing more than ws.maxPayloadBytes + min(ws.maxPayloadBytes, 4 MiB): uWS drops the TCP connection at the header (1006, not 1009)',
+  'ws-oversize-partial':
+    'a frame announcing more than ws.maxPayloadBytes (within the bound uWS reads) but sent only in part: refused with 1009 once whole, kept open until then (ws.idleTimeoutSeconds)',
   'ws-frame-rules':
     'an unmasked client frame (ignored, kept open) or a data frame inside a fragmented message (joined to it): the connection is not failed',
 };

@@ -408,10 +408,30 @@ async function oneConnection(ctx: FuzzCtx, crng: Rng): Promise<void> {
           what: `still open after ${ms} ms`,
           input: Buffer.concat(input.frames),
         });
+      } else if (input.kind === 'oversize-claimed' && announced(input.frames[0]) <= uwsBound(ctx.lim.maxPayloadBytes)) {
+        r.limit('ws-oversize-partial', {
+          stream: 'ws',
+          n,
+          inputKind: input.kind,
+          what: `still open after ${ms} ms`,
+          input: input.frames[0].subarray(0, 16),
+        });
       } else bad(`ws: connection not closed after ${input.kind}`, `still open after ${ms} ms`, input, n);
       return;
     }
-    if (input.ends === 'oversize' && code !== '1009')
+    if (
+      input.ends === 'oversize' &&
+      code === 'tcp-close' &&
+      announced(input.frames[0]) > uwsBound(ctx.lim.maxPayloadBytes)
+    )
+      r.limit('ws-oversize-header', {
+        stream: 'ws',
+        n,
+        inputKind: input.kind,
+        what: 'closed without a close frame',
+        input: input.frames[0].subarray(0, 16),
+      });
+    else if (input.ends === 'oversize' && code !== '1009')
       bad(
         `ws: oversized frame closed with ${code}, not 1009`,
         `frame over ws.maxPayloadBytes (${ctx.lim.maxPayloadBytes})`,
@@ -432,4 +452,17 @@ async function oneConnection(ctx: FuzzCtx, crng: Rng): Promise<void> {
     if (input.ends === 'client-close' && !c!.byFrame)
       bad('ws: client close not answered with a close frame', code, input, n);
   }
+}
+
+/** The payload length a frame's header announces. */
+function announced(frame: Buffer): number {
+  const n = frame[1] & 0x7f;
+  if (n === 126) return frame.readUInt16BE(2);
+  if (n === 127) return Number(frame.readBigUInt64BE(2));
+  return n;
+}
+
+/** The most uWS reads of one frame (src/ingress/ws.ts uwsPayloadBound; docs/PROTOCOL.md close codes). */
+function uwsBound(maxPayloadBytes: number): number {
+  return maxPayloadBytes + Math.min(maxPayloadBytes, 4 * 1024 * 1024);
 }
