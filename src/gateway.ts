@@ -5,21 +5,21 @@
  * tests call. `drain` is the graceful stop (docs/PROTOCOL.md, "Shutdown"); `stop` the quick one.
  */
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
-import { Coalescer } from './batch/coalescer';
+import { Coalescer } from './core/coalescer';
 import type { Config } from './config/schema';
-import type { GatewayContext } from './context';
+import type { GatewayContext } from './front/context';
 import { MemoryBudget } from './flow/budget';
 import { ConnectionGate } from './flow/connection-gate';
 import { FdReserve } from './flow/fd-reserve';
-import { mountBulk } from './ingress/http-bulk';
-import { mountKv } from './ingress/http-kv';
-import { mountWebSocket, WsFront } from './ingress/ws';
-import { ShardConnection } from './memcached/shard-connection';
-import { KetamaRing } from './route/ketama';
-import { Router } from './route/router';
+import { mountBulk } from './front/http-bulk';
+import { mountKv } from './front/http-kv';
+import { mountWebSocket, WsFront } from './front/ws';
+import { ShardConnection } from './backends/memcached/shard-connection';
+import { KetamaRing } from './backends/memcached/ketama';
+import { Router } from './core/router';
 import { BufferPool } from './stream/buffer-pool';
-import { ErrorCode, ErrorTable, errorBody } from './errors';
-import { refuseFraming } from './ingress/framing';
+import { ErrorCode, ErrorTable, errorBody } from './core/errors';
+import { refuseFraming } from './front/framing';
 import { errorHeaders, statusLine } from './stream/http-out';
 import { uws, us_listen_socket, HttpRequest, HttpResponse } from './uws';
 

@@ -10,11 +10,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { GetBatch } from '../src/batch/get-batch';
-import { MutationBatch, OpaqueCounter } from '../src/batch/mutation-batch';
-import { Batch, ReplyParser } from '../src/memcached/reply-parser';
-import { Request } from '../src/request';
-import type { ErrorCode } from '../src/errors';
+import { GetBatch } from '../src/backends/memcached/get-batch';
+import { MutationBatch, OpaqueCounter } from '../src/backends/memcached/mutation-batch';
+import { Batch, ReplyParser } from '../src/backends/memcached/reply-parser';
+import { Request } from '../src/core/request';
+import type { ErrorCode } from '../src/core/errors';
 
 const MAX_VALUE = 4096;
 

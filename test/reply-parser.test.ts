@@ -7,11 +7,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createConnection } from 'node:net';
 import { LocalFleet } from '../src/fleet/local-fleet';
-import { GetBatch } from '../src/batch/get-batch';
-import { MutationBatch } from '../src/batch/mutation-batch';
-import { Batch, ReplyParser } from '../src/memcached/reply-parser';
-import { Request } from '../src/request';
-import type { ErrorCode } from '../src/errors';
+import { GetBatch } from '../src/backends/memcached/get-batch';
+import { MutationBatch } from '../src/backends/memcached/mutation-batch';
+import { Batch, ReplyParser } from '../src/backends/memcached/reply-parser';
+import { Request } from '../src/core/request';
+import type { ErrorCode } from '../src/core/errors';
 import { parseReplies, prng } from './helpers/mc-raw';
 
 /** Records what each item got. */

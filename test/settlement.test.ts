@@ -5,12 +5,12 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Request, requestFaults } from '../src/request';
-import type { ErrorCode } from '../src/errors';
+import { Request, requestFaults } from '../src/core/request';
+import type { ErrorCode } from '../src/core/errors';
 import { LocalFleet } from '../src/fleet/local-fleet';
-import { ShardConnection } from '../src/memcached/shard-connection';
-import { Coalescer } from '../src/batch/coalescer';
-import { MutationBatch, OpaqueCounter } from '../src/batch/mutation-batch';
+import { ShardConnection } from '../src/backends/memcached/shard-connection';
+import { Coalescer } from '../src/core/coalescer';
+import { MutationBatch, OpaqueCounter } from '../src/backends/memcached/mutation-batch';
 import { rawGet, rawSet } from './helpers/mc-raw';
 import { until } from './helpers/harness';
 

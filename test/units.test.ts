@@ -7,7 +7,7 @@ import { INCOMPLETE, MAX_DEPTH, MsgpackError, MsgpackReader, MpType, TOO_DEEP } 
 import { isValidKey, percentDecode } from '../src/decode/key';
 import { BodyTooLarge, MsgpackItems, NdjsonLines } from '../src/decode/body-stream';
 import { ItemFields, Op, RequestFields } from '../src/decode/request-fields';
-import { RateLimitedLog } from '../src/log';
+import { RateLimitedLog } from '../src/core/log';
 import { EntryWriter, Kind } from '../src/stream/entry-writer';
 import { BUFFER_SIZE, BufferPool } from '../src/stream/buffer-pool';
 import { defaultConfig, mergeConfig, validateConfig, ConfigError } from '../src/config/schema';

@@ -6,11 +6,11 @@
  *   node dist/bench/micro/memcached-parser.bench.js
  */
 import { measure, print, type MicroRow } from './harness';
-import { ReplyParser, type Batch } from '../../src/memcached/reply-parser';
-import { GetBatch } from '../../src/batch/get-batch';
-import { Request } from '../../src/request';
-import { readUint, indexOfByte, startsWith } from '../../src/memcached/reply-line';
-import type { ErrorCode } from '../../src/errors';
+import { ReplyParser, type Batch } from '../../src/backends/memcached/reply-parser';
+import { GetBatch } from '../../src/backends/memcached/get-batch';
+import { Request } from '../../src/core/request';
+import { readUint, indexOfByte, startsWith } from '../../src/backends/memcached/reply-line';
+import type { ErrorCode } from '../../src/core/errors';
 
 class Counting extends Request {
   values = 0;

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KetamaRing } from '../route/ketama';
+import { KetamaRing } from '../backends/memcached/ketama';
 
 export type HashName = 'fnv1a_64' | 'md5';
 

@@ -18,10 +18,10 @@
  * is read here, ahead of the reply parser; the batches written behind it are answered after it, in order.
  */
 import { NetConnectOpts, Socket, createConnection } from 'node:net';
-import type { ErrorCode } from '../errors';
-import type { GetBatch } from '../batch/get-batch';
-import type { MutationBatch } from '../batch/mutation-batch';
-import { OpaqueCounter } from '../batch/mutation-batch';
+import type { ErrorCode } from '../../core/errors';
+import type { GetBatch } from './get-batch';
+import type { MutationBatch } from './mutation-batch';
+import { OpaqueCounter } from './mutation-batch';
 import { ReplyParser } from './reply-parser';
 
 export type { Batch } from './reply-parser';

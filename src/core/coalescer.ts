@@ -22,10 +22,10 @@
  * Both rules rest on one invariant: while both lanes of a shard hold writes, every write in the immediate
  * lane arrived before every write in the held lane.
  */
-import type { Request } from '../request';
-import { GetBatch } from './get-batch';
-import { MutationBatch } from './mutation-batch';
-import type { Batch, ShardConnection } from '../memcached/shard-connection';
+import type { Request } from './request';
+import { GetBatch } from '../backends/memcached/get-batch';
+import { MutationBatch } from '../backends/memcached/mutation-batch';
+import type { Batch, ShardConnection } from '../backends/memcached/shard-connection';
 
 /**
  * Bytes memcached needs in an item besides the value and the key, plus a margin. Measured against

@@ -13,8 +13,8 @@
  * its command starts, and a compaction pass runs only when some op's request is abandoned. Opaques stay
  * with their op, so removing one renumbers nothing.
  */
-import type { Request } from '../request';
-import type { ErrorCode } from '../errors';
+import type { Request } from '../../core/request';
+import type { ErrorCode } from '../../core/errors';
 import { grow } from './grow';
 
 export const enum MutKind {

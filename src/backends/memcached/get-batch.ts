@@ -4,8 +4,8 @@
  * so it is fetched once and fanned out. Memcached answers hits in the order asked, so responses are
  * matched by walking a cursor over the keys: every key the cursor passes without a VALUE is a miss.
  */
-import type { Request } from '../request';
-import type { ErrorCode } from '../errors';
+import type { Request } from '../../core/request';
+import type { ErrorCode } from '../../core/errors';
 import { grow } from './grow';
 
 const GET = Buffer.from('get');

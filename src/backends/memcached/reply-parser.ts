@@ -16,8 +16,8 @@
  * `\r\n` arrives, since the read buffer is reused. A value announced larger than the gateway's own limit
  * (`maxValueBytes`) is out of step too: it is never buffered or passed on.
  */
-import type { GetBatch } from '../batch/get-batch';
-import type { MutationBatch } from '../batch/mutation-batch';
+import type { GetBatch } from './get-batch';
+import type { MutationBatch } from './mutation-batch';
 import { CH_SPACE, indexOfByte, lineText, readOpaque, readUint, startsWith } from './reply-line';
 
 export type Batch = GetBatch | MutationBatch;

@@ -2,10 +2,10 @@
  * Route to shard: validates each item (so nothing a client sends can become a memcached command), finds
  * its shard on the ketama ring, and hands it to the coalescer. Invalid items fail alone.
  */
-import type { Coalescer } from '../batch/coalescer';
+import type { Coalescer } from './coalescer';
 import { isValidKey } from '../decode/key';
-import type { Request } from '../request';
-import type { KetamaRing } from './ketama';
+import type { Request } from './request';
+import type { KetamaRing } from '../backends/memcached/ketama';
 
 export interface ItemLimits {
   maxValueBytes: number;
