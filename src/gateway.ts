@@ -14,8 +14,9 @@ import { FdReserve } from './flow/fd-reserve';
 import { mountBulk } from './front/http-bulk';
 import { mountKv } from './front/http-kv';
 import { mountWebSocket, WsFront } from './front/ws';
-import { ShardConnection } from './backends/memcached/shard-connection';
-import { KetamaRing } from './backends/memcached/ketama';
+import { MemcachedBackend } from './backends/memcached';
+import type { ShardConnection } from './backends/memcached/shard-connection';
+import type { KetamaRing } from './backends/memcached/ketama';
 import { Router } from './core/router';
 import { BufferPool } from './stream/buffer-pool';
 import { ErrorCode, ErrorTable, errorBody } from './core/errors';
@@ -76,11 +77,15 @@ const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 export async function startGateway(config: Config): Promise<Gateway> {
   const fds = new FdReserve(config.limits.reservedDescriptors);
-  const shards = config.servers.map((s) => new ShardConnection(s.host, s.port, config.shard, fds));
-  await Promise.all(shards.map((s) => s.connect()));
-  const ring = new KetamaRing(config.servers, config.hash);
+  const backend = new MemcachedBackend(
+    'default',
+    { backend: 'memcached', servers: config.servers, hash: config.hash },
+    { maxValueBytes: config.limits.maxValueBytes, shard: config.shard, fds },
+  );
+  await backend.connect();
+  const { shards, ring } = backend;
   const coalescer = new Coalescer(shards, config.batch);
-  const router = new Router(ring, coalescer, config.limits);
+  const router = new Router(backend, coalescer, config.limits);
   const pool = new BufferPool(config.pool.maxFreeBuffers);
   const ctx: GatewayContext = {
     config,
@@ -240,7 +245,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
     clearInterval(fdWatch);
     fds.close();
     (app as unknown as { close?: () => void }).close?.();
-    for (const s of shards) s.close();
+    backend.close();
     ctx.budget.stop();
     gc?.stop();
   };
@@ -278,7 +283,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
       for (const { w } of ws.sessions) w.failParked('SHUTTING_DOWN');
       for (const b of ctx.bulk) b.window?.failParked('SHUTTING_DOWN');
       coalescer.flushAll();
-      for (const s of shards) s.close();
+      backend.close();
       await nextTurn(); // the flush list sends those answers
       await nextTurn();
       for (const { s } of [...ws.sessions]) s.end(1001, 'SHUTTING_DOWN');

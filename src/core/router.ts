@@ -1,11 +1,12 @@
 /**
- * Route to shard: validates each item (so nothing a client sends can become a memcached command), finds
- * its shard on the ketama ring, and hands it to the coalescer. Invalid items fail alone.
+ * Route to shard: validates each item (so nothing a client sends can become a backend command), finds
+ * its shard with the pool's own placement (Backend.shardOf), and hands it to the pool's coalescer.
+ * Invalid items fail alone.
  */
+import type { Backend } from './backend';
 import type { Coalescer } from './coalescer';
 import { isValidKey } from '../decode/key';
 import type { Request } from './request';
-import type { KetamaRing } from '../backends/memcached/ketama';
 
 export interface ItemLimits {
   maxValueBytes: number;
@@ -14,13 +15,10 @@ export interface ItemLimits {
 
 export class Router {
   constructor(
-    readonly ring: KetamaRing,
+    private readonly backend: Backend,
     private readonly co: Coalescer,
     readonly limits: ItemLimits,
-  ) {
-    // What the gateway would refuse from a client it refuses from a shard too (a longer VALUE is out of step).
-    co.setValueLimit(limits.maxValueBytes);
-  }
+  ) {}
 
   /** False when the item was rejected (and answered) instead of handed to a shard's batch. */
   get(req: Request, i: number, key: Uint8Array, off: number, len: number, wait: number): boolean {
@@ -28,13 +26,13 @@ export class Router {
       req.reject(i, 'BAD_KEY');
       return false;
     }
-    this.co.get(this.ring.lookup(key, off, len), req, i, key, off, len, wait);
+    this.co.get(this.backend.shardOf(key, off, len), req, i, key, off, len, wait);
     return true;
   }
 
   del(req: Request, i: number, key: Uint8Array, off: number, len: number, wait: number): void {
     if (!isValidKey(key, off, len)) return req.reject(i, 'BAD_KEY');
-    this.co.del(this.ring.lookup(key, off, len), req, i, key, off, len, wait);
+    this.co.del(this.backend.shardOf(key, off, len), req, i, key, off, len, wait);
   }
 
   /** Checks a set's key and value length; returns the shard, or -1 after rejecting the item. */
@@ -51,7 +49,7 @@ export class Router {
       req.reject(i, 'BAD_TTL', `ttl must be an integer number of seconds from 0 to ${this.limits.maxTtlSeconds}`);
       return -1;
     }
-    return this.ring.lookup(key, off, len);
+    return this.backend.shardOf(key, off, len);
   }
 
   set(
