@@ -4,17 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KetamaRing } from '../backends/memcached/ketama';
+import { backendEntry } from '../backends/registry';
+import type { HashName, ServerSpec } from '../core/pools';
 
-export type HashName = 'fnv1a_64' | 'md5';
-
-export interface ServerSpec {
-  host: string;
-  port: number;
-  weight: number;
-  /** twemproxy's `name`: when set it replaces host[:port] on the ring, so renaming a host keeps its keys. */
-  name?: string;
-}
+export type { HashName, ServerSpec } from '../core/pools';
 
 export interface Config {
   host: string;
@@ -208,11 +201,8 @@ export function validateConfig(raw: Config): Config {
     });
     if (errs.length === before && hashOk && servers.length > 0) {
       // The ring refuses what twemproxy cannot hash (duplicate ring names, over-long names): say so now.
-      try {
-        new KetamaRing(servers, raw.hash);
-      } catch (e) {
-        err('servers', `servers: ${(e as Error).message}`);
-      }
+      for (const why of backendEntry('memcached')?.check?.({ backend: 'memcached', servers, hash: raw.hash }) ?? [])
+        err('servers', `servers: ${why}`);
     }
   }
   int('localFleet.count', raw.localFleet?.count, 1, 64);

@@ -5,7 +5,7 @@
  */
 import type { Backend } from './backend';
 import type { Coalescer } from './coalescer';
-import { isValidKey } from '../decode/key';
+import { isValidKey } from './key';
 import type { Request } from './request';
 
 export interface ItemLimits {

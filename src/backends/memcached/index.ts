@@ -43,3 +43,16 @@ export function createMemcachedBackend(
 ): MemcachedBackend {
   return new MemcachedBackend(name, pool, options);
 }
+
+/**
+ * What the configuration's shape checks cannot see (config/schema.ts checks the shape): the ring refuses
+ * what twemproxy cannot hash (two servers with one ring name, a ring name too long). Returns each problem.
+ */
+export function checkMemcachedPool(pool: MemcachedPoolConfig): string[] {
+  try {
+    new KetamaRing(pool.servers, pool.hash);
+  } catch (e) {
+    return [(e as Error).message];
+  }
+  return [];
+}
