@@ -24,7 +24,8 @@ export interface InflightOwner {
 export class Inflight implements ReplySink {
   private readonly queue: Batch[] = [];
   private first = 0;
-  /** The head get's key whose VALUE is arriving, and its flags. */
+  /** The head get, its key whose VALUE is arriving, and that value's flags. */
+  private vBatch: GetBatch | null = null;
   private vKey = 0;
   private vFlags = 0;
 
@@ -45,6 +46,7 @@ export class Inflight implements ReplySink {
 
   /** Empties the queue, returning what was in it, head first (the connection broke). */
   takeAll(): Batch[] {
+    this.vBatch = null;
     const all = this.queue.slice(this.first);
     this.queue.length = 0;
     this.first = 0;
@@ -57,14 +59,15 @@ export class Inflight implements ReplySink {
     if (b.kind !== 0) return this.outOfStep('VALUE in reply to a write');
     const k = b.matchValue(buf, koff, klen);
     if (k < 0) return this.outOfStep('VALUE for a key not asked');
+    this.vBatch = b;
     this.vKey = k;
     this.vFlags = flags;
     return true;
   }
 
   onValue(total: number, offset: number, buf: Buffer, off: number, len: number): void {
-    // Only after onValueHeader accepted the VALUE, so the head is that get.
-    (this.queue[this.first] as GetBatch).deliver(this.vKey, this.vFlags, total, offset, buf, off, len);
+    // Only after onValueHeader accepted the VALUE: vBatch is the head get.
+    this.vBatch!.deliver(this.vKey, this.vFlags, total, offset, buf, off, len);
   }
 
   onEnd(): boolean {
@@ -72,6 +75,7 @@ export class Inflight implements ReplySink {
     if (b === null) return this.outOfStep('reply with nothing in flight');
     if (b.kind !== 0) return this.outOfStep('END in reply to a write');
     b.end();
+    this.vBatch = null;
     this.shift();
     return true;
   }
