@@ -1,34 +1,43 @@
 /**
- * Wires the data path together: uWS server -> ingress (decode) -> Router (ketama) -> Coalescer (batches)
- * -> ShardConnection (memcached codec on the socket) -> Request sinks -> pooled output. `startGateway`
- * builds the one context the fronts share (pool, budget, connection gate) and is what main.ts and the
- * tests call. `drain` is the graceful stop (docs/PROTOCOL.md, "Shutdown"); `stop` the quick one.
+ * Wires the data path together: uWS server -> front (decode) -> Router (pool by key prefix, then the
+ * pool's placement) -> the pool's Coalescer (batches) -> the backend's Shard (its codec on the socket) ->
+ * Request sinks -> pooled output (docs/ARCHITECTURE.md). `startGateway` builds every pool from the
+ * backend registry, and the one context the fronts share (buffer pool, budget, connection gate); it is
+ * what main.ts and the tests call. `drain` is the graceful stop (docs/PROTOCOL.md, "Shutdown"); `stop` the quick one.
  */
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
-import { Coalescer } from './batch/coalescer';
-import type { Config } from './config/schema';
-import type { GatewayContext } from './context';
+import { Coalescer } from './core/coalescer';
+import { resolvedPools, type Config } from './config/schema';
+import type { GatewayContext } from './front/context';
 import { MemoryBudget } from './flow/budget';
 import { ConnectionGate } from './flow/connection-gate';
 import { FdReserve } from './flow/fd-reserve';
-import { mountBulk } from './ingress/http-bulk';
-import { mountKv } from './ingress/http-kv';
-import { mountWebSocket, WsFront } from './ingress/ws';
-import { ShardConnection } from './memcached/shard-connection';
-import { KetamaRing } from './route/ketama';
-import { Router } from './route/router';
+import { mountBulk } from './front/http-bulk';
+import { mountKv } from './front/http-kv';
+import { mountWebSocket, WsFront } from './front/ws';
+import { MemcachedBackend } from './backends/memcached';
+import type { ShardConnection } from './backends/memcached/shard-connection';
+import type { KetamaRing } from './backends/memcached/ketama';
+import { backendEntry } from './backends/registry';
+import type { Backend } from './core/backend';
+import { Router, type Pool } from './core/router';
 import { BufferPool } from './stream/buffer-pool';
-import { ErrorCode, ErrorTable, errorBody } from './errors';
-import { refuseFraming } from './ingress/framing';
+import { ErrorCode, ErrorTable, errorBody } from './core/errors';
+import { refuseFraming } from './front/framing';
 import { errorHeaders, statusLine } from './stream/http-out';
 import { uws, us_listen_socket, HttpRequest, HttpResponse } from './uws';
 
 export interface Gateway {
   port: number;
   config: Config;
+  /** Every pool, in configuration order (`default` first when the top-level servers make it). */
+  pools: readonly Pool[];
+  /** The default pool's memcached connections (none when that pool is not memcached). */
   shards: ShardConnection[];
+  /** The default pool's coalescer. */
   coalescer: Coalescer;
-  ring: KetamaRing;
+  /** The default pool's ketama ring (throws when that pool is not memcached). */
+  readonly ring: KetamaRing;
   ctx: GatewayContext;
   ws: WsFront;
   stats(): Record<string, unknown>;
@@ -76,18 +85,41 @@ const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 export async function startGateway(config: Config): Promise<Gateway> {
   const fds = new FdReserve(config.limits.reservedDescriptors);
-  const shards = config.servers.map((s) => new ShardConnection(s.host, s.port, config.shard, fds));
-  await Promise.all(shards.map((s) => s.connect()));
-  const ring = new KetamaRing(config.servers, config.hash);
-  const coalescer = new Coalescer(shards, config.batch);
-  const router = new Router(ring, coalescer, config.limits);
+  const options = { maxValueBytes: config.limits.maxValueBytes, shard: config.shard, fds };
+  const backends: Backend[] = [];
+  for (const [name, spec] of Object.entries(resolvedPools(config))) {
+    const entry = backendEntry(spec.backend);
+    // validateConfig names a backend without a factory; this is for a config that skipped it.
+    if (entry === undefined) throw new Error(`kvgate: pool ${name}: no factory registered for "${spec.backend}"`);
+    backends.push(entry.create(name, spec, options));
+  }
+  try {
+    await Promise.all(backends.map((b) => b.connect()));
+  } catch (e) {
+    for (const b of backends) b.close();
+    throw e;
+  }
+  const pools: Pool[] = backends.map((backend) => ({
+    name: backend.name,
+    backend,
+    coalescer: new Coalescer(backend.shards, config.batch),
+  }));
+  const router = new Router(pools, config.routes, config.defaultPool, config.limits);
+  const main = router.pools.find((p) => p.name === config.defaultPool)!;
+  const coalescer = main.coalescer;
+  const shards = main.backend instanceof MemcachedBackend ? main.backend.shards : [];
+  const shardCount = pools.reduce((n, p) => n + p.backend.shards.length, 0);
+  const flushAll = (): void => router.flushAll();
+  const closeBackends = (): void => {
+    for (const p of pools) p.backend.close();
+  };
   const pool = new BufferPool(config.pool.maxFreeBuffers);
   const ctx: GatewayContext = {
     config,
     pool,
     budget: new MemoryBudget(config.limits.maxBufferedBytesTotal, pool),
     router,
-    gate: new ConnectionGate(config.limits.maxConnections, shards.length),
+    gate: new ConnectionGate(config.limits.maxConnections, shardCount),
     bulk: new Set(),
     draining: false,
   };
@@ -106,8 +138,21 @@ export async function startGateway(config: Config): Promise<Gateway> {
     connections: { ws: ctx.gate.ws, http: ctx.gate.http, max: ctx.gate.max, refused: ctx.gate.refused },
     descriptors: { reserved: fds.held, lentToShards: fds.lent, listenPauses: fdPauses, paused: pausedForFds },
     budget: ctx.budget.stats(),
-    shards: coalescer.stats(),
-    ring: ring.spread(),
+    // Every pool's shards in one list (each names its pool), then per pool: its backend and ring spread.
+    shards: pools.flatMap((p) => p.coalescer.stats().map((s) => ({ pool: p.name, ...s }))),
+    pools: Object.fromEntries(
+      pools.map((p) => [
+        p.name,
+        {
+          backend: p.backend.kind,
+          shards: p.coalescer.stats(),
+          ring: p.backend instanceof MemcachedBackend ? p.backend.ring.spread() : null,
+        },
+      ]),
+    ),
+    routes: config.routes,
+    defaultPool: config.defaultPool,
+    ring: main.backend instanceof MemcachedBackend ? main.backend.ring.spread() : null,
     pool: pool.stats(),
     memory: process.memoryUsage(),
     gc: gc ? { ...gc.counts } : null,
@@ -117,8 +162,18 @@ export async function startGateway(config: Config): Promise<Gateway> {
 
   app.get('/healthz', (res, req) => {
     if (refuseFraming(res, req)) return;
-    const list = shards.map((s) => ({ server: s.label, up: s.up }));
+    const list = pools.flatMap((p) => p.backend.shards.map((s) => ({ pool: p.name, server: s.label, up: s.up })));
     const up = list.filter((s) => s.up).length;
+    const byPool = Object.fromEntries(
+      pools.map((p) => {
+        const n = p.backend.shards.length,
+          k = p.backend.shards.filter((s) => s.up).length;
+        return [
+          p.name,
+          { backend: p.backend.kind, status: k === n ? 'ok' : k === 0 ? 'down' : 'degraded', up: k, of: n },
+        ];
+      }),
+    );
     const status = ctx.draining ? 'draining' : up === list.length ? 'ok' : up === 0 ? 'down' : 'degraded';
     const b = ctx.budget;
     res.cork(() => {
@@ -129,6 +184,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
           JSON.stringify({
             status,
             shards: list,
+            pools: byPool,
             memory: {
               bufferedBytes: b.used,
               limitBytes: b.limit,
@@ -240,7 +296,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
     clearInterval(fdWatch);
     fds.close();
     (app as unknown as { close?: () => void }).close?.();
-    for (const s of shards) s.close();
+    closeBackends();
     ctx.budget.stop();
     gc?.stop();
   };
@@ -249,9 +305,10 @@ export async function startGateway(config: Config): Promise<Gateway> {
     // Stop taking connections, send what is batched, let in-flight answers arrive (bounded by the
     // shard timeout, which fails them anyway), then close every client and shard connection.
     stopListening();
-    coalescer.flushAll();
+    flushAll();
     const deadline = Date.now() + config.shard.timeoutMs;
-    while (shards.some((s) => s.inflightBatches > 0) && Date.now() < deadline) await sleep(5);
+    const inflight = (): boolean => pools.some((p) => p.backend.shards.some((s) => s.stats().inflightBatches > 0));
+    while (inflight() && Date.now() < deadline) await sleep(5);
     await nextTurn();
     closeAll();
   };
@@ -267,7 +324,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
         s.closeIfIdle();
       }
       for (const b of ctx.bulk) b.out.closeAfter = true; // a response that starts now says Connection: close
-      coalescer.flushAll();
+      flushAll();
       // Everything received is answered while time allows; the last 10% of it is kept for the rest.
       const answerBy = deadline - Math.min(1000, config.shutdown.drainMs / 10);
       while (Date.now() < answerBy && (ws.sessions.size > 0 || ctx.gate.http > 0)) {
@@ -277,8 +334,8 @@ export async function startGateway(config: Config): Promise<Gateway> {
       // Out of time: what is still parked gets SHUTTING_DOWN, so does what the shards still owe (close()).
       for (const { w } of ws.sessions) w.failParked('SHUTTING_DOWN');
       for (const b of ctx.bulk) b.window?.failParked('SHUTTING_DOWN');
-      coalescer.flushAll();
-      for (const s of shards) s.close();
+      flushAll();
+      closeBackends();
       await nextTurn(); // the flush list sends those answers
       await nextTurn();
       for (const { s } of [...ws.sessions]) s.end(1001, 'SHUTTING_DOWN');
@@ -288,5 +345,20 @@ export async function startGateway(config: Config): Promise<Gateway> {
     return draining;
   };
 
-  return { port, config, shards, coalescer, ring, ctx, ws, stats, drain, stop };
+  return {
+    port,
+    config,
+    pools,
+    shards,
+    coalescer,
+    get ring(): KetamaRing {
+      if (!(main.backend instanceof MemcachedBackend)) throw new Error(`the default pool is not memcached`);
+      return main.backend.ring;
+    },
+    ctx,
+    ws,
+    stats,
+    drain,
+    stop,
+  };
 }

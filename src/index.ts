@@ -9,5 +9,5 @@ export { ConfigError, defaultConfig, mergeConfig, parseServerList, validateConfi
 export type { Config, HashName, ServerSpec } from './config/schema';
 export { loadConfig } from './main';
 export { LocalFleet } from './fleet/local-fleet';
-export { ErrorTable, GatewayError } from './errors';
-export type { ErrorCode } from './errors';
+export { ErrorTable, GatewayError } from './core/errors';
+export type { ErrorCode } from './core/errors';

@@ -210,7 +210,7 @@ async function main(argv: string[]): Promise<void> {
 
   // Loaded only after the config is known to be good, so a bad flag reports itself first.
   const { startGateway } = await import('./gateway');
-  if (config.servers.length === 0) {
+  if (config.servers.length === 0 && Object.keys(config.pools).length === 0) {
     const itemSizeMb = Math.max(2, Math.ceil(config.limits.maxValueBytes / (1024 * 1024)) + 1);
     fleet = await LocalFleet.start({
       count: config.localFleet.count,
@@ -225,9 +225,10 @@ async function main(argv: string[]): Promise<void> {
   }
   const started = await startGateway(config);
   gw = started;
-  const down = started.shards.filter((s) => !s.up).map((s) => s.label);
+  const pools = started.pools.map((p) => `${p.name} (${p.backend.kind}, ${p.backend.shards.length} shards)`);
+  const down = started.pools.flatMap((p) => p.backend.shards.filter((s) => !s.up).map((s) => `${p.name}/${s.label}`));
   console.log(
-    `kvgate: listening on http://${config.host}:${started.port} (WebSocket ws://${config.host}:${started.port}/v1/ws), ${started.shards.length} shards, hash ${config.hash}` +
+    `kvgate: listening on http://${config.host}:${started.port} (WebSocket ws://${config.host}:${started.port}/v1/ws), pools: ${pools.join(', ')}, default pool ${config.defaultPool}` +
       (down.length ? `; not reachable yet: ${down.join(', ')}` : ''),
   );
 }

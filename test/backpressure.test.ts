@@ -4,7 +4,7 @@ import { pack } from 'msgpackr';
 import { startHarness, Harness, memcachedStats, until } from './helpers/harness';
 import { frame, nonReadingWs } from './helpers/raw-ws';
 import { HIGH_WATER } from '../src/stream/ws-session';
-import type { WsConn } from '../src/ingress/ws';
+import type { WsConn } from '../src/front/ws';
 
 const poolInUse = (h: Harness): number => (h.gw.stats().pool as { inUse: number }).inUse;
 const cmdGets = async (h: Harness): Promise<number> => {

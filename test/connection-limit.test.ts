@@ -13,7 +13,7 @@ import { createConnection, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { KvError, KvWsClient } from '../src/client';
 import { LocalFleet } from '../src/fleet/local-fleet';
-import { KetamaRing } from '../src/route/ketama';
+import { KetamaRing } from '../src/backends/memcached/ketama';
 import { startHarness, until, type Harness } from './helpers/harness';
 import { keysByShard } from './helpers/mc-raw';
 import { head, RawHttp, type RawResponse } from './helpers/raw-http';

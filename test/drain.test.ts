@@ -17,7 +17,7 @@ import { pack } from 'msgpackr';
 import { performance } from 'node:perf_hooks';
 import { KvError, KvWsClient, parseMsgpackBulk, type CloseInfo } from '../src/client';
 import { LocalFleet } from '../src/fleet/local-fleet';
-import { KetamaRing } from '../src/route/ketama';
+import { KetamaRing } from '../src/backends/memcached/ketama';
 import { freeze, memcachedCommand, until } from './helpers/harness';
 import { keysByShard } from './helpers/mc-raw';
 import { head, RawHttp, type RawResponse } from './helpers/raw-http';

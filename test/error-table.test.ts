@@ -1,12 +1,12 @@
 /**
- * docs/PROTOCOL.md's error table and src/errors.ts are one truth: every code in either is in the other,
+ * docs/PROTOCOL.md's error table and src/core/errors.ts are one truth: every code in either is in the other,
  * with the same HTTP status, retry hint and Retry-After; the hints used are the ones the docs define.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ErrorTable, errorRow, type ErrorCode } from '../src/errors';
+import { ErrorTable, errorRow, type ErrorCode } from '../src/core/errors';
 
 interface DocRow {
   status: number;
@@ -60,7 +60,7 @@ describe('error table', () => {
     for (const [c, r] of rows) assert.ok(hints.includes(r.retry), `${c}: the docs' hint ${r.retry} is defined`);
   });
 
-  it('every code in src/errors.ts is in the docs with the same status, retry hint and Retry-After', () => {
+  it('every code in src/core/errors.ts is in the docs with the same status, retry hint and Retry-After', () => {
     for (const c of codes) {
       const d = rows.get(c);
       assert.ok(d, `${c} is missing from docs/PROTOCOL.md`);
@@ -71,8 +71,8 @@ describe('error table', () => {
     }
   });
 
-  it('every code in the docs is in src/errors.ts', () => {
-    for (const c of rows.keys()) assert.ok(c in ErrorTable, `${c} is documented but not in src/errors.ts`);
+  it('every code in the docs is in src/core/errors.ts', () => {
+    for (const c of rows.keys()) assert.ok(c in ErrorTable, `${c} is documented but not in src/core/errors.ts`);
     assert.equal(rows.size, codes.length);
   });
 

@@ -10,8 +10,8 @@ import { KeyBacklog } from '../src/flow/key-backlog';
 import { GetWindow } from '../src/flow/get-window';
 import { MemoryBudget } from '../src/flow/budget';
 import { BufferPool } from '../src/stream/buffer-pool';
-import { Request } from '../src/request';
-import type { Router } from '../src/route/router';
+import { Request } from '../src/core/request';
+import type { Router } from '../src/core/router';
 import { prng } from './helpers/mc-raw';
 
 class NullRequest extends Request {

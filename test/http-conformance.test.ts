@@ -8,8 +8,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pack, unpackMultiple } from 'msgpackr';
-import { ErrorTable } from '../src/errors';
-import { matchContentType, negotiate, parseMediaType } from '../src/ingress/media-type';
+import { ErrorTable } from '../src/core/errors';
+import { matchContentType, negotiate, parseMediaType } from '../src/front/media-type';
 import { startHarness, until, type Harness } from './helpers/harness';
 import { head, parseHead, RawHttp, type RawResponse } from './helpers/raw-http';
 

@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createConnection } from 'node:net';
 import { LocalFleet } from '../src/fleet/local-fleet';
-import { fnv1a32Signed, hashFunction, md5First32, type HashName } from '../src/route/hash';
-import { KetamaRing, ketamaPoints, type RingServer } from '../src/route/ketama';
+import { fnv1a32Signed, hashFunction, md5First32, type HashName } from '../src/backends/memcached/hash';
+import { KetamaRing, ketamaPoints, type RingServer } from '../src/backends/memcached/ketama';
 import { prng } from './helpers/mc-raw';
 import { NutcrackerProcess } from './helpers/nutcracker-runner';
 

@@ -18,7 +18,7 @@ import { Unpackr } from 'msgpackr';
 import { INCOMPLETE, MsgpackError, MsgpackReader, MpType } from '../src/decode/msgpack-reader';
 import { FieldLimits, ItemFields, Op, RequestFields } from '../src/decode/request-fields';
 import { BodyTooLarge, MsgpackItems, NdjsonLines } from '../src/decode/body-stream';
-import { ErrorTable, type ErrorCode } from '../src/errors';
+import { ErrorTable, type ErrorCode } from '../src/core/errors';
 
 const RUN = (ms = 3000, numRuns = 2000): fc.Parameters<unknown> => ({
   numRuns,

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { pack, unpackMultiple } from 'msgpackr';
-import { ErrorTable } from '../src/errors';
+import { ErrorTable } from '../src/core/errors';
 import { startHarness, type Harness } from './helpers/harness';
 import { parseHead, parseResponse, RawHttp, type RawResponse } from './helpers/raw-http';
 

@@ -10,11 +10,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { GetBatch } from '../src/batch/get-batch';
-import { MutationBatch, OpaqueCounter } from '../src/batch/mutation-batch';
-import { Batch, ReplyParser } from '../src/memcached/reply-parser';
-import { Request } from '../src/request';
-import type { ErrorCode } from '../src/errors';
+import { GetBatch } from '../src/backends/memcached/get-batch';
+import { MutationBatch, OpaqueCounter } from '../src/backends/memcached/mutation-batch';
+import { Inflight } from '../src/backends/memcached/inflight';
+import { ReplyParser } from '../src/backends/memcached/reply-parser';
+import { Request } from '../src/core/request';
+import type { ErrorCode } from '../src/core/errors';
 
 const MAX_VALUE = 4096;
 
@@ -181,7 +182,13 @@ function encode(specs: Spec[]): { bytes: Buffer; expect: string[] } {
 function parse(specs: Spec[], stream: Buffer, cuts: number[]): { out: string[]; outOfStep: boolean; left: number } {
   const rec = new Recorder();
   const opq = new OpaqueCounter();
-  const fifo: Batch[] = [];
+  let outOfStep = false;
+  const fifo = new Inflight({
+    answered: () => {},
+    outOfStep: () => {
+      outOfStep = true;
+    },
+  });
   let item = 0;
   for (const spec of specs) {
     if (spec.kind === 'get') {
@@ -206,16 +213,7 @@ function parse(specs: Spec[], stream: Buffer, cuts: number[]): { out: string[]; 
       fifo.push(b);
     }
   }
-  let outOfStep = false;
-  const parser = new ReplyParser({
-    head: () => fifo[0] ?? null,
-    answered: () => {
-      fifo.shift();
-    },
-    outOfStep: () => {
-      outOfStep = true;
-    },
-  });
+  const parser = new ReplyParser(fifo);
   parser.maxValueBytes = MAX_VALUE;
   const readBuf = Buffer.alloc(stream.length + 16, 0xee);
   let p = 0;
@@ -228,7 +226,7 @@ function parse(specs: Spec[], stream: Buffer, cuts: number[]): { out: string[]; 
     p = q;
     if (outOfStep) break;
   }
-  return { out: rec.out, outOfStep, left: fifo.length };
+  return { out: rec.out, outOfStep, left: fifo.size };
 }
 
 // ---- arbitraries -------------------------------------------------------------------------------------

@@ -7,11 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createConnection } from 'node:net';
 import { LocalFleet } from '../src/fleet/local-fleet';
-import { GetBatch } from '../src/batch/get-batch';
-import { MutationBatch } from '../src/batch/mutation-batch';
-import { Batch, ReplyParser } from '../src/memcached/reply-parser';
-import { Request } from '../src/request';
-import type { ErrorCode } from '../src/errors';
+import { GetBatch } from '../src/backends/memcached/get-batch';
+import { MutationBatch } from '../src/backends/memcached/mutation-batch';
+import { Inflight } from '../src/backends/memcached/inflight';
+import { MetaStatus, ReplyParser, type ReplySink } from '../src/backends/memcached/reply-parser';
+import { Request } from '../src/core/request';
+import type { ErrorCode } from '../src/core/errors';
 import { parseReplies, prng } from './helpers/mc-raw';
 
 /** Records what each item got. */
@@ -96,17 +97,15 @@ function run(c: Case, reply: Buffer, splits: number[]): { rec: Recorder; outOfSt
     get.add(rec, base + k, kb, 0, kb.length);
   });
   get.seal();
-  const fifo: Batch[] = [mut, get].filter((b) => b.n > 0);
   let outOfStep: string | null = null;
-  const parser = new ReplyParser({
-    head: () => fifo[0] ?? null,
-    answered: () => {
-      fifo.shift();
-    },
+  const fifo = new Inflight({
+    answered: () => {},
     outOfStep: (why) => {
       outOfStep = why;
     },
   });
+  for (const b of [mut, get]) if (b.n > 0) fifo.push(b);
+  const parser = new ReplyParser(fifo);
   let p = 0;
   for (const q of [...splits, reply.length]) {
     // Each read lands in the same reused buffer, as with onread: the parser must copy what it keeps.
@@ -116,7 +115,7 @@ function run(c: Case, reply: Buffer, splits: number[]): { rec: Recorder; outOfSt
     readBuf.fill(0xee);
     p = q;
   }
-  return { rec, outOfStep, left: fifo.length };
+  return { rec, outOfStep, left: fifo.size };
 }
 
 describe('reply parser', () => {
@@ -211,5 +210,63 @@ describe('reply parser', () => {
     assert.match(run(c, Buffer.from('CLIENT_ERROR bad\r\n'), []).outOfStep ?? '', /unexpected/);
     const m: Case = { sets: [{ key: 'k', value: Buffer.from('v') }], dels: [], keys: [] };
     assert.match(run(m, Buffer.from('HD O7\r\n'), []).outOfStep ?? '', /out of step/);
+  });
+
+  it('reports what it read to any sink, in wire order, knowing nothing of what was asked', () => {
+    // A sink that records every event: no batch, no key table, no opaques. The parser must not need them.
+    const events: string[] = [];
+    let accept = true;
+    const sink: ReplySink = {
+      onValueHeader: (buf, koff, klen, flags, bytes) => {
+        events.push(`value ${buf.toString('latin1', koff, koff + klen)} ${flags} ${bytes}`);
+        return accept;
+      },
+      onValue: (total, offset, buf, off, len) => {
+        events.push(`data ${total} ${offset} ${buf.toString('latin1', off, off + len)}`);
+      },
+      onEnd: () => {
+        events.push('end');
+        return true;
+      },
+      onStatus: (status, opaque, message) => {
+        events.push(`status ${status} ${opaque} ${message}`);
+        return true;
+      },
+      onError: (why) => {
+        events.push(`error ${why}`);
+      },
+    };
+    const parser = new ReplyParser(sink);
+    const wire = 'VALUE a 5 3\r\nxyz\r\nVALUE bb 0 0\r\n\r\nEND\r\nHD O1\r\nNF b O2\r\nSERVER_ERROR out of memory\r\n';
+    const bytes = Buffer.from(wire);
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      events.length = 0;
+      if (cut > 0) parser.feed(Buffer.from(bytes.subarray(0, cut)), cut);
+      if (cut < bytes.length) parser.feed(Buffer.from(bytes.subarray(cut)), bytes.length - cut);
+      const data = events.filter((e) => e.startsWith('data '));
+      // However the bytes are cut, the value's parts are in order and its last part comes once.
+      assert.equal(data.map((e) => e.split(' ')[3]).join(''), 'xyz', `cut ${cut}`);
+      assert.deepEqual(
+        events.filter((e) => !e.startsWith('data ')),
+        [
+          'value a 5 3',
+          'value bb 0 0',
+          'end',
+          `status ${MetaStatus.Stored} 1 `,
+          `status ${MetaStatus.NotFound} 2 `,
+          `status ${MetaStatus.ServerError} -1 out of memory`,
+        ],
+        `cut ${cut}`,
+      );
+    }
+    // A sink refusing an event stops the parser there: nothing after it is reported.
+    events.length = 0;
+    accept = false;
+    parser.feed(Buffer.from('VALUE a 0 1\r\nx\r\nEND\r\n'), 21);
+    assert.deepEqual(events, ['value a 0 1']);
+    accept = true;
+    events.length = 0;
+    parser.feed(Buffer.from('BOGUS\r\nEND\r\n'), 12);
+    assert.deepEqual(events, ['error unexpected reply: BOGUS']);
   });
 });

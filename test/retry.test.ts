@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { freeze, startHarness, Harness, until } from './helpers/harness';
-import type { ShardConnection } from '../src/memcached/shard-connection';
+import type { ShardConnection } from '../src/backends/memcached/shard-connection';
 
 /** The gateway's socket to a shard, reached into to simulate a network reset while memcached lives on. */
 const socketOf = (s: ShardConnection): { destroy(): void } => (s as unknown as { socket: { destroy(): void } }).socket;

@@ -5,12 +5,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Request, requestFaults } from '../src/request';
-import type { ErrorCode } from '../src/errors';
+import { Request, requestFaults } from '../src/core/request';
+import type { ErrorCode } from '../src/core/errors';
 import { LocalFleet } from '../src/fleet/local-fleet';
-import { ShardConnection } from '../src/memcached/shard-connection';
-import { Coalescer } from '../src/batch/coalescer';
-import { MutationBatch, OpaqueCounter } from '../src/batch/mutation-batch';
+import { ShardConnection } from '../src/backends/memcached/shard-connection';
+import { Coalescer } from '../src/core/coalescer';
+import { MutationBatch, OpaqueCounter } from '../src/backends/memcached/mutation-batch';
+import { MetaStatus } from '../src/backends/memcached/reply-parser';
 import { rawGet, rawSet } from './helpers/mc-raw';
 import { until } from './helpers/harness';
 
@@ -270,7 +271,7 @@ describe('MutationBatch.prune', () => {
     assert.equal(drop.finishes, 1, 'the dropped ops settled');
     assert.deepEqual(drop.log, []);
     // the kept ops still expect their own opaques, in order
-    for (const k of [0, 2, 3, 5, 6, 8]) assert.equal(b.settleNext('HD', k + 1, ''), true, `op ${k}`);
+    for (const k of [0, 2, 3, 5, 6, 8]) assert.equal(b.settleNext(MetaStatus.Stored, k + 1, ''), true, `op ${k}`);
     assert.equal(keep.finishes, 1);
   });
 
@@ -287,6 +288,6 @@ describe('MutationBatch.prune', () => {
     const key = buf('k');
     b.addDel(r, 0, key, 0, 1);
     assert.equal(b.bytesOut().toString(), 'md k O2\r\n');
-    assert.equal(b.settleNext('HD', 0, ''), false, 'a stale opaque is out of step');
+    assert.equal(b.settleNext(MetaStatus.Stored, 0, ''), false, 'a stale opaque is out of step');
   });
 });

@@ -14,7 +14,7 @@ import { keysByShard } from './helpers/mc-raw';
 import { KvError, KvWsClient } from '../src/client';
 import { defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
 import { startGateway, type Gateway } from '../src/gateway';
-import type { ShardConnection } from '../src/memcached/shard-connection';
+import type { ShardConnection } from '../src/backends/memcached/shard-connection';
 
 const timeoutMs = 100;
 const shardOpts = { timeoutMs, connectTimeoutMs: 500, reconnectMinMs: 20, reconnectMaxMs: 200 };

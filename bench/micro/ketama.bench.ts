@@ -5,8 +5,8 @@
  *
  *   node dist/bench/micro/ketama.bench.js
  */
-import { fnv1a32Signed, md5First32, type HashName } from '../../src/route/hash';
-import { KetamaRing, type RingServer } from '../../src/route/ketama';
+import { fnv1a32Signed, md5First32, type HashName } from '../../src/backends/memcached/hash';
+import { KetamaRing, type RingServer } from '../../src/backends/memcached/ketama';
 
 const LOOKUPS = 1_000_000;
 const KEY_COUNT = 10_000;

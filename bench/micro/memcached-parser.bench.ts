@@ -1,16 +1,17 @@
 /**
- * The memcached reply parser (src/memcached/reply-parser.ts) fed pre-built multi-get replies, whole and
- * cut into 1,448-byte segments as TCP delivers them, with a GetBatch matching keys and a request sink
- * counting the values it receives; plus the reply-line readers alone.
+ * The memcached reply parser (src/backends/memcached/reply-parser.ts) fed pre-built multi-get replies,
+ * whole and cut into 1,448-byte segments as TCP delivers them, its sink (Inflight) matching them to a
+ * GetBatch and a request counting the values it receives; plus the reply-line readers alone.
  *
  *   node dist/bench/micro/memcached-parser.bench.js
  */
 import { measure, print, type MicroRow } from './harness';
-import { ReplyParser, type Batch } from '../../src/memcached/reply-parser';
-import { GetBatch } from '../../src/batch/get-batch';
-import { Request } from '../../src/request';
-import { readUint, indexOfByte, startsWith } from '../../src/memcached/reply-line';
-import type { ErrorCode } from '../../src/errors';
+import { Inflight } from '../../src/backends/memcached/inflight';
+import { ReplyParser } from '../../src/backends/memcached/reply-parser';
+import { GetBatch } from '../../src/backends/memcached/get-batch';
+import { Request } from '../../src/core/request';
+import { readUint, indexOfByte, startsWith } from '../../src/backends/memcached/reply-line';
+import type { ErrorCode } from '../../src/core/errors';
 
 class Counting extends Request {
   values = 0;
@@ -54,20 +55,18 @@ function main(): void {
   const keys = Array.from({ length: KEYS }, (_, i) => Buffer.from(`k100:${i * 13}`));
   const batch = new GetBatch(1000);
   const req = new Counting();
-  let inFlight: Batch | null = null;
   let answered = 0;
   let outOfStep = '';
-  const parser = new ReplyParser({
-    head: () => inFlight,
+  const inflight = new Inflight({
     answered: () => {
       answered++;
-      inFlight = null;
     },
     outOfStep: (why) => {
       outOfStep = why;
-      inFlight = null;
+      inflight.takeAll();
     },
   });
+  const parser = new ReplyParser(inflight);
   for (const size of [100, 4096, 20480]) {
     const value = Buffer.alloc(size, 0x62);
     const parts: Buffer[] = [];
@@ -83,13 +82,13 @@ function main(): void {
       req.again();
       for (let k = 0; k < KEYS; k++) batch.add(req, k, keys[k], 0, keys[k].length);
       batch.seal();
-      inFlight = batch;
+      inflight.push(batch);
       for (const ch of chunks) parser.feed(ch, ch.length);
       return req.bytes;
     };
     const before = req.values;
     once([reply]);
-    if (outOfStep || req.errors || req.misses || req.values - before !== KEYS || inFlight !== null) {
+    if (outOfStep || req.errors || req.misses || req.values - before !== KEYS || inflight.size !== 0) {
       print('memcached-parser', [
         {
           name: 'skipped',

@@ -4,7 +4,7 @@
  * it to check the gateway: deviations surface as ProtocolError (code BAD_RESPONSE).
  */
 import { isUtf8 } from 'node:buffer';
-import { ErrorTable } from '../errors';
+import { ErrorTable } from '../core/errors';
 import {
   decodeEntries,
   encodeBulkItems,
@@ -30,7 +30,9 @@ export interface BulkOpts {
 }
 export interface HealthReport {
   status: 'ok' | 'degraded';
-  shards: { server: string; up: boolean }[];
+  /** Every pool's shards in one list, each naming its pool. */
+  shards: { pool: string; server: string; up: boolean }[];
+  pools: Record<string, { backend: string; status: 'ok' | 'degraded' | 'down'; up: number; of: number }>;
 }
 
 const CONTENT_TYPE: Record<BulkFormat, string> = { msgpack: 'application/msgpack', ndjson: 'application/x-ndjson' };

@@ -4,23 +4,23 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KetamaRing } from '../route/ketama';
+import { backendEntry } from '../backends/registry';
+import { isValidKey } from '../core/key';
+import type { HashName, MemcachedPoolConfig, PoolConfig, RedisPoolConfig, RouteSpec, ServerSpec } from '../core/pools';
 
-export type HashName = 'fnv1a_64' | 'md5';
-
-export interface ServerSpec {
-  host: string;
-  port: number;
-  weight: number;
-  /** twemproxy's `name`: when set it replaces host[:port] on the ring, so renaming a host keeps its keys. */
-  name?: string;
-}
+export type { HashName, PoolConfig, RouteSpec, ServerSpec } from '../core/pools';
 
 export interface Config {
   host: string;
   port: number;
+  /** The memcached servers of the pool named `default` (with `hash`); none and no pools: a local fleet. */
   servers: ServerSpec[];
   hash: HashName;
+  /** Named pools, each with its own backend and servers (the `default` pool comes from `servers`). */
+  pools: Record<string, PoolConfig>;
+  /** Keys starting with a route's prefix go to its pool, the longest prefix first; others to defaultPool. */
+  routes: RouteSpec[];
+  defaultPool: string;
   localFleet: { count: number; memoryMb: number; threads: number };
   batch: { windowMs: number; maxWaitMs: number; maxOps: number; maxBytes: number };
   limits: {
@@ -145,6 +145,12 @@ function unknownSettings(
     const path = prefix + k;
     if (!Object.hasOwn(known, k)) {
       errs.push({ path, text: `unknown setting "${path}"` });
+    } else if (path === 'pools') {
+      // Named by the user, not the defaults: readPools checks each pool's settings.
+      if (!isObject(v)) {
+        errs.push({ path, text: `pools must be an object of named pools (got ${shown(v)})` });
+        bad.add(path);
+      }
     } else if (isObject(known[k])) {
       if (isObject(v)) unknownSettings(v, known[k] as Record<string, unknown>, `${path}.`, errs, bad);
       else {
@@ -153,6 +159,154 @@ function unknownSettings(
       }
     }
   }
+}
+
+const isHash = (v: unknown): v is HashName => v === 'md5' || v === 'fnv1a_64';
+
+const POOL_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+const MEMCACHED_POOL_FIELDS = new Set(['backend', 'servers', 'hash']);
+const REDIS_POOL_FIELDS = new Set(['backend', 'servers', 'cluster', 'commandTimeoutMs']);
+const ROUTE_FIELDS = new Set(['prefix', 'pool']);
+/** "host:port" of a Redis node (a name, an IPv4 address or a bracketed IPv6 address). */
+const REDIS_NODE = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):(\d{1,5})$/;
+
+/** validateConfig's collectors, shared with the pool reader. */
+interface Checks {
+  err(path: string, text: string): void;
+  int(path: string, v: unknown, min: number, max: number): void;
+  /** How many problems were collected so far. */
+  count(): number;
+  readServers(list: unknown, at: string): ServerSpec[] | null;
+  /** The backend's own check of a pool whose shape is right; names a backend with no factory. */
+  checkPool(pool: PoolConfig, at: string): void;
+}
+
+/**
+ * `pools`, `routes` and `defaultPool`, every problem named. The top-level `servers` make the pool named
+ * `default` (a local fleet does when there are neither servers nor pools). Returns them normalised
+ * (memcached servers parsed, `hash` md5 when absent).
+ */
+function readPools(
+  raw: Config,
+  hasServers: boolean,
+  { err, int, count, readServers, checkPool }: Checks,
+): Pick<Config, 'pools' | 'routes' | 'defaultPool'> {
+  const pools: Record<string, PoolConfig> = {};
+  const rawPools = isObject(raw.pools) ? raw.pools : {};
+  const hasDefault = hasServers || Object.keys(rawPools).length === 0;
+  for (const [name, p] of Object.entries(rawPools)) {
+    const at = `pools.${name}`;
+    if (!POOL_NAME.test(name)) err(at, `pool name ${shown(name)} must be 1-64 letters, digits, ".", "_" or "-"`);
+    if (name === 'default' && hasServers)
+      err(at, `pools.default: the top-level servers already make the pool named "default"`);
+    if (!isObject(p)) {
+      err(at, `${at} must be an object of settings (got ${shown(p)})`);
+      continue;
+    }
+    const unknown = (fields: Set<string>): void => {
+      for (const k of Object.keys(p)) if (!fields.has(k)) err(`${at}.${k}`, `unknown setting "${at}.${k}"`);
+    };
+    const before = count();
+    if (p.backend === 'memcached') {
+      unknown(MEMCACHED_POOL_FIELDS);
+      const hash = p.hash ?? 'md5';
+      if (!isHash(hash)) err(`${at}.hash`, `${at}.hash must be "md5" or "fnv1a_64" (got ${shown(p.hash)})`);
+      const servers = readServers(p.servers, `${at}.servers`);
+      if (servers !== null && servers.length === 0) err(`${at}.servers`, `${at}.servers must name at least one server`);
+      const pool: MemcachedPoolConfig = { backend: 'memcached', servers: servers ?? [], hash: hash as HashName };
+      if (count() === before) checkPool(pool, at);
+      pools[name] = pool;
+    } else if (p.backend === 'redis') {
+      unknown(REDIS_POOL_FIELDS);
+      const nodes = (key: 'servers' | 'cluster'): string[] | undefined => {
+        const v = p[key];
+        if (v === undefined) return undefined;
+        if (!Array.isArray(v) || v.length === 0) {
+          err(`${at}.${key}`, `${at}.${key} must be a non-empty list of "host:port" (got ${shown(v)})`);
+          return undefined;
+        }
+        (v as unknown[]).forEach((n, i) => {
+          const m = typeof n === 'string' ? REDIS_NODE.exec(n) : null;
+          if (m === null || Number(m[1]) < 1 || Number(m[1]) > 65535)
+            err(`${at}.${key}[${i}]`, `${at}.${key}[${i}] must be "host:port" (got ${shown(n)})`);
+        });
+        return v as string[];
+      };
+      const servers = nodes('servers'),
+        cluster = nodes('cluster');
+      if (p.servers !== undefined && p.cluster !== undefined)
+        err(at, `${at}: give "servers" (one standalone Redis) or "cluster" (seed nodes), not both`);
+      else if (p.servers === undefined && p.cluster === undefined)
+        err(at, `${at}: a Redis pool needs "servers" (one standalone Redis) or "cluster" (seed nodes)`);
+      if (servers !== undefined && servers.length > 1)
+        err(
+          `${at}.servers`,
+          `${at}.servers must name exactly one Redis (got ${servers.length}); several nodes are a "cluster"`,
+        );
+      if (p.commandTimeoutMs !== undefined) int(`${at}.commandTimeoutMs`, p.commandTimeoutMs, 1, 600_000);
+      const pool: RedisPoolConfig = { backend: 'redis' };
+      if (servers !== undefined) pool.servers = servers;
+      if (cluster !== undefined) pool.cluster = cluster;
+      if (p.commandTimeoutMs !== undefined) pool.commandTimeoutMs = p.commandTimeoutMs as number;
+      if (count() === before) checkPool(pool, at);
+      pools[name] = pool;
+    } else {
+      err(`${at}.backend`, `${at}.backend must be "memcached" or "redis" (got ${shown(p.backend)})`);
+    }
+  }
+  const known = (name: string): boolean => Object.hasOwn(rawPools, name) || (name === 'default' && hasDefault);
+  const listed = (): string => {
+    const names = [...(hasDefault ? ['default'] : []), ...Object.keys(rawPools)];
+    return names.length === 0 ? 'there are none' : `pools: ${names.join(', ')}`;
+  };
+  const routes: RouteSpec[] = [];
+  if (!Array.isArray(raw.routes)) err('routes', `routes must be a list of {prefix, pool} (got ${shown(raw.routes)})`);
+  else {
+    const seen = new Map<string, number>();
+    (raw.routes as unknown[]).forEach((r, i) => {
+      const at = `routes[${i}]`;
+      if (!isObject(r)) return err(at, `${at} must be {"prefix": "...", "pool": "..."} (got ${shown(r)})`);
+      for (const k of Object.keys(r)) if (!ROUTE_FIELDS.has(k)) err(`${at}.${k}`, `unknown setting "${at}.${k}"`);
+      const { prefix, pool } = r;
+      let ok = true;
+      if (typeof prefix !== 'string' || prefix === '') {
+        err(`${at}.prefix`, `${at}.prefix must be a non-empty string (got ${shown(prefix)})`);
+        ok = false;
+      } else {
+        const b = Buffer.from(prefix, 'utf8');
+        // A prefix no valid key can start with would route nothing: a mistake worth naming.
+        if (!isValidKey(b, 0, b.length)) {
+          err(
+            `${at}.prefix`,
+            `${at}.prefix ${shown(prefix)} cannot start a key (1-250 bytes, no whitespace or control characters)`,
+          );
+          ok = false;
+        } else if (seen.has(prefix)) {
+          err(`${at}.prefix`, `${at}.prefix ${shown(prefix)} is already routed by routes[${seen.get(prefix)}]`);
+          ok = false;
+        } else seen.set(prefix, i);
+      }
+      if (typeof pool !== 'string' || !known(pool)) {
+        err(`${at}.pool`, `${at}.pool ${shown(pool)} is not a configured pool (${listed()})`);
+        ok = false;
+      }
+      if (ok) routes.push({ prefix: prefix as string, pool: pool as string });
+    });
+  }
+  const defaultPool = raw.defaultPool;
+  if (typeof defaultPool !== 'string' || !known(defaultPool))
+    err('defaultPool', `defaultPool ${shown(defaultPool)} is not a configured pool (${listed()})`);
+  return { pools, routes, defaultPool: defaultPool as string };
+}
+
+/**
+ * Every pool the gateway runs, by name: `default` from the top-level servers (when there are any) and
+ * the named pools.
+ */
+export function resolvedPools(config: Config): Record<string, PoolConfig> {
+  const out: Record<string, PoolConfig> = {};
+  if (config.servers.length > 0) out.default = { backend: 'memcached', servers: config.servers, hash: config.hash };
+  return Object.assign(out, config.pools);
 }
 
 /** Returns the config with servers normalised, or throws a ConfigError listing every problem. */
@@ -176,45 +330,59 @@ export function validateConfig(raw: Config): Config {
   if (typeof raw.host !== 'string' || raw.host === '')
     err('host', `host must be a non-empty string (got ${shown(raw.host)})`);
   int('port', raw.port, 0, 65535);
-  const hashOk = raw.hash === 'md5' || raw.hash === 'fnv1a_64';
-  if (!hashOk) err('hash', `hash must be "md5" or "fnv1a_64" (got ${shown(raw.hash)})`);
-  const servers: ServerSpec[] = [];
-  if (!Array.isArray(raw.servers)) err('servers', `servers must be a list (got ${shown(raw.servers)})`);
-  else {
-    const before = errs.length;
-    (raw.servers as unknown[]).forEach((item, i) => {
-      const at = `servers[${i}]`;
+  /** A list of memcached servers at `at` (`servers`, `pools.x.servers`); null when it is no list. */
+  const readServers = (list: unknown, at: string): ServerSpec[] | null => {
+    if (!Array.isArray(list)) {
+      err(at, `${at} must be a list (got ${shown(list)})`);
+      return null;
+    }
+    const out: ServerSpec[] = [];
+    (list as unknown[]).forEach((item, i) => {
+      const here = `${at}[${i}]`;
       let s: ServerSpec;
       if (typeof item === 'string') {
         try {
           s = parseServer(item);
         } catch (e) {
           const why = e instanceof ConfigError ? e.problems.map((q) => q.text).join('; ') : (e as Error).message;
-          return err(at, `${at}: ${why}`);
+          return err(here, `${here}: ${why}`);
         }
       } else if (isObject(item)) {
-        for (const k of Object.keys(item)) if (!SERVER_FIELDS.has(k)) err(`${at}.${k}`, `unknown setting "${at}.${k}"`);
+        for (const k of Object.keys(item))
+          if (!SERVER_FIELDS.has(k)) err(`${here}.${k}`, `unknown setting "${here}.${k}"`);
         s = parseServer(item as Partial<ServerSpec>);
       } else {
-        return err(at, `${at} must be "host:port[:weight] [name]" or {host, port, weight, name} (got ${shown(item)})`);
+        return err(
+          here,
+          `${here} must be "host:port[:weight] [name]" or {host, port, weight, name} (got ${shown(item)})`,
+        );
       }
       if (!s.host || /\s/.test(s.host))
-        err(`${at}.host`, `${at}.host must be a host name or address (got ${shown(s.host)})`);
-      int(`${at}.port`, s.port, 1, 65535);
-      int(`${at}.weight`, s.weight, 1, 1_000_000);
+        err(`${here}.host`, `${here}.host must be a host name or address (got ${shown(s.host)})`);
+      int(`${here}.port`, s.port, 1, 65535);
+      int(`${here}.weight`, s.weight, 1, 1_000_000);
       if (s.name !== undefined && (typeof s.name !== 'string' || s.name === ''))
-        err(`${at}.name`, `${at}.name must be a non-empty string`);
-      servers.push(s);
+        err(`${here}.name`, `${here}.name must be a non-empty string`);
+      out.push(s);
     });
-    if (errs.length === before && hashOk && servers.length > 0) {
-      // The ring refuses what twemproxy cannot hash (duplicate ring names, over-long names): say so now.
-      try {
-        new KetamaRing(servers, raw.hash);
-      } catch (e) {
-        err('servers', `servers: ${(e as Error).message}`);
-      }
+    return out;
+  };
+  /** The backend's own check of a pool whose shape is right (the memcached ring: names twemproxy can hash). */
+  const checkPool = (pool: PoolConfig, at: string): void => {
+    const entry = backendEntry(pool.backend);
+    if (entry === undefined) {
+      err(`${at}.backend`, `${at}: backend "${pool.backend}" is not available in this build (no factory registered)`);
+      return;
     }
-  }
+    for (const why of entry.check?.(pool) ?? []) err(at, `${at}: ${why}`);
+  };
+  const hashOk = isHash(raw.hash);
+  if (!hashOk) err('hash', `hash must be "md5" or "fnv1a_64" (got ${shown(raw.hash)})`);
+  const before = errs.length;
+  const servers = readServers(raw.servers, 'servers') ?? [];
+  if (errs.length === before && hashOk && servers.length > 0)
+    checkPool({ backend: 'memcached', servers, hash: raw.hash }, 'servers');
+  const pools = readPools(raw, servers.length > 0, { err, int, count: () => errs.length, readServers, checkPool });
   int('localFleet.count', raw.localFleet?.count, 1, 64);
   int('localFleet.memoryMb', raw.localFleet?.memoryMb, 8, 65536);
   int('localFleet.threads', raw.localFleet?.threads, 1, 64);
@@ -277,5 +445,5 @@ export function validateConfig(raw: Config): Config {
       'ws.maxPayloadBytes must be at least limits.maxValueBytes + 1024 so that a maximal set fits in one frame',
     );
   if (errs.length) throw new ConfigError(errs);
-  return { ...raw, servers };
+  return { ...raw, servers, ...pools };
 }

@@ -5,8 +5,8 @@
  * read back. A codec writes into its batches' buffers and reports each item to its Request; it never sees
  * a front, a socket of a client, or another shard.
  */
-import type { ErrorCode } from '../errors';
-import type { Request } from '../request';
+import type { ErrorCode } from './errors';
+import type { Request } from './request';
 
 /** The gets bound for one shard in one flush. Duplicate keys are fetched once and fanned out. */
 export interface GetOps {

@@ -9,7 +9,7 @@
  * docs say so); a field given twice keeps its last value. Nothing here throws for a well-formed msgpack
  * value: only bytes that are not msgpack throw (MsgpackError / INCOMPLETE).
  */
-import type { ErrorCode } from '../errors';
+import type { ErrorCode } from '../core/errors';
 import { MpType, MsgpackReader } from './msgpack-reader';
 
 export const enum Op {

@@ -17,8 +17,8 @@
  * a client that stops reading makes the gateway stop asking the shards for it. Shard sockets are never
  * paused for a client, so no one else waits.
  */
-import type { Request } from '../request';
-import type { Router } from '../route/router';
+import type { Request } from '../core/request';
+import type { Router } from '../core/router';
 import type { BudgetWaiter, MemoryBudget } from './budget';
 import type { OutputMeter } from '../stream/output-meter';
 import { KeyBacklog } from './key-backlog';

@@ -4,7 +4,7 @@
  * The key buffer is compacted when its dead head outgrows its live part, so a backlog that never quite
  * empties under steady load does not grow without end.
  */
-import type { Request } from '../request';
+import type { Request } from '../core/request';
 
 export class KeyBacklog {
   private keys = Buffer.allocUnsafeSlow(4096);

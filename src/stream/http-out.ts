@@ -26,7 +26,7 @@
  * and once uWS holds a whole answer the response can no longer be closed from JS. So the rest of the body
  * is read and dropped, up to `discardLimit` bytes; a client that sends more is cut off.
  */
-import { errorBody, ErrorCode, errorRow } from '../errors';
+import { errorBody, ErrorCode, errorRow } from '../core/errors';
 import type { HttpResponse } from '../uws';
 import { BUFFER_SIZE, BufferPool } from './buffer-pool';
 import type { OutputMeter, ResponseTally } from './output-meter';

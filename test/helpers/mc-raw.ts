@@ -4,7 +4,7 @@
  * pipelined request/reply exchange, and keys spread over the shards of a ketama ring.
  */
 import { createConnection } from 'node:net';
-import type { KetamaRing } from '../../src/route/ketama';
+import type { KetamaRing } from '../../src/backends/memcached/ketama';
 
 export interface McValue {
   key: string;

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitForPort } from '../../src/fleet/local-fleet';
-import type { HashName } from '../../src/route/hash';
+import type { HashName } from '../../src/backends/memcached/hash';
 
 export function findNutcrackerBinary(): string {
   for (const p of ['/usr/bin/nutcracker', '/usr/sbin/nutcracker']) if (existsSync(p)) return p;

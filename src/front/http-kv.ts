@@ -3,10 +3,10 @@
  * A PUT body is gathered in pool buffers (it must be whole before memcached can take it) and capped at
  * the item size while it arrives, so an oversized upload is refused without being held.
  */
-import type { GatewayContext } from '../context';
-import type { ErrorCode } from '../errors';
+import type { GatewayContext } from './context';
+import type { ErrorCode } from '../core/errors';
 import { percentDecode } from '../decode/key';
-import { Request } from '../request';
+import { Request } from '../core/request';
 import { BUFFER_SIZE, BufferPool } from '../stream/buffer-pool';
 import { HttpOut } from '../stream/http-out';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws';

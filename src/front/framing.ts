@@ -10,7 +10,7 @@
  * a pipelined request in the same read makes uWS close the connection without calling any handler, and
  * otherwise the connection is closed on the next turn.
  */
-import { errorBody } from '../errors';
+import { errorBody } from '../core/errors';
 import { statusLine } from '../stream/http-out';
 import type { HttpRequest, HttpResponse } from '../uws';
 

@@ -10,17 +10,17 @@
  * bugs, which cost the request they hit, and are logged through a rate limit, since a client that found one
  * could otherwise trigger it once per frame and flood the log.
  */
-import type { GatewayContext } from '../context';
-import type { ErrorCode } from '../errors';
-import { ErrorTable, errorBody } from '../errors';
-import { Request } from '../request';
+import type { GatewayContext } from './context';
+import type { ErrorCode } from '../core/errors';
+import { ErrorTable, errorBody } from '../core/errors';
+import { Request } from '../core/request';
 import { MsgpackError, MsgpackReader, MpType } from '../decode/msgpack-reader';
 import { ItemFields, Op, RequestFields } from '../decode/request-fields';
 import { Kind } from '../stream/entry-writer';
 import { CloseCode, WsSession } from '../stream/ws-session';
 import { GetWindow } from '../flow/get-window';
 import type { TemplatedApp, WebSocket } from '../uws';
-import { RateLimitedLog } from '../log';
+import { RateLimitedLog } from '../core/log';
 import { refuseFraming } from './framing';
 
 export interface WsCounters {

@@ -13,9 +13,11 @@
  * its command starts, and a compaction pass runs only when some op's request is abandoned. Opaques stay
  * with their op, so removing one renumbers nothing.
  */
-import type { Request } from '../request';
-import type { ErrorCode } from '../errors';
+import type { MutOps } from '../../core/backend';
+import type { ErrorCode } from '../../core/errors';
+import type { Request } from '../../core/request';
 import { grow } from './grow';
+import { MetaStatus } from './reply-parser';
 
 export const enum MutKind {
   Set = 0,
@@ -31,7 +33,10 @@ export class OpaqueCounter {
   }
 }
 
-export class MutationBatch {
+/** The wire form of each MetaStatus, for messages. */
+const META_REPLY = ['HD', 'NS', 'NF', 'EX', 'SERVER_ERROR'];
+
+export class MutationBatch implements MutOps {
   readonly kind = 1 as const;
   cmd: Buffer;
   len = 0;
@@ -60,6 +65,11 @@ export class MutationBatch {
     return this.n >= this.maxOps;
   }
 
+  /** The commands' length so far (the coalescer compares it with batch.maxBytes). */
+  get bytes(): number {
+    return this.len;
+  }
+
   /** Starts a set; the caller then appends exactly `vlen` value bytes and calls endSet(). */
   beginSet(
     req: Request,
@@ -74,7 +84,7 @@ export class MutationBatch {
     this.ensure(klen + vlen + 64);
     this.start[this.n] = this.len;
     let p = this.ascii('ms ', this.len);
-    p = this.bytes(key, koff, klen, p);
+    p = this.copyIn(key, koff, klen, p);
     this.cmd[p++] = 0x20;
     p = this.uint(vlen, p);
     if (ttl > 0) {
@@ -102,7 +112,7 @@ export class MutationBatch {
     this.ensure(klen + 32);
     this.start[this.n] = this.len;
     let p = this.ascii('md ', this.len);
-    p = this.bytes(key, koff, klen, p);
+    p = this.copyIn(key, koff, klen, p);
     this.len = this.finishLine(req, i, MutKind.Del, p);
   }
 
@@ -145,16 +155,16 @@ export class MutationBatch {
   }
 
   /** The reply line for item `cursor` arrived. `opaque` is -1 when the line carried none. */
-  settleNext(code: 'HD' | 'NS' | 'NF' | 'EX' | 'SE', opaque: number, message: string): boolean {
+  settleNext(status: MetaStatus, opaque: number, message: string): boolean {
     const k = this.cursor;
     if (k >= this.n || (opaque !== -1 && opaque !== this.opaque[k])) return false;
     this.cursor++;
     const r = this.req[k]!,
       i = this.idx[k];
-    if (code === 'HD') r.ok(i);
-    else if (code === 'NF' && this.kinds[k] === MutKind.Del) r.miss(i);
-    else if (code === 'SE') r.error(i, 'SHARD_ERROR', message);
-    else r.error(i, 'NOT_STORED', `memcached answered ${code}`);
+    if (status === MetaStatus.Stored) r.ok(i);
+    else if (status === MetaStatus.NotFound && this.kinds[k] === MutKind.Del) r.miss(i);
+    else if (status === MetaStatus.ServerError) r.error(i, 'SHARD_ERROR', message);
+    else r.error(i, 'NOT_STORED', `memcached answered ${META_REPLY[status]}`);
     return true;
   }
 
@@ -194,7 +204,7 @@ export class MutationBatch {
     return p;
   }
 
-  private bytes(src: Uint8Array, off: number, len: number, p: number): number {
+  private copyIn(src: Uint8Array, off: number, len: number, p: number): number {
     for (let j = 0; j < len; j++) this.cmd[p++] = src[off + j];
     return p;
   }

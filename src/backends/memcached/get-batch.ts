@@ -4,8 +4,9 @@
  * so it is fetched once and fanned out. Memcached answers hits in the order asked, so responses are
  * matched by walking a cursor over the keys: every key the cursor passes without a VALUE is a miss.
  */
-import type { Request } from '../request';
-import type { ErrorCode } from '../errors';
+import type { GetOps } from '../../core/backend';
+import type { ErrorCode } from '../../core/errors';
+import type { Request } from '../../core/request';
 import { grow } from './grow';
 
 const GET = Buffer.from('get');
@@ -16,7 +17,7 @@ function fnv1a(b: Uint8Array, off: number, len: number): number {
   return h >>> 0;
 }
 
-export class GetBatch {
+export class GetBatch implements GetOps {
   readonly kind = 0 as const;
   cmd: Buffer;
   len = 3;
@@ -61,6 +62,11 @@ export class GetBatch {
 
   get full(): boolean {
     return this.n >= this.maxKeys;
+  }
+
+  /** The command's length so far (the coalescer compares it with batch.maxBytes). */
+  get bytes(): number {
+    return this.len;
   }
 
   add(req: Request, i: number, src: Uint8Array, off: number, len: number): void {
@@ -136,8 +142,13 @@ export class GetBatch {
     this.cursor = this.n;
   }
 
-  /** Fails every key not yet settled; `from` lets a value cut mid-stream be failed too. */
-  fail(from: number, code: ErrorCode, message?: string): void {
+  /** Fails every key not yet settled. */
+  fail(code: ErrorCode, message?: string): void {
+    this.failFrom(this.cursor, code, message);
+  }
+
+  /** Fails every key from `from` on: `cursor - 1` fails a value cut mid-stream too (it has not settled). */
+  failFrom(from: number, code: ErrorCode, message?: string): void {
     for (let k = from; k < this.n; k++) {
       for (let w = this.firstWaiter[k]; w !== -1; w = this.wNext[w]) {
         if (this.wSkip[w] === 0) this.wReq[w]!.error(this.wIdx[w], code, message);

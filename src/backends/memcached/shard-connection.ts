@@ -1,7 +1,8 @@
 /**
- * One TCP connection to one memcached server: writes batches, feeds replies to its ReplyParser, and owns
- * what a broken connection means. In-flight batches form a FIFO: memcached answers in order, so the head batch is the
- * one every reply line belongs to. Anything unexpected (a reply with nothing in flight, a key or opaque
+ * One TCP connection to one memcached server, the memcached backend's Shard: builds its batches, writes
+ * them, feeds replies to its ReplyParser, whose sink (Inflight) matches them to the batches in flight, and
+ * owns what a broken connection means. In-flight batches form a FIFO: memcached answers in order, so the
+ * head batch is the one every reply line belongs to. Anything unexpected (a reply with nothing in flight, a key or opaque
  * out of step, CLIENT_ERROR) means the stream can no longer be trusted: the connection is closed, every
  * in-flight item fails, and a new connection starts clean. A timeout does the same, since on a
  * pipelined text connection a late reply would otherwise be taken for the next request's.
@@ -11,21 +12,29 @@
  * was busy (checkTimeout lets the socket be read before it decides). No clock is read per read: the timer
  * compares the `reads` counter with what it saw last time.
  *
- *   in flight: [ head (replies arriving) | ... | tail (last written) ]
- *
  * The first command on every connection is `stats settings`, before any batch: its `item_size_max` tells
- * the coalescer which sets this shard cannot store (refused as TOO_LARGE before they are sent). Its reply
+ * which sets this shard cannot store (admitSet refuses them as TOO_LARGE before they join a batch). Its reply
  * is read here, ahead of the reply parser; the batches written behind it are answered after it, in order.
  */
 import { NetConnectOpts, Socket, createConnection } from 'node:net';
-import type { ErrorCode } from '../errors';
-import type { GetBatch } from '../batch/get-batch';
-import type { MutationBatch } from '../batch/mutation-batch';
-import { OpaqueCounter } from '../batch/mutation-batch';
+import type { Ops, Shard, ShardStats } from '../../core/backend';
+import type { ErrorCode } from '../../core/errors';
+import type { Request } from '../../core/request';
+import { GetBatch } from './get-batch';
+import { Inflight, type Batch } from './inflight';
+import { MutationBatch, OpaqueCounter } from './mutation-batch';
 import { ReplyParser } from './reply-parser';
 
-export type { Batch } from './reply-parser';
-import type { Batch } from './reply-parser';
+export type { Batch } from './inflight';
+
+/**
+ * Bytes memcached needs in an item besides the value and the key, plus a margin. Measured against
+ * memcached 1.6.18 (`-I 1m`, then `-I 2m`, flags non-zero, CAS on): the largest value `ms` stores is
+ * item_size_max - klen - 63 (1048512 bytes with a 1-byte key, 1048263 with a 250-byte key; one byte
+ * more answers `SERVER_ERROR object too large for cache`). 33 bytes of margin cover header fields other
+ * builds add; a set over item_size_max - klen - 96 is refused as TOO_LARGE before it is sent.
+ */
+export const ITEM_OVERHEAD = 96;
 
 const STATS_SETTINGS = Buffer.from('stats settings\r\n');
 /** A `stats settings` reply is about 3 KiB; one much longer is not one. */
@@ -38,7 +47,7 @@ export interface ShardOptions {
   reconnectMaxMs: number;
 }
 
-export class ShardConnection {
+export class ShardConnection implements Shard {
   up = false;
   private socket: Socket | null = null;
   private connecting = false;
@@ -53,8 +62,7 @@ export class ShardConnection {
   private progressAt = 0;
   private readonly runCheck = (): void => this.checkTimeout();
   private readonly runConfirm = (): void => this.confirmTimeout();
-  private readonly inflight: Batch[] = [];
-  private head = 0;
+  private readonly inflight: Inflight;
   /** Gets that were unanswered when the connection broke: sent again once on the next connection. */
   private readonly retryQueue: GetBatch[] = [];
 
@@ -83,7 +91,7 @@ export class ShardConnection {
   resets = 0;
 
   /** Called once a batch is fully answered (or failed), to recycle it. */
-  onBatchDone: (b: Batch) => void = () => {};
+  onBatchDone: (b: Ops) => void = () => {};
   onUp: () => void = () => {};
 
   /**
@@ -97,11 +105,43 @@ export class ShardConnection {
     private readonly fds: { lend(): void; restock(): void } | null = null,
   ) {
     this.backoff = opts.reconnectMinMs;
-    this.parser = new ReplyParser({
-      head: () => (this.head < this.inflight.length ? this.inflight[this.head] : null),
-      answered: () => this.shift(),
+    this.inflight = new Inflight({
+      answered: (b) => this.answered(b),
       outOfStep: (why) => this.protocolError(why),
     });
+    this.parser = new ReplyParser(this.inflight);
+  }
+
+  newGets(maxOps: number): GetBatch {
+    return new GetBatch(maxOps);
+  }
+
+  newMuts(maxOps: number): MutationBatch {
+    return new MutationBatch(maxOps, this.opaques);
+  }
+
+  /** Refuses a set this shard could not store (its item_size_max, read when it connected). */
+  admitSet(req: Request, i: number, klen: number, vlen: number, _flags: number): boolean {
+    const max = this.itemSizeMax;
+    if (max === 0 || vlen + klen + ITEM_OVERHEAD <= max) return true;
+    req.reject(
+      i,
+      'TOO_LARGE',
+      `value of ${vlen} bytes is over what shard ${this.label} stores with this key (item_size_max ${max})`,
+    );
+    return false;
+  }
+
+  stats(): ShardStats {
+    return {
+      shard: this.label,
+      up: this.up,
+      writes: this.writes,
+      batches: this.batchesSent,
+      keys: this.keysSent,
+      resets: this.resets,
+      inflightBatches: this.inflightBatches,
+    };
   }
 
   get label(): string {
@@ -277,7 +317,8 @@ export class ShardConnection {
 
   /**
    * Writes a flush's mutations then its gets in one corked write. Caller checks `up` first. Writes of
-   * abandoned requests are cut out first (MutationBatch.prune); a batch left empty is not sent.
+   * abandoned requests are cut out first (MutationBatch.prune); a batch left empty is not sent. The
+   * batches are this connection's own (newGets/newMuts).
    */
   send(mut: MutationBatch | null, get: GetBatch | null): void {
     if (mut !== null && mut.prune() === 0) {
@@ -322,7 +363,7 @@ export class ShardConnection {
   }
 
   get inflightBatches(): number {
-    return this.inflight.length - this.head;
+    return this.inflight.size;
   }
 
   private armTimeout(ms: number): void {
@@ -340,7 +381,8 @@ export class ShardConnection {
    */
   private checkTimeout(): void {
     this.timeoutTimer = null;
-    if (this.head >= this.inflight.length) return;
+    const head = this.inflight.head();
+    if (head === null) return;
     const now = Date.now();
     if (this.reads !== this.readsSeen) {
       this.readsSeen = this.reads;
@@ -348,7 +390,7 @@ export class ShardConnection {
       this.armTimeout(this.lookEvery());
       return;
     }
-    const sentAt = this.inflight[this.head].sentAt;
+    const sentAt = head.sentAt;
     const left = this.opts.timeoutMs - (now - (this.progressAt > sentAt ? this.progressAt : sentAt));
     if (left > 0) {
       this.armTimeout(left < this.lookEvery() ? left : this.lookEvery());
@@ -362,7 +404,7 @@ export class ShardConnection {
 
   private confirmTimeout(): void {
     this.timeoutConfirm = null;
-    if (this.head >= this.inflight.length) return;
+    if (this.inflight.size === 0) return;
     if (this.reads !== this.readsSeen) {
       this.readsSeen = this.reads;
       this.progressAt = Date.now();
@@ -385,11 +427,9 @@ export class ShardConnection {
     this.timeoutTimer = null;
     if (this.timeoutConfirm) clearImmediate(this.timeoutConfirm);
     this.timeoutConfirm = null;
-    const failing = this.inflight.slice(this.head);
     // A value cut mid-stream has not settled yet: its key fails too.
     const cutValue = this.parser.midValue;
-    this.inflight.length = 0;
-    this.head = 0;
+    const failing = this.inflight.takeAll();
     this.parser.reset();
     this.endSettings();
     // A get no byte of whose answer arrived is safe to send again; a write is not (it may have happened),
@@ -402,7 +442,7 @@ export class ShardConnection {
         this.retryQueue.push(b);
         continue;
       }
-      if (b.kind === 0) b.fail(j === 0 && cutValue ? b.cursor - 1 : b.cursor, code, message);
+      if (b.kind === 0 && j === 0 && cutValue) b.failFrom(b.cursor - 1, code, message);
       else b.fail(code, message);
       this.onBatchDone(b);
     }
@@ -428,17 +468,12 @@ export class ShardConnection {
   private failRetries(message: string): void {
     while (this.retryQueue.length > 0) {
       const b = this.retryQueue.shift()!;
-      b.fail(0, 'SHARD_DOWN', message);
+      b.fail('SHARD_DOWN', message);
       this.onBatchDone(b);
     }
   }
 
-  private shift(): void {
-    const b = this.inflight[this.head++];
-    if (this.head === this.inflight.length) {
-      this.inflight.length = 0;
-      this.head = 0;
-    }
+  private answered(b: Batch): void {
     this.onBatchDone(b);
   }
 

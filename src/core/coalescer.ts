@@ -1,6 +1,9 @@
 /**
- * Collects the ops that arrive before a flush into batches per shard and decides when they leave. Each
- * shard has two lanes, each with its own GetBatch, MutationBatch and deadline, so a `wait` hint holds only
+ * Collects the ops that arrive before a flush into batches per shard and decides when they leave: the
+ * timing every backend shares. It talks to Shards only (core/backend.ts): a shard builds its own batches
+ * (newGets/newMuts, in its own wire format), says which sets it can store (admitSet) and writes a flush
+ * (send); how a batch is written and read back is the backend's. One Coalescer per pool. Each
+ * shard has two lanes, each with its own get batch, write batch and deadline, so a `wait` hint holds only
  * the items of the requests that sent it (one client hinting 50 ms must not slow everyone's gets):
  *  - the immediate lane takes ops hinting at most batch.windowMs: it leaves at the end of the event-loop
  *    turn (setImmediate, after every socket read of this turn was handled), or windowMs after its last op
@@ -22,19 +25,8 @@
  * Both rules rest on one invariant: while both lanes of a shard hold writes, every write in the immediate
  * lane arrived before every write in the held lane.
  */
-import type { Request } from '../request';
-import { GetBatch } from './get-batch';
-import { MutationBatch } from './mutation-batch';
-import type { Batch, ShardConnection } from '../memcached/shard-connection';
-
-/**
- * Bytes memcached needs in an item besides the value and the key, plus a margin. Measured against
- * memcached 1.6.18 (`-I 1m`, then `-I 2m`, flags non-zero, CAS on): the largest value `ms` stores is
- * item_size_max - klen - 63 (1048512 bytes with a 1-byte key, 1048263 with a 250-byte key; one byte
- * more answers `SERVER_ERROR object too large for cache`). 33 bytes of margin cover header fields other
- * builds add; a set over item_size_max - klen - 96 is refused as TOO_LARGE before it is sent.
- */
-export const ITEM_OVERHEAD = 96;
+import type { GetOps, MutOps, Ops, Shard, ShardStats } from './backend';
+import type { Request } from './request';
 
 export interface BatchOptions {
   windowMs: number;
@@ -44,8 +36,8 @@ export interface BatchOptions {
 }
 
 class Lane {
-  get: GetBatch | null = null;
-  mut: MutationBatch | null = null;
+  get: GetOps | null = null;
+  mut: MutOps | null = null;
   /** When the lane must leave (ms, Date.now clock); 0 = end of this turn. */
   deadline = 0;
   startedAt = 0;
@@ -57,11 +49,18 @@ class ShardQueue {
   readonly now = new Lane();
   /** Ops hinting longer than windowMs. */
   readonly held = new Lane();
-  readonly freeGets: GetBatch[] = [];
-  readonly freeMuts: MutationBatch[] = [];
+  readonly freeGets: GetOps[] = [];
+  readonly freeMuts: MutOps[] = [];
   flushes = 0;
   cuts = 0;
-  constructor(readonly conn: ShardConnection) {}
+  constructor(readonly shard: Shard) {}
+}
+
+export interface CoalescerStats extends ShardStats {
+  /** Flushes sent to this shard (both lanes, writes sent ahead of their lane included). */
+  flushes: number;
+  /** Flushes sent early because a batch hit batch.maxOps or batch.maxBytes. */
+  cuts: number;
 }
 
 export class Coalescer {
@@ -74,12 +73,12 @@ export class Coalescer {
   private readonly runTimed = (): void => this.flushTimed();
 
   constructor(
-    conns: ShardConnection[],
+    shards: readonly Shard[],
     private readonly opts: BatchOptions,
   ) {
-    this.queues = conns.map((c) => new ShardQueue(c));
+    this.queues = shards.map((s) => new ShardQueue(s));
     for (const q of this.queues) {
-      q.conn.onBatchDone = (b: Batch) => this.recycle(q, b);
+      q.shard.onBatchDone = (b: Ops) => this.recycle(q, b);
     }
   }
 
@@ -87,14 +86,9 @@ export class Coalescer {
     const q = this.queues[shard];
     const lane = wait > this.opts.windowMs ? q.held : q.now;
     let b = lane.get;
-    if (b === null) b = lane.get = q.freeGets.pop() ?? new GetBatch(this.opts.maxOps);
+    if (b === null) b = lane.get = q.freeGets.pop() ?? q.shard.newGets(this.opts.maxOps);
     b.add(req, i, key, koff, klen);
-    this.after(q, lane, wait, b.full || b.len >= this.opts.maxBytes);
-  }
-
-  /** The gateway's own value limit: a shard announcing a longer value is out of step. */
-  setValueLimit(maxValueBytes: number): void {
-    for (const q of this.queues) q.conn.maxValueBytes = maxValueBytes;
+    this.after(q, lane, wait, b.full || b.bytes >= this.opts.maxBytes);
   }
 
   /** Adds a set whose value is given as parts (a streamed body) or one range. */
@@ -113,7 +107,7 @@ export class Coalescer {
     wait: number,
   ): void {
     const q = this.queues[shard];
-    if (this.tooLarge(q, req, i, klen, vlen)) return;
+    if (!q.shard.admitSet(req, i, klen, vlen, flags)) return;
     const lane = this.mutLane(q, wait);
     const b = this.mutBatch(q, lane);
     b.beginSet(req, i, key, koff, klen, ttl, flags, vlen);
@@ -137,7 +131,7 @@ export class Coalescer {
     wait: number,
   ): void {
     const q = this.queues[shard];
-    if (this.tooLarge(q, req, i, klen, vlen)) return;
+    if (!q.shard.admitSet(req, i, klen, vlen, flags)) return;
     const lane = this.mutLane(q, wait);
     const b = this.mutBatch(q, lane);
     b.beginSet(req, i, key, koff, klen, ttl, flags, vlen);
@@ -161,40 +155,9 @@ export class Coalescer {
     }
   }
 
-  stats(): {
-    shard: string;
-    up: boolean;
-    flushes: number;
-    cuts: number;
-    writes: number;
-    batches: number;
-    keys: number;
-    resets: number;
-    inflightBatches: number;
-  }[] {
-    return this.queues.map((q) => ({
-      shard: q.conn.label,
-      up: q.conn.up,
-      flushes: q.flushes,
-      cuts: q.cuts,
-      writes: q.conn.writes,
-      batches: q.conn.batchesSent,
-      keys: q.conn.keysSent,
-      resets: q.conn.resets,
-      inflightBatches: q.conn.inflightBatches,
-    }));
-  }
-
-  /** Rejects a set the shard could not store (its item_size_max, read when it connected). */
-  private tooLarge(q: ShardQueue, req: Request, i: number, klen: number, vlen: number): boolean {
-    const max = q.conn.itemSizeMax;
-    if (max === 0 || vlen + klen + ITEM_OVERHEAD <= max) return false;
-    req.reject(
-      i,
-      'TOO_LARGE',
-      `value of ${vlen} bytes is over what shard ${q.conn.label} stores with this key (item_size_max ${max})`,
-    );
-    return true;
+  /** Each shard's own counters, plus this coalescer's flushes and cuts for it. */
+  stats(): CoalescerStats[] {
+    return this.queues.map((q) => ({ ...q.shard.stats(), flushes: q.flushes, cuts: q.cuts }));
   }
 
   /** The lane a write joins. An un-hinted write must not overtake a held one: those leave first. */
@@ -208,13 +171,13 @@ export class Coalescer {
     return q.now;
   }
 
-  private mutBatch(q: ShardQueue, lane: Lane): MutationBatch {
-    return lane.mut ?? (lane.mut = q.freeMuts.pop() ?? new MutationBatch(this.opts.maxOps, q.conn.opaques));
+  private mutBatch(q: ShardQueue, lane: Lane): MutOps {
+    return lane.mut ?? (lane.mut = q.freeMuts.pop() ?? q.shard.newMuts(this.opts.maxOps));
   }
 
   private afterMut(q: ShardQueue, lane: Lane, wait: number): void {
     const b = lane.mut!;
-    this.after(q, lane, wait, b.full || b.len >= this.opts.maxBytes);
+    this.after(q, lane, wait, b.full || b.bytes >= this.opts.maxBytes);
   }
 
   private after(q: ShardQueue, lane: Lane, wait: number, full: boolean): void {
@@ -305,24 +268,24 @@ export class Coalescer {
     this.send(q, mut, null);
   }
 
-  private send(q: ShardQueue, mut: MutationBatch | null, get: GetBatch | null): void {
+  private send(q: ShardQueue, mut: MutOps | null, get: GetOps | null): void {
     q.flushes++;
-    if (q.conn.up) {
-      q.conn.send(mut, get);
+    if (q.shard.up) {
+      q.shard.send(mut, get);
       return;
     }
-    const msg = `shard ${q.conn.label} is down`;
+    const msg = `shard ${q.shard.label} is down`;
     if (mut !== null) {
       mut.fail('SHARD_DOWN', msg);
       this.recycle(q, mut);
     }
     if (get !== null) {
-      get.fail(0, 'SHARD_DOWN', msg);
+      get.fail('SHARD_DOWN', msg);
       this.recycle(q, get);
     }
   }
 
-  private recycle(q: ShardQueue, b: Batch): void {
+  private recycle(q: ShardQueue, b: Ops): void {
     b.reset();
     if (b.kind === 0) {
       if (q.freeGets.length < 4) q.freeGets.push(b);

@@ -2,12 +2,12 @@
  * Everything one gateway shares between its fronts, built once in `startGateway`: no module holds state
  * of its own, so two gateways can run in one process (the tests do).
  */
-import type { Config } from './config/schema';
-import type { ConnectionGate } from './flow/connection-gate';
-import type { MemoryBudget } from './flow/budget';
-import type { GetWindow } from './flow/get-window';
-import type { Router } from './route/router';
-import type { BufferPool } from './stream/buffer-pool';
+import type { Config } from '../config/schema';
+import type { ConnectionGate } from '../flow/connection-gate';
+import type { MemoryBudget } from '../flow/budget';
+import type { GetWindow } from '../flow/get-window';
+import type { Router } from '../core/router';
+import type { BufferPool } from '../stream/buffer-pool';
 
 export interface GatewayContext {
   readonly config: Config;

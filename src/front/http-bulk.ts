@@ -5,21 +5,21 @@
  * costs bounded memory.
  */
 import { isUtf8 } from 'node:buffer';
-import type { GatewayContext } from '../context';
-import { ErrorCode, ErrorTable, errorBody, errorObject } from '../errors';
+import type { GatewayContext } from './context';
+import { ErrorCode, ErrorTable, errorBody, errorObject } from '../core/errors';
 import { BodyTooLarge, MsgpackItems, NdjsonLines } from '../decode/body-stream';
-import { RateLimitedLog } from '../log';
+import { RateLimitedLog } from '../core/log';
 import { ItemFields } from '../decode/request-fields';
 import { MsgpackError } from '../decode/msgpack-reader';
 import { GetWindow } from '../flow/get-window';
-import { Request } from '../request';
+import { Request } from '../core/request';
 import { BUFFER_SIZE, BufferPool } from '../stream/buffer-pool';
 import { EntryWriter, Kind } from '../stream/entry-writer';
 import { Flushable, markForFlush } from '../stream/flush-list';
 import { errorHeaders, HttpOut, statusLine } from '../stream/http-out';
 import type { OutputMeter } from '../stream/output-meter';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws';
-import { validTtl } from '../route/router';
+import { validTtl } from '../core/router';
 import { declaredEmpty, NO_BYTES, refuseFraming } from './framing';
 import { discardLimit, readQuery } from './http-kv';
 import { matchContentType, negotiate } from './media-type';

@@ -6,9 +6,9 @@
  * allocates nothing. They are synchronous and share one module-level scratch area, which is safe because
  * JavaScript never interleaves two calls.
  */
-import type { HashName } from '../config/schema';
+import type { HashName } from '../../core/pools';
 
-export type { HashName } from '../config/schema';
+export type { HashName } from '../../core/pools';
 
 /** A key hash: bytes `buf[off, off+len)` to a uint32. `off + len` must not exceed `buf.length`. */
 export type KeyHash = (buf: Uint8Array, off: number, len: number) => number;
