@@ -4,7 +4,7 @@
  * body checks (entries or NDJSON lines against the protocol and the generator's per-item oracle).
  */
 import { unpackMultiple } from 'msgpackr';
-import { ErrorTable } from '../../src/errors';
+import { ErrorTable } from '../../src/core/errors';
 import type { HttpOracle } from './gen-http';
 
 export interface Response {

@@ -3,7 +3,7 @@
  * answers synchronously, so its END follows every synchronous answer to the burst), and checks every
  * server message against the protocol and every tracked request against its oracle.
  */
-import { ErrorTable } from '../../src/errors';
+import { ErrorTable } from '../../src/core/errors';
 import type { FuzzCtx } from './context';
 import { KINDS, turn } from './context';
 import { genWsInput, Tracked, WsInput } from './gen-ws';
@@ -462,7 +462,7 @@ function announced(frame: Buffer): number {
   return n;
 }
 
-/** The most uWS reads of one frame (src/ingress/ws.ts uwsPayloadBound; docs/PROTOCOL.md close codes). */
+/** The most uWS reads of one frame (src/front/ws.ts uwsPayloadBound; docs/PROTOCOL.md close codes). */
 function uwsBound(maxPayloadBytes: number): number {
   return maxPayloadBytes + Math.min(maxPayloadBytes, 4 * 1024 * 1024);
 }
