@@ -851,7 +851,42 @@ describe('Redis backend, 3-master + 3-replica Redis Cluster', () => {
     }
   });
 
-  it('follows MOVED per command when the slot table is stale (a slot moved behind its back)', async () => {
+  it('follows MOVED per command: a pipeline to the wrong master is redirected item by item', async () => {
+    // Point ioredis's slot table for two keys at a master that does not own them, then flush: routing is
+    // synchronous in send(), so no refresh can come in between.
+    const owners = await ownerPorts();
+    const ports = await masters();
+    const pick = (k: string): number => keySlot(Buffer.from(k), 0, k.length);
+    const ka = keys[5];
+    const kb = keys[6];
+    const wrong = ports.find((p) => p !== owners.get(pick(ka)) && p !== owners.get(pick(kb)));
+    const c = (shard as unknown as { placement: { c: { slots: string[][] } } }).placement.c;
+    const wrongNode = ports.map((p) => new Redis({ port: p }));
+    try {
+      await Promise.all(wrongNode.map((x) => x.config('RESETSTAT')));
+      const items: Item[] = [
+        { op: 'set', key: ka, value: Buffer.from('moved-a') },
+        { op: 'get', key: ka },
+        { op: 'get', key: kb },
+      ];
+      if (wrong !== undefined) {
+        c.slots[pick(ka)] = [`127.0.0.1:${wrong}`];
+        c.slots[pick(kb)] = [`127.0.0.1:${wrong}`];
+      }
+      const r = await flush(shard, items);
+      assert.ok(wrong !== undefined, 'a third master to misroute to');
+      assert.equal(kindOf(r, 0), 'ok', `the write followed MOVED: ${r.messages.get(0)}`);
+      assert.equal(value(r, 1).toString(), 'moved-a');
+      assert.equal(value(r, 2).toString(), valOf(kb));
+      const info = parseInfo(await wrongNode[ports.indexOf(wrong)].info('errorstats'));
+      assert.ok(/count=([3-9]|\d\d)/.test(info.errorstat_MOVED ?? ''), `MOVED answered: ${info.errorstat_MOVED}`);
+      await flush(shard, [{ op: 'set', key: ka, value: Buffer.from(valOf(ka)) }]);
+    } finally {
+      wrongNode.forEach((x) => x.disconnect());
+    }
+  });
+
+  it('follows ASK and TRYAGAIN while a slot migrates, and MOVED once it moved', async () => {
     // Move the slot of one key to another master by hand; the backend's table still names the old one.
     const k = keys[0];
     const slot = keySlot(Buffer.from(k), 0, k.length);
@@ -880,6 +915,9 @@ describe('Redis backend, 3-master + 3-replica Redis Cluster', () => {
       assert.equal(value(mid, 1).toString(), valOf(k), 'a key still on the source is read there');
       assert.equal(value(mid, 2).toString(), 'asked', 'a key already on the target is read there (ASK)');
       assert.equal(await dst.call('ASKING').then(() => dst.get(sameSlot)), 'asked');
+      const errs = parseInfo(await src.info('errorstats'));
+      assert.ok(errs.errorstat_ASK !== undefined, 'the source answered ASK');
+      assert.ok(errs.errorstat_TRYAGAIN !== undefined, 'the MGET of a half-migrated slot met TRYAGAIN');
       // Finish the move: migrate the remaining keys of the slot, then assign the slot to the target.
       const left = (await src.cluster('GETKEYSINSLOT', slot, 1000)) as string[];
       if (left.length > 0) await src.call('MIGRATE', '127.0.0.1', to, '', 0, 5000, 'KEYS', ...left);
