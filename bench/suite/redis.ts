@@ -170,14 +170,11 @@ type LoadPart = Pick<
 >;
 
 class Measure {
-  retriesLeft: number;
   constructor(
     private readonly runner: Runner,
     private readonly s: SuiteSettings,
     private readonly log: Log,
-  ) {
-    this.retriesLeft = s.maxRetries;
-  }
+  ) {}
 
   /** One window around `run`, with the front's and redis-server's CPU from /proc and the machine's. */
   async window(front: ServerProc | null, redisPid: number, run: () => Promise<LoadPart>): Promise<RedisRun> {
@@ -200,8 +197,7 @@ class Measure {
       frontRssPeakMb: front ? peakBytes / 1048576 : NaN,
       memcachedCpuPct: 0,
       redisCpuPct: (redisSec / secs) * 100,
-      // CPU over the window against keys over the load generator's own (slightly shorter) window: the
-      // CPU side includes the few ms of sampling around it, so this errs high, never low
+      // the CPU window brackets the load generator's by a few ms: keys over the CPU window at its measured rate
       frontUsPerKey: (frontSec * 1e6) / ((w.keysPerSec || NaN) * secs),
       redisUsPerKey: (redisSec * 1e6) / ((w.keysPerSec || NaN) * secs),
       otherCpuPct: 0,
