@@ -3,7 +3,7 @@
 # connections, and runs the benchmark suite (bench/run.ts). Results: bench/results/, report: bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-system.sh memcached nutcracker wrk
+bash scripts/ensure-system.sh memcached nutcracker wrk redis-server redis-tools webdis
 if [ ! -d node_modules/@trufflesuite/uws-js-unofficial ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   bash scripts/ensure-npm.sh
 fi

@@ -2,6 +2,9 @@
 -- prints a machine-readable summary line (WRKJSON {...}) with latency percentiles in microseconds.
 local keys = tonumber(os.getenv("KV_KEYS") or "10000")
 local prefix = os.getenv("KV_PREFIX") or "k100"
+-- webdis reads a key as /GET/{key}.bin (raw bytes); kvgate and the naive gateways as /v1/kv/{key}
+local path = os.getenv("KV_PATH") or "/v1/kv/"
+local suffix = os.getenv("KV_SUFFIX") or ""
 local reqs = {}
 local n = 0
 
@@ -9,7 +12,7 @@ init = function(args)
   local seed = math.random(0, 1000000)
   for i = 1, 4096 do
     local k = (seed + i * 7919) % keys
-    reqs[i] = wrk.format("GET", "/v1/kv/" .. prefix .. ":" .. k)
+    reqs[i] = wrk.format("GET", path .. prefix .. ":" .. k .. suffix)
   end
 end
 

@@ -13,6 +13,7 @@ import type { ProfileResult } from '../suite/profile';
 import type { C10kExtra } from '../suite/c10k';
 import { FLOW, type FlowExtra, type FlowPhase, type FlowWindow } from '../suite/flow';
 import type { FlowClientResult } from '../loadgen/flow-clients';
+import { redisSection, redisTargets } from './redis';
 
 export interface MicroResult {
   file: string;
@@ -226,6 +227,7 @@ function targets(results: ScenarioResult[], env: Env): Target[] {
       ? `${c.toFixed(1)} young GCs per million chunks (ws-mget-20k)`
       : 'not measured in this run (full run only)',
   });
+  t.push(...redisTargets(results, env));
   return t;
 }
 
@@ -504,13 +506,15 @@ export function writeReport(input: ReportInput): { files: string[]; targets: Tar
     '',
   );
   for (const r of results) {
-    if (r.scenario.kind === 'c10k' || r.scenario.kind === 'flow') continue;
+    if (r.scenario.kind === 'c10k' || r.scenario.kind === 'flow' || r.scenario.kind === 'redis') continue;
     L.push(`### ${r.scenario.name}: ${r.scenario.title}`, '');
     if (r.scenario.note) L.push(`${r.scenario.note}.`, '');
     if ((r.extra as { error?: string } | undefined)?.error)
       L.push(`**Failed:** ${(r.extra as { error: string }).error}`, '');
     L.push(...scenarioTable(r, env), '');
   }
+
+  L.push(...redisSection(results, env));
 
   // ---- 10k
   const c10r = by('c10k');

@@ -5,6 +5,7 @@
  */
 import type { PeerName, Scenario } from './types';
 import { ALL_PEERS } from './types';
+import { redisScenarios } from './redis';
 
 const ws = (name: string, title: string, over: Partial<Scenario>): Scenario => ({
   name,
@@ -100,6 +101,7 @@ export function fullScenarios(): Scenario[] {
   out.push(...curves([0, 1, 2, 5, 10, 50], [1, 10, 50, 100, 1000]));
   out.push(c10k());
   out.push(...flowScenarios());
+  out.push(...redisScenarios());
   return out;
 }
 
@@ -114,6 +116,7 @@ export function quickScenarios(): Scenario[] {
     }),
     ...httpScenarios([50]),
     ...curves([0, 2, 10], []),
+    ...redisScenarios(),
   ];
 }
 

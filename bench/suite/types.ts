@@ -32,7 +32,7 @@ export interface Env {
   settings: SuiteSettings;
 }
 
-export type ScenarioKind = 'load' | 'wrk' | 'curve' | 'c10k' | 'flow';
+export type ScenarioKind = 'load' | 'wrk' | 'curve' | 'c10k' | 'flow' | 'redis';
 
 export interface Scenario {
   name: string;
@@ -50,6 +50,8 @@ export interface Scenario {
   curve?: { flag: 'window-ms' | 'max-ops'; values: number[] };
   /** flow: which flow-control scenario (bench/suite/flow.ts). */
   flow?: { kind: 'slow-reader' | 'large-mget' | 'hint' | 'nonreaders' };
+  /** redis: the Redis peers (bench/suite/redis.ts), whose results go to `extra.peers`. */
+  redis?: { peers: string[] };
   note?: string;
 }
 

@@ -24,13 +24,15 @@ export function runWrk(
   cpus: string,
   keyCount: number,
   threads = 1,
+  /** KV_PATH / KV_SUFFIX for the Lua script: the URL of a key is path + `k<size>:<index>` + suffix. */
+  env: Record<string, string> = {},
 ): Promise<WrkResult> {
   const wrk = ['wrk', `-t${threads}`, `-c${conns}`, `-d${seconds}s`, '--timeout', '5s', '-s', SCRIPT, url].join(' ');
   const cmd = `${cpus ? `taskset -c ${cpus} ` : ''}${wrk}; times`;
   return new Promise((resolve, reject) => {
     const p = spawn('bash', ['-c', cmd], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, KV_KEYS: String(keyCount), KV_PREFIX: 'k100' },
+      env: { ...process.env, KV_KEYS: String(keyCount), KV_PREFIX: 'k100', ...env },
     });
     let out = '';
     p.stdout.on('data', (b: Buffer) => {
