@@ -85,7 +85,7 @@ const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 export async function startGateway(config: Config): Promise<Gateway> {
   const fds = new FdReserve(config.limits.reservedDescriptors);
-  const options = { maxValueBytes: config.limits.maxValueBytes, shard: config.shard, fds };
+  const options = { maxValueBytes: config.limits.maxValueBytes, maxOps: config.batch.maxOps, shard: config.shard, fds };
   const backends: Backend[] = [];
   for (const [name, spec] of Object.entries(resolvedPools(config))) {
     const entry = backendEntry(spec.backend);

@@ -241,7 +241,6 @@ describe('pool and route settings', () => {
         dupes: { backend: 'memcached', servers: ['10.0.0.1:11211 n', '10.0.0.2:11211 n'] },
         empty: { backend: 'memcached', servers: [] },
         extra: { backend: 'memcached', servers: ['127.0.0.1:2'], weight: 3 },
-        cache: { backend: 'redis', servers: ['127.0.0.1:6379'] },
       },
       routes: [
         { prefix: 'a:', pool: 'nowhere' },
@@ -261,7 +260,6 @@ describe('pool and route settings', () => {
     has(list, /^pools\.dupes: .*same ring name "n"/);
     has(list, /^pools\.empty\.servers must name at least one server/);
     has(list, /^unknown setting "pools\.extra\.weight"/);
-    has(list, /^pools\.cache: backend "redis" is not available in this build \(no factory registered\)/);
     has(list, /^routes\[0\]\.pool "nowhere" is not a configured pool \(pools: default, /);
     has(list, /^routes\[1\]\.prefix must be a non-empty string/);
     has(list, /^routes\[2\]\.prefix "has space" cannot start a key/);
@@ -269,7 +267,7 @@ describe('pool and route settings', () => {
     has(list, /^routes\[5\] must be \{"prefix"/);
     has(list, /^unknown setting "routes\[6\]\.weight"/);
     has(list, /^defaultPool "missing" is not a configured pool/);
-    assert.equal(list.length, 15, list.join('\n'));
+    assert.equal(list.length, 14, list.join('\n'));
   });
 
   it('a Redis pool is one standalone server or cluster seed nodes, with an optional command timeout', () => {

@@ -9,6 +9,7 @@
  */
 import type { BackendFactory, BackendKind, PoolConfig } from '../core/pools';
 import { checkMemcachedPool, createMemcachedBackend } from './memcached';
+import { createRedisBackend } from './redis';
 
 type PoolOf<K extends BackendKind> = Extract<PoolConfig, { backend: K }>;
 
@@ -34,3 +35,12 @@ export function backendEntry(kind: BackendKind): BackendEntry | undefined {
 }
 
 registerBackend('memcached', createMemcachedBackend, checkMemcachedPool);
+// A Redis command has its own timeout (no progress-based shard timeout as for memcached): shard.timeoutMs,
+// unless the pool names commandTimeoutMs.
+registerBackend('redis', (name, pool, o) =>
+  createRedisBackend(name, pool, {
+    commandTimeoutMs: o.shard.timeoutMs,
+    maxValueBytes: o.maxValueBytes,
+    batchMaxOps: o.maxOps,
+  }),
+);

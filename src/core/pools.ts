@@ -46,6 +46,8 @@ export interface RouteSpec {
 export interface BackendOptions {
   /** Largest value taken from a shard (limits.maxValueBytes): a longer one is the shard out of step. */
   maxValueBytes: number;
+  /** batch.maxOps: the most keys one multi-key command of a flush may carry. */
+  maxOps: number;
   /** The `shard` settings: reply timeout, connect timeout, reconnect backoff. */
   shard: { timeoutMs: number; connectTimeoutMs: number; reconnectMinMs: number; reconnectMaxMs: number };
   /**

@@ -27,20 +27,14 @@
  */
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Backend, Shard } from '../../core/backend';
+import type { RedisPoolConfig } from '../../core/pools';
 import { ClusterPlacement, ServerPlacement } from './placement';
 import { MAX_HOPS, RedisShard } from './shard';
 
 export { keySlot, crc16, SLOTS } from './slot';
 export { RedisShard } from './shard';
 
-export interface RedisPoolConfig {
-  backend: 'redis';
-  /** Exactly one `host:port`: a standalone server. */
-  servers?: string[];
-  /** Seed `host:port` list of a Redis Cluster. */
-  cluster?: string[];
-  commandTimeoutMs?: number;
-}
+export type { RedisPoolConfig } from '../../core/pools';
 
 export interface RedisBackendOptions {
   commandTimeoutMs: number;

@@ -11,9 +11,9 @@
  * Ownership of a value handed to `deliver`: the reply Buffer is ioredis's (a view of its read chunk); it is
  * passed to each waiter in parts of at most PART_BYTES and not kept after the call.
  */
-import type { ErrorCode } from '../../errors';
+import type { ErrorCode } from '../../core/errors';
 import type { GetOps, MutOps } from '../../core/backend';
-import type { Request } from '../../request';
+import type { Request } from '../../core/request';
 
 /** The largest part of a value handed to Request.value: the fronts' pooled buffers are 16 KiB. */
 export const PART_BYTES = 16 * 1024;

@@ -44,9 +44,9 @@
  * what this costs against the memcached path.
  */
 import type { ChainableCommander, Redis } from 'ioredis';
-import type { ErrorCode } from '../../errors';
+import type { ErrorCode } from '../../core/errors';
 import type { GetOps, MutOps, Ops, Shard, ShardStats } from '../../core/backend';
-import type { Request } from '../../request';
+import type { Request } from '../../core/request';
 import { MutKind, RedisGets, RedisMuts } from './ops';
 import { keySlot } from './slot';
 
