@@ -24,7 +24,7 @@ import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { isItemError, KvError, KvWsClient, type ItemResult, type KeyInput, type MgetResult } from '../src/client';
 import { LocalFleet } from '../src/fleet/local-fleet';
-import { startPoolsHarness, until, type PoolsHarness } from './helpers/harness';
+import { freeze, startPoolsHarness, until, type PoolsHarness } from './helpers/harness';
 import { rawGet } from './helpers/mc-raw';
 import { parseInfo, startRedis, type RedisServer } from './helpers/redis-local';
 
@@ -519,5 +519,79 @@ describe('a standalone Redis pool behind the gateway', () => {
     for (const k of ['mc:a', 'mc:h']) assert.equal((await onMembers(k)).length, 0, `${k} still in memcached`);
     assert.equal(await admin.exists('r:a', 'r:h'), 0);
     assert.equal((await onMembers('mc:b')).length, 1, 'mdel touched a memcached key it did not name');
+  });
+
+  it("a frozen Redis: its items time out (TIMEOUT), and once it runs again every value is its own key's", async () => {
+    const keys = Array.from({ length: 8 }, (_, i) => `frozen:${i}`);
+    const values = keys.map((k, i) => Buffer.concat([Buffer.from(`${k}=`), pattern(KIB16 + 1 + i, i)]));
+    assert.deepEqual(
+      (await ws.mset(keys.map((key, i) => ({ key, value: values[i] })))).map(show),
+      keys.map(() => 'ok'),
+    );
+    await freeze(redis.pid);
+    const t0 = Date.now();
+
+    try {
+      // gets, a set and a delete sent while Redis cannot answer: each is answered TIMEOUT after the command
+      // timeout (shard.timeoutMs), and their replies come later, when Redis runs again
+      await Promise.all([
+        rejects(ws.get(keys[0]), 'TIMEOUT', 'ws get'),
+        rejects(h.http.get(keys[1]), 'TIMEOUT', 'http get'),
+        ws
+          .mget(keys.slice(2, 5))
+          .then((r) => assert.deepEqual(r.map(show), ['error:TIMEOUT', 'error:TIMEOUT', 'error:TIMEOUT'])),
+        rejects(ws.set(keys[5], 'maybe written'), 'TIMEOUT', 'ws set'),
+        rejects(h.http.del(keys[6]), 'TIMEOUT', 'http del'),
+        // memcached answers meanwhile
+        ws
+          .set('mc:frozen', 'fine')
+          .then(() => ws.get('mc:frozen'))
+          .then((r) => assertHit(r, Buffer.from('fine'), 'mc:frozen')),
+      ]);
+      assert.ok(Date.now() - t0 >= h.config.shard.timeoutMs * 0.9, `answered after ${Date.now() - t0} ms`);
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+    }
+    // The late replies reach the gateway's connection first: it must read them as theirs, not as answers
+    // to what it asks next (a text protocol would be out of step here).
+    for (let round = 0; round < 3; round++) {
+      const res = await ws.mget(keys);
+      for (const [i, r] of res.entries()) {
+        if (i === 5) {
+          assert.ok(!isItemError(r) && r.hit, `${keys[i]}: ${show(r)}`);
+          assert.ok(
+            r.value.equals(values[i]) || r.value.equals(Buffer.from('maybe written')),
+            `${keys[i]}: wrong value`,
+          );
+        } else if (i === 6)
+          assert.ok(show(r) === 'miss' || (!isItemError(r) && r.hit && r.value.equals(values[i])), keys[i]);
+        else assertHit(r, values[i], `${keys[i]} after the thaw`);
+      }
+      for (const [i, k] of keys.entries()) if (i < 5 || i === 7) assertHit(await h.http.get(k), values[i], `http ${k}`);
+    }
+  });
+
+  it('a Redis that is gone fails only its own items (SHARD_DOWN); the memcached pool keeps answering', async () => {
+    await ws.set('gone:r', 'r');
+    await ws.set('mc:gone', 'm', { flags: 4 });
+    await redis.stop();
+    await until(async () => (await h.http.health()).pools.r?.status === 'down', 5000, 'pool r to be down');
+    const health = await h.http.health();
+    assert.equal(health.pools.mc?.status, 'ok');
+    assert.equal(health.status, 'degraded');
+    const res = await ws.mget(['gone:r', 'mc:gone', 'gone:other']);
+    assert.deepEqual(res.map(show), ['error:SHARD_DOWN', 'hit:1', 'error:SHARD_DOWN']);
+    assert.deepEqual(
+      (
+        await h.http.mset([
+          { key: 'gone:r', value: 'x' },
+          { key: 'mc:gone2', value: 'y' },
+        ])
+      ).map(show),
+      ['error:SHARD_DOWN', 'ok'],
+    );
+    await rejects(h.http.get('gone:r'), 'SHARD_DOWN', 'http get');
+    await rejects(ws.set('gone:r', 'x'), 'SHARD_DOWN', 'ws set');
+    assert.deepEqual((await ws.mdel(['gone:r', 'mc:gone2'])).map(show), ['error:SHARD_DOWN', 'deleted:true']);
   });
 });
