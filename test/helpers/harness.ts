@@ -5,7 +5,7 @@
 import { defaultConfig, mergeConfig, validateConfig, Config } from '../../src/config/schema';
 import { LocalFleet } from '../../src/fleet/local-fleet';
 import { startGateway, Gateway } from '../../src/gateway';
-import { KvHttpClient, KvWsClient } from '../../src/client';
+import { KvHttpClient, KvWsClient, type KvWsClientOptions } from '../../src/client';
 import { createConnection } from 'node:net';
 import { readdirSync, readFileSync } from 'node:fs';
 
@@ -43,6 +43,46 @@ export async function startHarness(over: Record<string, unknown> = {}, shards = 
       for (const c of clients) c.terminate();
       await gw.stop();
       await fleet.stop();
+    },
+  };
+}
+
+/** A gateway over pools the test started itself (no local fleet): what `startPoolsHarness` returns. */
+export interface PoolsHarness {
+  gw: Gateway;
+  config: Config;
+  http: KvHttpClient;
+  base: string;
+  wsUrl: string;
+  /** A WebSocket client, terminated by stop(). */
+  ws(opts?: KvWsClientOptions): Promise<KvWsClient>;
+  stop(): Promise<void>;
+}
+
+/**
+ * An in-process gateway in front of the `pools` (with `routes` and `defaultPool`) that `over` names, on a
+ * free port, without a fleet of its own: the caller starts and stops the servers (Redis, a LocalFleet).
+ */
+export async function startPoolsHarness(over: Record<string, unknown>): Promise<PoolsHarness> {
+  const config = validateConfig(mergeConfig(defaultConfig(), { port: 0, ...over }));
+  const gw = await startGateway(config);
+  const base = `http://127.0.0.1:${gw.port}`;
+  const wsUrl = `ws://127.0.0.1:${gw.port}/v1/ws`;
+  const clients: KvWsClient[] = [];
+  return {
+    gw,
+    config,
+    base,
+    wsUrl,
+    http: new KvHttpClient(base),
+    async ws(opts) {
+      const c = await KvWsClient.connect(wsUrl, opts);
+      clients.push(c);
+      return c;
+    },
+    async stop() {
+      await Promise.all(clients.map((c) => c.terminate()));
+      await gw.stop();
     },
   };
 }
