@@ -69,16 +69,22 @@ async function rejects(p: Promise<unknown>, code: string, what: string): Promise
 /** redis-cli with `input` on its stdin; its stdout as bytes (non-tty: raw replies, one per line). */
 function cliBytes(port: number, args: string[], input?: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const p = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { stdio: 'pipe' });
+    // stdin only for -x: a redis-cli that does not read it may exit before it is written (EPIPE)
+    const p = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], {
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
     const out: Buffer[] = [];
     let err = '';
-    p.stdout.on('data', (b: Buffer) => out.push(b));
-    p.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    p.stdout!.on('data', (b: Buffer) => out.push(b));
+    p.stderr!.on('data', (b: Buffer) => (err += b.toString()));
     p.once('error', reject);
     p.once('close', (code) =>
       code === 0 ? resolve(Buffer.concat(out)) : reject(new Error(`redis-cli ${args.join(' ')}: ${code} ${err}`)),
     );
-    p.stdin.end(input ?? Buffer.alloc(0));
+    if (input !== undefined) {
+      p.stdin!.on('error', (e) => (err += `stdin: ${e.message}`)); // shows in the exit code's error, if any
+      p.stdin!.end(input);
+    }
   });
 }
 
