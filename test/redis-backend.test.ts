@@ -33,6 +33,12 @@ function ensureRedis(): void {
   if (r.status !== 0) throw new Error('redis-server/redis-cli missing: apt-get install -y redis-server redis-tools');
 }
 
+/** Every server still running: killed when the test process exits, whatever failed before `stop()`. */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
 class RedisProc {
   proc: ChildProcess | null = null;
   constructor(
@@ -58,6 +64,9 @@ class RedisProc {
       ].concat(this.extra),
       { stdio: 'ignore' },
     );
+    const p = this.proc;
+    live.add(p);
+    p.once('exit', () => live.delete(p));
     await waitForPort(this.port, Date.now() + 10_000);
   }
 
@@ -105,6 +114,19 @@ async function startCluster(): Promise<LocalCluster> {
       ]),
     );
   }
+  const stop = async (): Promise<void> => {
+    await Promise.all(nodes.map((n) => n.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    return await formCluster(nodes, dir, stop);
+  } catch (e) {
+    await stop(); // a cluster that never formed leaves no server behind
+    throw e;
+  }
+}
+
+async function formCluster(nodes: RedisProc[], dir: string, stop: () => Promise<void>): Promise<LocalCluster> {
   await Promise.all(nodes.map((n) => n.start()));
   const addrs = nodes.map((n) => `127.0.0.1:${n.port}`);
   const create = spawnSync('redis-cli', ['--cluster', 'create', ...addrs, '--cluster-replicas', '1', '--cluster-yes'], {
@@ -135,10 +157,7 @@ async function startCluster(): Promise<LocalCluster> {
     nodes,
     dir,
     seeds: addrs.slice(0, 3),
-    stop: async () => {
-      await Promise.all(nodes.map((n) => n.stop()));
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop,
   };
 }
 
