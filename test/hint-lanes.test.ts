@@ -4,6 +4,7 @@
  * while sets and deletes for one shard still reach memcached in arrival order. Against the real gateway
  * and memcached; latencies are compared with bounds, never slept on.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
@@ -62,6 +63,10 @@ describe('hint lanes: one shard, default window (end of turn), maxWaitMs 50', ()
 
     const hammerMs: number[] = [];
     const hammering: Promise<void>[] = [];
+    // The gateway runs in this process: a turn the loaded machine stretches delays every answer by as
+    // much, so the bound on a held get allows the worst event-loop delay seen while it ran.
+    const lag = monitorEventLoopDelay({ resolution: 1 });
+    lag.enable();
     const tick = setInterval(() => {
       hammering.push(
         timed(hammer.get('lanes:hammer', { wait: hint })).then((t) => {
@@ -81,19 +86,22 @@ describe('hint lanes: one shard, default window (end of turn), maxWaitMs 50', ()
       clearInterval(tick);
     }
     await Promise.all(hammering);
+    lag.disable();
+    const lagMs = lag.max / 1e6;
 
     const hammerMedian = median(hammerMs);
     const hammerMax = Math.max(...hammerMs);
     const what =
       `victim median ${alone.toFixed(2)} ms alone, ${withHammer.toFixed(2)} ms with the hammer; ` +
-      `hammer: ${hammerMs.length} gets, median ${hammerMedian.toFixed(1)} ms, max ${hammerMax.toFixed(1)} ms`;
+      `hammer: ${hammerMs.length} gets, median ${hammerMedian.toFixed(1)} ms, max ${hammerMax.toFixed(1)} ms; ` +
+      `worst event-loop delay ${lagMs.toFixed(1)} ms`;
     assert.ok(sentDuring >= 100, `the hammer kept hinting while the victim ran (${sentDuring} gets): ${what}`);
     assert.ok(withHammer < 15, `the victim's gets were held by another client's hint: ${what}`);
     // The hammer's own gets are held: its batch leaves `hint` after its first op, so the first get of each
     // batch waits about the hint and the later ones less; none waits much past maxWaitMs.
     assert.ok(hammerMax >= hint * 0.9, `the hint held nothing: ${what}`);
     assert.ok(hammerMedian >= hint * 0.3, `the hammer's gets were not held: ${what}`);
-    assert.ok(hammerMax < hint + 40, `a hinted get waited past maxWaitMs: ${what}`);
+    assert.ok(hammerMax < hint + 40 + lagMs, `a hinted get waited past maxWaitMs: ${what}`);
   });
 
   it('a hinted set then an un-hinted set of the same key leaves the later value in memcached', async () => {
