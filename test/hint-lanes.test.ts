@@ -4,10 +4,9 @@
  * while sets and deletes for one shard still reach memcached in arrival order. Against the real gateway
  * and memcached; latencies are compared with bounds, never slept on.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { memcachedCommand, startHarness, until, type Harness } from './helpers/harness';
 import { KvWsClient } from '../src/client';
 
