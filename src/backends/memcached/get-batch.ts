@@ -7,15 +7,9 @@
 import type { GetOps } from '../../core/backend';
 import type { ErrorCode } from '../../core/errors';
 import type { Request } from '../../core/request';
-import { grow } from './grow';
+import { fnv1a32, grow, growI32, growU8 } from '../../core/grow';
 
 const GET = Buffer.from('get');
-
-function fnv1a(b: Uint8Array, off: number, len: number): number {
-  let h = 0x811c9dc5;
-  for (let p = off, end = off + len; p < end; p++) h = Math.imul(h ^ b[p], 0x01000193);
-  return h >>> 0;
-}
 
 export class GetBatch implements GetOps {
   readonly kind = 0 as const;
@@ -70,7 +64,7 @@ export class GetBatch implements GetOps {
   }
 
   add(req: Request, i: number, src: Uint8Array, off: number, len: number): void {
-    const h = fnv1a(src, off, len);
+    const h = fnv1a32(src, off, len);
     let slot = h & this.mask;
     let k = -1;
     for (let t = this.table[slot]; t !== 0; slot = (slot + 1) & this.mask, t = this.table[slot]) {
@@ -187,14 +181,9 @@ export class GetBatch implements GetOps {
   }
 
   private growWaiters(): void {
-    const idx = new Int32Array(this.wIdx.length * 2);
-    idx.set(this.wIdx);
-    const next = new Int32Array(this.wNext.length * 2);
-    next.set(this.wNext);
-    const skip = new Uint8Array(this.wSkip.length * 2);
-    skip.set(this.wSkip);
-    this.wIdx = idx;
-    this.wNext = next;
-    this.wSkip = skip;
+    const size = this.wIdx.length * 2;
+    this.wIdx = growI32(this.wIdx, size);
+    this.wNext = growI32(this.wNext, size);
+    this.wSkip = growU8(this.wSkip, size);
   }
 }

@@ -16,7 +16,7 @@
 import type { MutOps } from '../../core/backend';
 import type { ErrorCode } from '../../core/errors';
 import type { Request } from '../../core/request';
-import { grow } from './grow';
+import { grow } from '../../core/grow';
 import { MetaStatus } from './reply-parser';
 
 export const enum MutKind {

@@ -14,39 +14,10 @@
 import type { ErrorCode } from '../../core/errors';
 import type { GetOps, MutOps } from '../../core/backend';
 import type { Request } from '../../core/request';
+import { fnv1a32, grow, growI32, growU8 } from '../../core/grow';
 
 /** The largest part of a value handed to Request.value: the fronts' pooled buffers are 16 KiB. */
 export const PART_BYTES = 16 * 1024;
-
-function fnv1a(b: Uint8Array, off: number, len: number): number {
-  let h = 0x811c9dc5;
-  for (let p = off, end = off + len; p < end; p++) h = Math.imul(h ^ b[p], 0x01000193);
-  return h >>> 0;
-}
-
-/** A buffer at least `need` bytes long holding the first `used` bytes of `b`. */
-function grown(b: Buffer, used: number, need: number): Buffer {
-  if (need <= b.length) return b;
-  let size = b.length * 2;
-  while (size < need) size *= 2;
-  const next = Buffer.allocUnsafeSlow(size);
-  b.copy(next, 0, 0, used);
-  return next;
-}
-
-function grownI32(a: Int32Array, need: number): Int32Array {
-  if (need <= a.length) return a;
-  const next = new Int32Array(Math.max(need, a.length * 2));
-  next.set(a);
-  return next;
-}
-
-function grownU8(a: Uint8Array, need: number): Uint8Array {
-  if (need <= a.length) return a;
-  const next = new Uint8Array(Math.max(need, a.length * 2));
-  next.set(a);
-  return next;
-}
 
 export class RedisGets implements GetOps {
   readonly kind = 0 as const;
@@ -111,7 +82,7 @@ export class RedisGets implements GetOps {
   }
 
   add(req: Request, i: number, src: Uint8Array, off: number, len: number): void {
-    const h = fnv1a(src, off, len);
+    const h = fnv1a32(src, off, len);
     let pos = h & this.mask;
     let k = -1;
     for (let t = this.table[pos]; t !== 0; pos = (pos + 1) & this.mask, t = this.table[pos]) {
@@ -123,7 +94,7 @@ export class RedisGets implements GetOps {
     }
     if (k < 0) {
       k = this.n++;
-      this.keys = grown(this.keys, this.len, this.len + len);
+      this.keys = grow(this.keys, this.len, this.len + len);
       this.keyOff[k] = this.len;
       this.keyLen[k] = len;
       this.keyHash[k] = h;
@@ -226,9 +197,9 @@ export class RedisGets implements GetOps {
 
   private growWaiters(): void {
     const size = this.wIdx.length * 2;
-    this.wIdx = grownI32(this.wIdx, size);
-    this.wNext = grownI32(this.wNext, size);
-    this.wSkip = grownU8(this.wSkip, size);
+    this.wIdx = growI32(this.wIdx, size);
+    this.wNext = growI32(this.wNext, size);
+    this.wSkip = growU8(this.wSkip, size);
   }
 }
 
@@ -365,7 +336,7 @@ export class RedisMuts implements MutOps {
   ): number {
     if (this.n >= this.idx.length) this.growOps();
     const k = this.n++;
-    this.data = grown(this.data, this.len, this.len + klen + vlen);
+    this.data = grow(this.data, this.len, this.len + klen + vlen);
     this.keyOff[k] = this.len;
     this.keyLen[k] = klen;
     for (let p = koff, end = koff + klen; p < end; p++) this.data[this.len++] = key[p];
@@ -386,15 +357,15 @@ export class RedisMuts implements MutOps {
 
   private growOps(): void {
     const size = this.idx.length * 2;
-    this.idx = grownI32(this.idx, size);
-    this.kinds = grownU8(this.kinds, size);
-    this.keyOff = grownI32(this.keyOff, size);
-    this.keyLen = grownI32(this.keyLen, size);
-    this.valOff = grownI32(this.valOff, size);
-    this.valLen = grownI32(this.valLen, size);
-    this.ttl = grownI32(this.ttl, size);
-    this.slot = grownI32(this.slot, size);
-    this.hops = grownU8(this.hops, size);
-    this.done = grownU8(this.done, size);
+    this.idx = growI32(this.idx, size);
+    this.kinds = growU8(this.kinds, size);
+    this.keyOff = growI32(this.keyOff, size);
+    this.keyLen = growI32(this.keyLen, size);
+    this.valOff = growI32(this.valOff, size);
+    this.valLen = growI32(this.valLen, size);
+    this.ttl = growI32(this.ttl, size);
+    this.slot = growI32(this.slot, size);
+    this.hops = growU8(this.hops, size);
+    this.done = growU8(this.done, size);
   }
 }
