@@ -32,40 +32,15 @@ import {
 } from '../src/client';
 import { startPoolsHarness, until, type PoolsHarness } from './helpers/harness';
 import { parseInfo, startRedisCluster, type RedisCluster } from './helpers/redis-local';
+import { ALL_BYTES, assertHit, KIB16, MIB, pattern, show } from './helpers/redis-values';
 
 // ioredis's own slot function (a dependency of ioredis, without types).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const calculateSlot = require('cluster-key-slot') as (key: string | Buffer) => number;
 
-const KIB16 = 16 * 1024;
-const MIB = 1024 * 1024;
 const SLOTS = 16384;
-const ALL_BYTES = Buffer.concat([Buffer.from(Array.from({ length: 256 }, (_, i) => i)), Buffer.from('\r\n\0\r\n')]);
 /** The codes a key may get while its master is down or its slot moves (docs/PROTOCOL.md, retry `idempotent`). */
 const TRANSIENT = new Set(['SHARD_DOWN', 'TIMEOUT']);
-
-function pattern(n: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) b[i] = (seed + i * 7) & 0xff;
-  return b;
-}
-
-const show = (r: ItemResult): string =>
-  isItemError(r)
-    ? `error:${r.error.code}`
-    : 'hit' in r
-      ? r.hit
-        ? `hit:${r.value.length}`
-        : 'miss'
-      : 'deleted' in r
-        ? `deleted:${r.deleted}`
-        : 'ok';
-
-function assertHit(r: ItemResult, value: Buffer, what: string): void {
-  assert.ok(!isItemError(r) && 'hit' in r && r.hit, `${what}: expected a hit, got ${show(r)}`);
-  assert.equal(r.flags, 0, `${what}: flags`);
-  assert.ok(r.value.equals(value), `${what}: ${r.value.length} bytes differ from the ${value.length} written`);
-}
 
 /** Which master port serves each slot, from CLUSTER SLOTS of one node. */
 async function slotMap(port: number): Promise<Int32Array> {
