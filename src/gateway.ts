@@ -5,6 +5,7 @@
  * backend registry, and the one context the fronts share (buffer pool, budget, connection gate); it is
  * what main.ts and the tests call. `drain` is the graceful stop (docs/PROTOCOL.md, "Shutdown"); `stop` the quick one.
  */
+import { randomBytes } from 'node:crypto';
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { Coalescer } from './core/coalescer';
 import { resolvedPools, type Config } from './config/schema';
@@ -26,9 +27,24 @@ import { ErrorCode, ErrorTable, errorBody } from './core/errors';
 import { refuseFraming } from './front/framing';
 import { errorHeaders, statusLine } from './stream/http-out';
 import { uws, us_listen_socket, HttpRequest, HttpResponse } from './uws';
+import { Events } from './core/events';
+import { createLogger, loggerSink } from './ops/logger';
+import { startAdmin, type AdminHandlers, type AdminServer } from './ops/admin';
+
+export interface StartOptions {
+  /** Start the admin listener (config.admin.enabled). A worker process leaves it to its supervisor. */
+  admin?: boolean;
+  /** Names this gateway in events and logs (a worker's number; tests run several in one process). */
+  name?: string;
+}
 
 export interface Gateway {
   port: number;
+  /** The admin listener's port (0 when it is not started). */
+  adminPort: number;
+  events: Events;
+  /** The handlers the admin listener serves (a supervisor calls them over IPC for its workers). */
+  admin: AdminHandlers;
   config: Config;
   /** Every pool, in configuration order (`default` first when the top-level servers make it). */
   pools: readonly Pool[];
@@ -83,9 +99,17 @@ function answerNow(
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-export async function startGateway(config: Config): Promise<Gateway> {
+export async function startGateway(config: Config, start: StartOptions = {}): Promise<Gateway> {
+  const name = start.name ?? randomBytes(3).toString('hex');
+  const events = new Events(name, loggerSink(createLogger(config.log.level, { gateway: name })));
   const fds = new FdReserve(config.limits.reservedDescriptors);
-  const options = { maxValueBytes: config.limits.maxValueBytes, maxOps: config.batch.maxOps, shard: config.shard, fds };
+  const options = {
+    maxValueBytes: config.limits.maxValueBytes,
+    maxOps: config.batch.maxOps,
+    shard: config.shard,
+    fds,
+    events,
+  };
   const backends: Backend[] = [];
   for (const [name, spec] of Object.entries(resolvedPools(config))) {
     const entry = backendEntry(spec.backend);
@@ -116,6 +140,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
   const pool = new BufferPool(config.pool.maxFreeBuffers);
   const ctx: GatewayContext = {
     config,
+    events,
     pool,
     budget: new MemoryBudget(config.limits.maxBufferedBytesTotal, pool),
     router,
@@ -123,7 +148,7 @@ export async function startGateway(config: Config): Promise<Gateway> {
     bulk: new Set(),
     draining: false,
   };
-  if (ctx.gate.clampedBy) console.warn(`kvgate: ${ctx.gate.clampedBy}`);
+  if (ctx.gate.clampedBy) events.emit('config', 'config.clamped', 'warn', ctx.gate.clampedBy, {}, null);
   const gc = config.debugStats ? gcCounters() : null;
   const started = Date.now();
 
@@ -252,8 +277,12 @@ export async function startGateway(config: Config): Promise<Gateway> {
       pausedForFds = true;
       fdPauses++;
       stopListening();
-      console.warn(
-        `kvgate: out of file descriptors: not accepting connections until some close (limits.maxConnections, ulimit -n)`,
+      events.emit(
+        'gateway',
+        'listen.paused',
+        'warn',
+        'out of file descriptors: not accepting connections until some close (limits.maxConnections, ulimit -n)',
+        { reserved: fds.held },
       );
     } else if (pausedForFds) {
       fds.restock();
@@ -288,10 +317,37 @@ export async function startGateway(config: Config): Promise<Gateway> {
         }, 1000);
   watchdog?.unref();
 
+  // The admin listener: what an operator needs and a client must not see (ops/admin.ts).
+  const ready = (): boolean => listening && !ctx.draining && pools.every((p) => p.backend.shards.some((s) => s.up));
+  const adminHandlers: AdminHandlers = {
+    metrics: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: '' }),
+    stats: config.debugStats ? async () => stats() : undefined,
+    ready: async () => ({
+      status: ready() ? 200 : 503,
+      body: { ready: ready(), draining: ctx.draining, listening },
+    }),
+    reload: async () => ({
+      status: 501,
+      body: { error: { code: 'NOT_IMPLEMENTED', message: 'reload is not built yet' } },
+    }),
+  };
+  let admin: AdminServer | null = null;
+  if (config.admin.enabled && start.admin !== false) {
+    try {
+      admin = await startAdmin(config.admin.host, config.admin.port, adminHandlers);
+    } catch (e) {
+      stopListening();
+      (app as unknown as { close?: () => void }).close?.();
+      closeBackends();
+      throw e;
+    }
+  }
+
   let closed = false;
   const closeAll = (): void => {
     if (closed) return;
     closed = true;
+    admin?.close();
     if (watchdog !== null) clearInterval(watchdog);
     clearInterval(fdWatch);
     fds.close();
@@ -347,6 +403,9 @@ export async function startGateway(config: Config): Promise<Gateway> {
 
   return {
     port,
+    adminPort: admin?.port ?? 0,
+    events,
+    admin: adminHandlers,
     config,
     pools,
     shards,

@@ -14,30 +14,65 @@ import {
 } from './config/schema';
 import { LocalFleet } from './fleet/local-fleet';
 import type { Gateway } from './gateway';
+import { createLogger } from './ops/logger';
 
-const USAGE = `usage: kvgate [--config FILE] [--host H] [--port P] [--servers host:port[:weight],...]
-              [--hash md5|fnv1a_64] [--window-ms N] [--max-wait-ms N] [--max-ops N] [--max-bytes N]
+type FlagKind = 'file' | 'string' | 'int' | 'servers' | 'workers' | 'switch';
+
+/** Each flag, the setting it sets (`path`, as validateConfig names it) and what it is for. */
+const FLAGS: Record<string, { path: string; kind: FlagKind; text: string }> = {
+  '--config': {
+    path: '',
+    kind: 'file',
+    text: 'a JSON file of settings (README.md, "Configuration"); SIGHUP re-reads it',
+  },
+  '--host': { path: 'host', kind: 'string', text: 'public address (the API and /healthz)' },
+  '--port': { path: 'port', kind: 'int', text: 'public port' },
+  '--admin-host': { path: 'admin.host', kind: 'string', text: 'admin listener address (/metrics, /readyz, reload)' },
+  '--admin-port': { path: 'admin.port', kind: 'int', text: 'admin listener port (0: any free port)' },
+  '--servers': {
+    path: 'servers',
+    kind: 'servers',
+    text: 'memcached servers of the default pool, host:port[:weight],... (none: a local fleet)',
+  },
+  '--hash': { path: 'hash', kind: 'string', text: 'ketama key hash: md5 or fnv1a_64' },
+  '--failure-mode': { path: 'failure.mode', kind: 'string', text: 'a dead memcached shard: fail-fast or eject' },
+  '--window-ms': { path: 'batch.windowMs', kind: 'int', text: 'batch window after the last op (0: end of turn)' },
+  '--max-wait-ms': { path: 'batch.maxWaitMs', kind: 'int', text: 'longest hold of any batch' },
+  '--max-ops': { path: 'batch.maxOps', kind: 'int', text: 'ops per shard batch before it leaves' },
+  '--max-bytes': { path: 'batch.maxBytes', kind: 'int', text: 'bytes per shard batch before it leaves' },
+  '--log-level': { path: 'log.level', kind: 'string', text: 'fatal, error, warn, info, debug, trace or silent' },
+  '--workers': { path: 'workers', kind: 'workers', text: 'gateway processes on the port (auto: one per CPU)' },
+  '--print-config': { path: '', kind: 'switch', text: 'print the effective configuration as JSON and exit' },
+  '--help': { path: '', kind: 'switch', text: 'this text' },
+};
+
+/** The value a setting path has in the defaults (`batch.maxOps` -> 1000), for --help. */
+function defaultOf(path: string): string {
+  if (path === '') return '';
+  let at: unknown = defaultConfig();
+  for (const k of path.split('.')) at = (at as Record<string, unknown>)[k];
+  if (Array.isArray(at) && at.length === 0) return 'none';
+  return typeof at === 'string' ? at : JSON.stringify(at);
+}
+
+function usage(): string {
+  const width = Math.max(...Object.keys(FLAGS).map((f) => f.length));
+  const lines = Object.entries(FLAGS).map(([flag, f]) => {
+    const d = defaultOf(f.path);
+    return `  ${flag.padEnd(width)}  ${f.text}${d === '' ? '' : ` (default: ${d})`}`;
+  });
+  return `usage: kvgate [flags]
+${lines.join('\n')}
 A flag takes its value as the next argument or after "=" (--port=8080); flags override the --config file,
 which overrides config/default.json. Every setting is described in README.md ("Configuration").
-With no servers configured, kvgate starts its own local fleet of memcached processes on loopback.`;
-
-type FlagKind = 'file' | 'string' | 'int' | 'servers';
-
-/** Each flag and the setting it sets (`path`, as validateConfig names it). */
-const FLAGS: Record<string, { path: string; kind: FlagKind }> = {
-  '--config': { path: '', kind: 'file' },
-  '--host': { path: 'host', kind: 'string' },
-  '--port': { path: 'port', kind: 'int' },
-  '--servers': { path: 'servers', kind: 'servers' },
-  '--hash': { path: 'hash', kind: 'string' },
-  '--window-ms': { path: 'batch.windowMs', kind: 'int' },
-  '--max-wait-ms': { path: 'batch.maxWaitMs', kind: 'int' },
-  '--max-ops': { path: 'batch.maxOps', kind: 'int' },
-  '--max-bytes': { path: 'batch.maxBytes', kind: 'int' },
-};
+With no servers configured, kvgate starts its own local fleet of memcached processes on loopback.
+Signals: SIGTERM/SIGINT drain then exit (a second one exits at once); SIGHUP reloads the --config file.`;
+}
 
 interface Args {
   file?: string;
+  /** --print-config, --help */
+  switches: Set<string>;
   /** The settings the flags give, shaped like the config (`{ batch: { maxOps } }`). */
   over: Record<string, unknown>;
   /** Setting path -> the flag and value that set it, to name the flag in a problem with that setting. */
@@ -54,7 +89,7 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
 
 /** Reads every argument, collecting every problem rather than stopping at the first. */
 function parseArgs(argv: string[]): Args {
-  const args: Args = { over: {}, given: new Map(), problems: [] };
+  const args: Args = { over: {}, given: new Map(), problems: [], switches: new Set() };
   const problem = (path: string, text: string): void => {
     args.problems.push({ path, text });
   };
@@ -70,13 +105,20 @@ function parseArgs(argv: string[]): Args {
       problem(flag, `unexpected argument "${flag}" (settings are given as --flag value)`);
       continue;
     }
-    // A value may start with one dash (`--window-ms -5` is a bad number, not a missing one), never two.
-    if (value === undefined && k + 1 < argv.length && !argv[k + 1].startsWith('--')) value = argv[++k];
     const spec = Object.hasOwn(FLAGS, flag) ? FLAGS[flag] : undefined;
     if (spec === undefined) {
+      // Its value, if it has one, goes with it (not reported again as an unexpected argument).
+      if (value === undefined && k + 1 < argv.length && !argv[k + 1].startsWith('--')) k++;
       problem(flag, `unknown flag ${flag}`);
       continue;
     }
+    if (spec.kind === 'switch') {
+      if (value !== undefined) problem(flag, `${flag} takes no value`);
+      args.switches.add(flag);
+      continue;
+    }
+    // A value may start with one dash (`--window-ms -5` is a bad number, not a missing one), never two.
+    if (value === undefined && k + 1 < argv.length && !argv[k + 1].startsWith('--')) value = argv[++k];
     if (value === undefined) {
       problem(flag, `${flag} needs a value`);
       continue;
@@ -100,6 +142,10 @@ function parseArgs(argv: string[]): Args {
       case 'string':
         setPath(args.over, spec.path, value);
         break;
+      case 'workers':
+        // A number where it is one; anything else is kept as given for validateConfig to name.
+        setPath(args.over, spec.path, /^\d+$/.test(value) ? Number(value) : value);
+        break;
     }
     args.given.set(spec.path, shown);
   }
@@ -121,6 +167,11 @@ function inFile(file: unknown, path: string): boolean {
  * ConfigError naming every bad flag and every bad setting, each with the flag or the file that gave it.
  */
 export function loadConfig(argv: string[]): Config {
+  return loadArgs(argv).config;
+}
+
+/** loadConfig, also telling the --config file (reload reads it again) and the switches given. */
+export function loadArgs(argv: string[]): { config: Config; file?: string; switches: Set<string> } {
   const args = parseArgs(argv);
   const problems = args.problems;
   let cfg = defaultConfig();
@@ -155,7 +206,7 @@ export function loadConfig(argv: string[]): Config {
   };
   try {
     const config = validateConfig(mergeConfig(cfg, args.over));
-    if (problems.length === 0) return config;
+    if (problems.length === 0) return { config, file: args.file, switches: args.switches };
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     problems.push(...e.problems.map(origin));
@@ -165,12 +216,17 @@ export function loadConfig(argv: string[]): Config {
 
 async function main(argv: string[]): Promise<void> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(USAGE);
+    console.log(usage());
     process.exit(0);
   }
   let config: Config;
   try {
-    config = loadConfig(argv);
+    const loaded = loadArgs(argv);
+    config = loaded.config;
+    if (loaded.switches.has('--print-config')) {
+      console.log(JSON.stringify(config, null, 2));
+      process.exit(0);
+    }
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     // Exit 2 (a usage error) before anything starts: no fleet, no listening socket.
@@ -182,27 +238,29 @@ async function main(argv: string[]): Promise<void> {
   // default action would leave them running). Once it listens, the first SIGTERM/SIGINT drains (answer
   // what was received, refuse the rest, close) within shutdown.drainMs, then exits 0; a second signal
   // exits at once.
+  const log = createLogger(config.log.level);
   let gw: Gateway | null = null;
   let fleet: LocalFleet | null = null;
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
     if (stopping) {
-      console.error(`kvgate: ${signal} again: exiting now`);
+      log.warn({ event: 'signal', signal }, `${signal} again: exiting now`);
       process.exit(1);
     }
     stopping = true;
     if (gw === null) {
-      console.log(`kvgate: ${signal} while starting: exiting`);
+      log.info({ event: 'signal', signal }, `${signal} while starting: exiting`);
       process.exit(0);
     }
-    console.log(`kvgate: ${signal}: draining (up to ${config.shutdown.drainMs} ms)`);
+    log.info({ event: 'drain.start', signal, drainMs: config.shutdown.drainMs }, `${signal}: draining`);
     try {
       await gw.drain();
       await fleet?.stop();
     } catch (e) {
-      console.error('kvgate: the drain failed:', e);
+      log.error({ event: 'drain.failed', err: (e as Error).message }, 'the drain failed');
       process.exit(1);
     }
+    log.info({ event: 'drain.done', signal }, 'drained: exiting');
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
@@ -219,17 +277,19 @@ async function main(argv: string[]): Promise<void> {
       itemSizeMb,
     });
     config.servers = fleet.servers();
-    console.log(
-      `kvgate: started a local fleet of ${fleet.members.length} memcached on ${config.servers.map((s) => `127.0.0.1:${s.port}`).join(', ')}`,
+    log.info(
+      { event: 'fleet.started', servers: config.servers.map((m) => `${m.host}:${m.port}`) },
+      `started a local fleet of ${fleet.members.length} memcached`,
     );
   }
   const started = await startGateway(config);
   gw = started;
   const pools = started.pools.map((p) => `${p.name} (${p.backend.kind}, ${p.backend.shards.length} shards)`);
   const down = started.pools.flatMap((p) => p.backend.shards.filter((s) => !s.up).map((s) => `${p.name}/${s.label}`));
-  console.log(
-    `kvgate: listening on http://${config.host}:${started.port} (WebSocket ws://${config.host}:${started.port}/v1/ws), pools: ${pools.join(', ')}, default pool ${config.defaultPool}` +
-      (down.length ? `; not reachable yet: ${down.join(', ')}` : ''),
+  log.info(
+    { event: 'listening', port: started.port, adminPort: started.adminPort, pools, down },
+    `listening on http://${config.host}:${started.port} (WebSocket ws://${config.host}:${started.port}/v1/ws), ` +
+      `admin ${started.adminPort ? `http://${config.admin.host}:${started.adminPort}` : 'off'}, pools: ${pools.join(', ')}`,
   );
 }
 

@@ -289,6 +289,8 @@ describe('no leaks on abort', () => {
           validateConfig(
             mergeConfig(defaultConfig(), {
               port: 0,
+              admin: { port: 0 },
+              log: { level: 'silent' },
               servers: fleet.servers(),
               limits: { maxValueBytes: big.length },
               ws: { maxPayloadBytes: big.length + 64 * KB },

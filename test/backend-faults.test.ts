@@ -35,6 +35,8 @@ describe('backend faults: a fake memcached beside a real one', () => {
     const config = validateConfig(
       mergeConfig(defaultConfig(), {
         port: 0,
+        admin: { port: 0 },
+        log: { level: 'silent' },
         servers: [{ host: '127.0.0.1', port: fake.port, weight: 1 }, ...fleet.servers()],
         shard: { timeoutMs, connectTimeoutMs: 500, reconnectMinMs: 10, reconnectMaxMs: 50 },
       }),
@@ -308,6 +310,8 @@ describe("backend faults: a shard's item_size_max", () => {
       validateConfig(
         mergeConfig(defaultConfig(), {
           port: 0,
+          admin: { port: 0 },
+          log: { level: 'silent' },
           servers: [{ host: '127.0.0.1', port: fake.port, weight: 1 }],
         }),
       ),
@@ -332,7 +336,16 @@ describe("backend faults: a shard's item_size_max", () => {
 
   it('a real memcached with -I 1m: a value just under the gateway limit is TOO_LARGE, not SHARD_ERROR; the largest allowed is stored', async () => {
     const fleet = await LocalFleet.start({ count: 1, itemSizeMb: 1 });
-    const gw = await startGateway(validateConfig(mergeConfig(defaultConfig(), { port: 0, servers: fleet.servers() })));
+    const gw = await startGateway(
+      validateConfig(
+        mergeConfig(defaultConfig(), {
+          port: 0,
+          admin: { port: 0 },
+          log: { level: 'silent' },
+          servers: fleet.servers(),
+        }),
+      ),
+    );
     const ws = await KvWsClient.connect(`ws://127.0.0.1:${gw.port}/v1/ws`);
     try {
       const max = gw.config.limits.maxValueBytes;

@@ -170,6 +170,8 @@ describe('a second backend through the registry', () => {
     const config = validateConfig(
       mergeConfig(defaultConfig(), {
         port: 0,
+        admin: { port: 0 },
+        log: { level: 'silent' },
         servers: fleet.servers(),
         pools: { profiles: { backend: 'redis', servers: ['127.0.0.1:6379'], commandTimeoutMs: 250 } },
         routes: [{ prefix: 'prof:', pool: 'profiles' }],

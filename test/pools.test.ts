@@ -50,6 +50,8 @@ describe('pools routed by key prefix', () => {
     const config = validateConfig(
       mergeConfig(defaultConfig(), {
         port: 0,
+        admin: { port: 0 },
+        log: { level: 'silent' },
         servers: main.servers(),
         pools: {
           sessions: {
@@ -303,6 +305,7 @@ describe('pool and route settings', () => {
       backend: 'memcached',
       servers: [{ host: '127.0.0.1', port: 11211, weight: 1, name: undefined }],
       hash: 'md5',
+      failure: defaultConfig().failure,
     });
     has(problems({ pools: [] }), /^pools must be an object of named pools/);
     has(problems({ routes: {} }), /^routes must be a list/);

@@ -118,6 +118,8 @@ async function trickleServer(): Promise<{
   const timers = new Set<NodeJS.Timeout>();
   const srv = {
     port: 0,
+    admin: { port: 0 },
+    log: { level: 'silent' },
     plan: { bytes: 0, slices: 1, gapMs: 0, stopAfter: Infinity },
     lastByteAt: 0,
     async close(): Promise<void> {
@@ -176,6 +178,8 @@ describe('shard timeout: a reply still arriving is progress', () => {
     const config = validateConfig(
       mergeConfig(defaultConfig(), {
         port: 0,
+        admin: { port: 0 },
+        log: { level: 'silent' },
         servers: [{ host: '127.0.0.1', port: srv.port, weight: 1 }],
         shard: shardOpts,
       }),

@@ -144,7 +144,15 @@ async function startRig(shard: Record<string, number>): Promise<Rig> {
   const fleet = await LocalFleet.start({ count: 1, memoryMb: 64, itemSizeMb: 2 });
   const mcPort = fleet.members[0].port;
   const proxy = await SplitProxy.start(mcPort);
-  const config = validateConfig(mergeConfig(defaultConfig(), { port: 0, servers: [`127.0.0.1:${proxy.port}`], shard }));
+  const config = validateConfig(
+    mergeConfig(defaultConfig(), {
+      port: 0,
+      admin: { port: 0 },
+      log: { level: 'silent' },
+      servers: [`127.0.0.1:${proxy.port}`],
+      shard,
+    }),
+  );
   const gw = await startGateway(config);
   const ws = await KvWsClient.connect(`ws://127.0.0.1:${gw.port}/v1/ws`);
   return { fleet, proxy, gw, ws, http: new KvHttpClient(`http://127.0.0.1:${gw.port}`), mcPort };

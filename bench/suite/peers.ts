@@ -70,6 +70,8 @@ export class Peers {
             join(DIST, 'src', 'main.js'),
             '--port',
             String(port),
+            '--admin-port',
+            '0',
             '--servers',
             this.serverList,
             ...gatewayArgs,

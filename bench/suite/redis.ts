@@ -279,6 +279,7 @@ async function startFront(
     case 'kvgate-redis': {
       const config = {
         port,
+        admin: { port: 0 },
         pools: { redis: { backend: 'redis', servers: [`${r.host}:${r.port}`] } },
         defaultPool: 'redis',
       };

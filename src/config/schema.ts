@@ -6,13 +6,29 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backendEntry } from '../backends/registry';
 import { isValidKey } from '../core/key';
-import type { HashName, MemcachedPoolConfig, PoolConfig, RedisPoolConfig, RouteSpec, ServerSpec } from '../core/pools';
+import type {
+  FailurePolicy,
+  HashName,
+  MemcachedPoolConfig,
+  PoolConfig,
+  RedisPoolConfig,
+  RouteSpec,
+  ServerSpec,
+} from '../core/pools';
 
-export type { HashName, PoolConfig, RouteSpec, ServerSpec } from '../core/pools';
+export type { FailurePolicy, HashName, PoolConfig, RouteSpec, ServerSpec } from '../core/pools';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export interface Config {
   host: string;
   port: number;
+  /** The operational listener (/metrics, /debug/stats, /readyz, /admin/reload); never the public port. */
+  admin: { enabled: boolean; host: string; port: number };
+  log: { level: LogLevel };
+  /** Gateway processes sharing the public port (`auto`: one per CPU). 1: one process, an exclusive listen. */
+  workers: number | 'auto';
   /** The memcached servers of the pool named `default` (with `hash`); none and no pools: a local fleet. */
   servers: ServerSpec[];
   hash: HashName;
@@ -21,6 +37,8 @@ export interface Config {
   /** Keys starting with a route's prefix go to its pool, the longest prefix first; others to defaultPool. */
   routes: RouteSpec[];
   defaultPool: string;
+  /** What a memcached pool does with a shard that keeps failing; a pool's own `failure` overrides fields. */
+  failure: FailurePolicy;
   localFleet: { count: number; memoryMb: number; threads: number };
   batch: { windowMs: number; maxWaitMs: number; maxOps: number; maxBytes: number };
   limits: {
@@ -164,7 +182,47 @@ function unknownSettings(
 const isHash = (v: unknown): v is HashName => v === 'md5' || v === 'fnv1a_64';
 
 const POOL_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
-const MEMCACHED_POOL_FIELDS = new Set(['backend', 'servers', 'hash']);
+const MEMCACHED_POOL_FIELDS = new Set(['backend', 'servers', 'hash', 'failure']);
+const FAILURE_FIELDS = new Set(['mode', 'failureLimit', 'retryTimeoutMs', 'maxRetryTimeoutMs']);
+
+/**
+ * A failure policy at `at` (`failure`, `pools.x.failure`): `raw`'s fields over `base`'s, each checked.
+ * Returns the merged policy (fields that are wrong keep base's value; the error is collected).
+ */
+function readFailure(
+  raw: unknown,
+  base: FailurePolicy,
+  at: string,
+  err: (path: string, text: string) => void,
+): FailurePolicy {
+  if (raw === undefined) return base;
+  if (!isObject(raw)) {
+    err(at, `${at} must be an object of settings (got ${shown(raw)})`);
+    return base;
+  }
+  for (const k of Object.keys(raw)) if (!FAILURE_FIELDS.has(k)) err(`${at}.${k}`, `unknown setting "${at}.${k}"`);
+  const out = { ...base };
+  if (raw.mode !== undefined) {
+    if (raw.mode === 'fail-fast' || raw.mode === 'eject') out.mode = raw.mode;
+    else err(`${at}.mode`, `${at}.mode must be "fail-fast" or "eject" (got ${shown(raw.mode)})`);
+  }
+  const num = (k: 'failureLimit' | 'retryTimeoutMs' | 'maxRetryTimeoutMs', min: number, max: number): void => {
+    const v = raw[k];
+    if (v === undefined) return;
+    if (isInt(v, min, max)) out[k] = v as number;
+    else err(`${at}.${k}`, `${at}.${k} must be an integer from ${min} to ${max} (got ${shown(v)})`);
+  };
+  num('failureLimit', 1, 1000);
+  num('retryTimeoutMs', 10, 3_600_000);
+  num('maxRetryTimeoutMs', 10, 3_600_000);
+  if (out.retryTimeoutMs > out.maxRetryTimeoutMs)
+    err(
+      `${at}.retryTimeoutMs`,
+      `${at}.retryTimeoutMs (${out.retryTimeoutMs}) must not exceed ${at}.maxRetryTimeoutMs (${out.maxRetryTimeoutMs})`,
+    );
+  return out;
+}
+
 const REDIS_POOL_FIELDS = new Set(['backend', 'servers', 'cluster', 'commandTimeoutMs']);
 const ROUTE_FIELDS = new Set(['prefix', 'pool']);
 /** "host:port" of a Redis node (a name, an IPv4 address or a bracketed IPv6 address). */
@@ -190,6 +248,7 @@ function readPools(
   raw: Config,
   hasServers: boolean,
   { err, int, count, readServers, checkPool }: Checks,
+  failure: FailurePolicy,
 ): Pick<Config, 'pools' | 'routes' | 'defaultPool'> {
   const pools: Record<string, PoolConfig> = {};
   const rawPools = isObject(raw.pools) ? raw.pools : {};
@@ -213,7 +272,12 @@ function readPools(
       if (!isHash(hash)) err(`${at}.hash`, `${at}.hash must be "md5" or "fnv1a_64" (got ${shown(p.hash)})`);
       const servers = readServers(p.servers, `${at}.servers`);
       if (servers !== null && servers.length === 0) err(`${at}.servers`, `${at}.servers must name at least one server`);
-      const pool: MemcachedPoolConfig = { backend: 'memcached', servers: servers ?? [], hash: hash as HashName };
+      const pool: MemcachedPoolConfig = {
+        backend: 'memcached',
+        servers: servers ?? [],
+        hash: hash as HashName,
+        failure: readFailure(p.failure, failure, `${at}.failure`, err),
+      };
       if (count() === before) checkPool(pool, at);
       pools[name] = pool;
     } else if (p.backend === 'redis') {
@@ -305,7 +369,8 @@ function readPools(
  */
 export function resolvedPools(config: Config): Record<string, PoolConfig> {
   const out: Record<string, PoolConfig> = {};
-  if (config.servers.length > 0) out.default = { backend: 'memcached', servers: config.servers, hash: config.hash };
+  if (config.servers.length > 0)
+    out.default = { backend: 'memcached', servers: config.servers, hash: config.hash, failure: config.failure };
   return Object.assign(out, config.pools);
 }
 
@@ -330,6 +395,20 @@ export function validateConfig(raw: Config): Config {
   if (typeof raw.host !== 'string' || raw.host === '')
     err('host', `host must be a non-empty string (got ${shown(raw.host)})`);
   int('port', raw.port, 0, 65535);
+  const admin = raw.admin;
+  if (!bad.has('admin')) {
+    if (typeof admin?.enabled !== 'boolean')
+      err('admin.enabled', `admin.enabled must be true or false (got ${shown(admin?.enabled)})`);
+    if (typeof admin?.host !== 'string' || admin.host === '')
+      err('admin.host', `admin.host must be a non-empty string (got ${shown(admin?.host)})`);
+    int('admin.port', admin?.port, 0, 65535);
+    if (admin?.enabled === true && admin.port !== 0 && admin.port === raw.port && admin.host === raw.host)
+      err('admin.port', `admin.port (${admin.port}) must differ from port: operational endpoints are never public`);
+  }
+  if (!bad.has('log') && !(LOG_LEVELS as readonly unknown[]).includes(raw.log?.level))
+    err('log.level', `log.level must be one of ${LOG_LEVELS.join(', ')} (got ${shown(raw.log?.level)})`);
+  if (raw.workers !== 'auto' && !isInt(raw.workers, 1, 256))
+    err('workers', `workers must be "auto" or an integer from 1 to 256 (got ${shown(raw.workers)})`);
   /** A list of memcached servers at `at` (`servers`, `pools.x.servers`); null when it is no list. */
   const readServers = (list: unknown, at: string): ServerSpec[] | null => {
     if (!Array.isArray(list)) {
@@ -380,9 +459,16 @@ export function validateConfig(raw: Config): Config {
   if (!hashOk) err('hash', `hash must be "md5" or "fnv1a_64" (got ${shown(raw.hash)})`);
   const before = errs.length;
   const servers = readServers(raw.servers, 'servers') ?? [];
+  const FAILURE_DEFAULTS = defaultConfig().failure;
+  const failure = bad.has('failure') ? FAILURE_DEFAULTS : readFailure(raw.failure, FAILURE_DEFAULTS, 'failure', err);
   if (errs.length === before && hashOk && servers.length > 0)
-    checkPool({ backend: 'memcached', servers, hash: raw.hash }, 'servers');
-  const pools = readPools(raw, servers.length > 0, { err, int, count: () => errs.length, readServers, checkPool });
+    checkPool({ backend: 'memcached', servers, hash: raw.hash, failure }, 'servers');
+  const pools = readPools(
+    raw,
+    servers.length > 0,
+    { err, int, count: () => errs.length, readServers, checkPool },
+    failure,
+  );
   int('localFleet.count', raw.localFleet?.count, 1, 64);
   int('localFleet.memoryMb', raw.localFleet?.memoryMb, 8, 65536);
   int('localFleet.threads', raw.localFleet?.threads, 1, 64);
@@ -445,5 +531,5 @@ export function validateConfig(raw: Config): Config {
       'ws.maxPayloadBytes must be at least limits.maxValueBytes + 1024 so that a maximal set fits in one frame',
     );
   if (errs.length) throw new ConfigError(errs);
-  return { ...raw, servers, ...pools };
+  return { ...raw, servers, failure, ...pools };
 }

@@ -5,6 +5,7 @@
  * backends (to validate their settings), backends never name config.
  */
 import type { Backend } from './backend';
+import type { Events } from './events';
 
 /** Key hash of a memcached pool's ketama ring (twemproxy's names). */
 export type HashName = 'fnv1a_64' | 'md5';
@@ -18,10 +19,25 @@ export interface ServerSpec {
   name?: string;
 }
 
+/**
+ * What a memcached pool does with a failing shard (twemproxy's auto_eject_hosts / server_failure_limit /
+ * server_retry_timeout, mcrouter's TKO). `fail-fast`: the ring never changes; a dead shard's keys fail
+ * with SHARD_DOWN. `eject`: after `failureLimit` consecutive failures the shard leaves the ring until a
+ * probe succeeds, `retryTimeoutMs` after it left, doubling (up to `maxRetryTimeoutMs`) each time it is
+ * ejected again soon after it came back.
+ */
+export interface FailurePolicy {
+  mode: 'fail-fast' | 'eject';
+  failureLimit: number;
+  retryTimeoutMs: number;
+  maxRetryTimeoutMs: number;
+}
+
 export interface MemcachedPoolConfig {
   backend: 'memcached';
   servers: ServerSpec[];
   hash: HashName;
+  failure: FailurePolicy;
 }
 
 /** Standalone (`servers`: exactly one "host:port") or Redis Cluster (`cluster`: seed nodes). */
@@ -56,6 +72,8 @@ export interface BackendOptions {
    * its shards). Null when there is no reserve (tests).
    */
   fds: { lend(): void; restock(): void } | null;
+  /** Where a backend reports shard state changes, resets, timeouts and retries. */
+  events: Events;
 }
 
 /** Builds a pool's Backend; connect() is called by the gateway, not here. */

@@ -3,6 +3,7 @@
  * of its own, so two gateways can run in one process (the tests do).
  */
 import type { Config } from '../config/schema';
+import type { Events } from '../core/events';
 import type { ConnectionGate } from '../flow/connection-gate';
 import type { MemoryBudget } from '../flow/budget';
 import type { GetWindow } from '../flow/get-window';
@@ -11,6 +12,8 @@ import type { BufferPool } from '../stream/buffer-pool';
 
 export interface GatewayContext {
   readonly config: Config;
+  /** Operational events: diagnostics_channel and the log (core/events.ts). */
+  readonly events: Events;
   readonly pool: BufferPool;
   readonly budget: MemoryBudget;
   readonly router: Router;

@@ -15,8 +15,19 @@ export function rssMb(pid: number): number {
   }
 }
 
-/** Lines the gateway prints in normal operation. */
-const EXPECTED = [/^kvgate: listening on /, /^kvgate: started a local fleet/, /^kvgate: SIG\w+: draining/, /^$/];
+/** Events the gateway logs in normal operation (its log is JSON lines, src/ops/logger.ts). */
+const EXPECTED_EVENTS = new Set(['listening', 'fleet.started', 'drain.start', 'drain.done', 'signal']);
+
+/** True for a log line of normal operation: a JSON line with one of those events, below warn. */
+function expected(line: string): boolean {
+  if (line === '') return true;
+  try {
+    const rec = JSON.parse(line) as { level?: number; event?: string };
+    return (rec.level ?? 100) < 40 && EXPECTED_EVENTS.has(rec.event ?? '');
+  } catch {
+    return false;
+  }
+}
 const FLOOD_BYTES = 256 * 1024;
 
 export class LogWatch {
@@ -36,7 +47,7 @@ export class LogWatch {
     if (end < 0) return;
     this.at += end + 1;
     for (const line of text.slice(0, end).split('\n')) {
-      if (EXPECTED.some((re) => re.test(line))) continue;
+      if (expected(line)) continue;
       const shape = line.replace(/\d+/g, 'N').slice(0, 100);
       let kind: string;
       if (/^\s+at \S/.test(line)) kind = 'gateway log: stack trace';

@@ -42,7 +42,7 @@ export async function spawnGateway(
   const dir = mkdtempSync(join(tmpdir(), 'kvgate-proc-'));
   const file = join(dir, 'config.json');
   const port = await freePort();
-  writeFileSync(file, JSON.stringify({ host: '127.0.0.1', ...config, port }));
+  writeFileSync(file, JSON.stringify({ host: '127.0.0.1', admin: { port: 0 }, ...config, port }));
   const proc =
     opts.openFiles === undefined
       ? spawn(process.execPath, [MAIN, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -93,7 +93,7 @@ export async function spawnGateway(
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`gateway did not start within 15 s: ${out}`)), 15_000);
       const look = (): void => {
-        if (!/kvgate: listening on/.test(out)) return;
+        if (!/"event":"listening"/.test(out)) return;
         clearTimeout(timer);
         proc.stdout!.off('data', look);
         resolve();

@@ -22,7 +22,15 @@ export interface Harness {
 
 export async function startHarness(over: Record<string, unknown> = {}, shards = 3): Promise<Harness> {
   const fleet = await LocalFleet.start({ count: shards, memoryMb: 64, itemSizeMb: 2 });
-  const config = validateConfig(mergeConfig(defaultConfig(), { port: 0, ...over, servers: fleet.servers() }));
+  const config = validateConfig(
+    mergeConfig(defaultConfig(), {
+      port: 0,
+      admin: { port: 0 },
+      log: { level: 'silent' },
+      ...over,
+      servers: fleet.servers(),
+    }),
+  );
   const gw = await startGateway(config);
   const base = `http://127.0.0.1:${gw.port}`;
   const wsUrl = `ws://127.0.0.1:${gw.port}/v1/ws`;
@@ -64,7 +72,9 @@ export interface PoolsHarness {
  * free port, without a fleet of its own: the caller starts and stops the servers (Redis, a LocalFleet).
  */
 export async function startPoolsHarness(over: Record<string, unknown>): Promise<PoolsHarness> {
-  const config = validateConfig(mergeConfig(defaultConfig(), { port: 0, ...over }));
+  const config = validateConfig(
+    mergeConfig(defaultConfig(), { port: 0, admin: { port: 0 }, log: { level: 'silent' }, ...over }),
+  );
   const gw = await startGateway(config);
   const base = `http://127.0.0.1:${gw.port}`;
   const wsUrl = `ws://127.0.0.1:${gw.port}/v1/ws`;

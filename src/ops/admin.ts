@@ -1,0 +1,85 @@
+/**
+ * The admin listener: a uWS app of its own on admin.host:admin.port (loopback by default), never the
+ * public port. It serves what an operator needs and a client must not see:
+ *  - GET  /metrics       Prometheus text (prom-client), or whatever `metrics()` gives
+ *  - GET  /debug/stats   JSON counters (when debugStats is on)
+ *  - GET  /readyz        200 when the gateway takes traffic (listening, not draining, a shard up), else 503
+ *  - POST /admin/reload  re-read and apply the config file; 200 with what changed, 400/409 with why not
+ * The handlers are given by whoever starts it: one gateway (gateway.ts), or a supervisor that asks its
+ * workers (cluster/).
+ */
+import { statusLine } from '../stream/http-out';
+import { uws, type HttpResponse, type us_listen_socket } from '../uws';
+
+export interface AdminAnswer {
+  status: number;
+  body: unknown;
+}
+
+export interface AdminHandlers {
+  metrics(): Promise<{ contentType: string; body: string }>;
+  /** Absent: /debug/stats is not served (debugStats off). */
+  stats?(): Promise<unknown>;
+  ready(): Promise<AdminAnswer>;
+  reload(): Promise<AdminAnswer>;
+}
+
+export interface AdminServer {
+  readonly port: number;
+  close(): void;
+}
+
+function answer(res: HttpResponse, state: { aborted: boolean }, status: number, type: string, body: string): void {
+  if (state.aborted) return;
+  res.cork(() => res.writeStatus(statusLine(status)).writeHeader('content-type', type).end(body));
+}
+
+const json = (res: HttpResponse, state: { aborted: boolean }, a: AdminAnswer): void =>
+  answer(res, state, a.status, 'application/json', JSON.stringify(a.body));
+
+/** Runs an async handler for one request; a handler that throws answers 500 with its message. */
+function serve(res: HttpResponse, run: (state: { aborted: boolean }) => Promise<void>): void {
+  const state = { aborted: false };
+  res.onAborted(() => {
+    state.aborted = true;
+  });
+  run(state).catch((e: unknown) =>
+    json(res, state, { status: 500, body: { error: { code: 'INTERNAL', message: (e as Error).message } } }),
+  );
+}
+
+export function startAdmin(host: string, port: number, h: AdminHandlers): Promise<AdminServer> {
+  const app = uws.App();
+  app.get('/metrics', (res) =>
+    serve(res, async (st) => {
+      const m = await h.metrics();
+      answer(res, st, 200, m.contentType, m.body);
+    }),
+  );
+  const stats = h.stats;
+  if (stats !== undefined)
+    app.get('/debug/stats', (res) => serve(res, async (st) => json(res, st, { status: 200, body: await stats() })));
+  app.get('/readyz', (res) => serve(res, async (st) => json(res, st, await h.ready())));
+  app.post('/admin/reload', (res) => {
+    // The body is not used; it is read to its end so that the answer comes after it.
+    serve(res, async (st) => {
+      await new Promise<void>((resolve) => res.onData((_chunk, last) => last && resolve()));
+      json(res, st, await h.reload());
+    });
+  });
+  app.any('/*', (res) =>
+    answer(res, { aborted: false }, 404, 'application/json', JSON.stringify({ error: { code: 'NO_ROUTE' } })),
+  );
+  return new Promise((resolve, reject) => {
+    app.listen(host, port, (ls: us_listen_socket | false) => {
+      if (!ls) {
+        reject(new Error(`kvgate: cannot listen on the admin address ${host}:${port} (in use?)`));
+        return;
+      }
+      resolve({
+        port: uws.us_socket_local_port(ls as never) as number,
+        close: () => uws.us_listen_socket_close(ls),
+      });
+    });
+  });
+}
