@@ -27,6 +27,7 @@ import { ErrorCode, ErrorTable, errorBody } from './core/errors';
 import { refuseFraming } from './front/framing';
 import { errorHeaders, statusLine } from './stream/http-out';
 import { uws, us_listen_socket, HttpRequest, HttpResponse } from './uws';
+import { Registry } from 'prom-client';
 import { Events } from './core/events';
 import { createLogger, loggerSink } from './ops/logger';
 import { startAdmin, type AdminHandlers, type AdminServer } from './ops/admin';
@@ -43,6 +44,8 @@ export interface Gateway {
   /** The admin listener's port (0 when it is not started). */
   adminPort: number;
   events: Events;
+  /** This gateway's Prometheus metrics (its own registry, never prom-client's global one). */
+  registry: Registry;
   /** The handlers the admin listener serves (a supervisor calls them over IPC for its workers). */
   admin: AdminHandlers;
   config: Config;
@@ -319,8 +322,9 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
 
   // The admin listener: what an operator needs and a client must not see (ops/admin.ts).
   const ready = (): boolean => listening && !ctx.draining && pools.every((p) => p.backend.shards.some((s) => s.up));
+  const registry = new Registry();
   const adminHandlers: AdminHandlers = {
-    metrics: async () => ({ contentType: 'text/plain; version=0.0.4; charset=utf-8', body: '' }),
+    metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     stats: config.debugStats ? async () => stats() : undefined,
     ready: async () => ({
       status: ready() ? 200 : 503,
@@ -406,6 +410,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     adminPort: admin?.port ?? 0,
     events,
     admin: adminHandlers,
+    registry,
     config,
     pools,
     shards,
