@@ -303,6 +303,11 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
   // Watchdog: clients whose held output has not moved for limits.stallTimeoutMs are cut off, so that
   // clients that stopped reading cannot keep the global budget from those that read.
   const looks = Math.max(1, Math.ceil(config.limits.stallTimeoutMs / 1000));
+  const kicked = (what: string): void =>
+    events.emit('client', 'client.kicked', 'warn', `a slow consumer was disconnected: its ${what} did not read`, {
+      stallTimeoutMs: config.limits.stallTimeoutMs,
+      kicked: ws.counters.stalled,
+    });
   const watchdog =
     config.limits.stallTimeoutMs === 0
       ? null
@@ -311,11 +316,13 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
             if (s.stalled(looks)) {
               ws.counters.stalled++;
               s.kick();
+              kicked('WebSocket session');
             }
           for (const b of ctx.bulk)
             if (b.out.stalled(looks)) {
               ws.counters.stalled++;
               b.out.kill();
+              kicked('bulk HTTP response');
             }
         }, 1000);
   watchdog?.unref();
@@ -378,6 +385,18 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     draining ??= (async () => {
       const deadline = Date.now() + config.shutdown.drainMs;
       ctx.draining = true;
+      events.emit(
+        'drain',
+        'drain.start',
+        'info',
+        'draining: new requests are refused',
+        {
+          drainMs: config.shutdown.drainMs,
+          sessions: ws.sessions.size,
+          http: ctx.gate.http,
+        },
+        null,
+      );
       stopListening();
       for (const { s } of ws.sessions) {
         s.closeWhenIdle = true;
@@ -392,6 +411,15 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
         await sleep(5);
       }
       // Out of time: what is still parked gets SHUTTING_DOWN, so does what the shards still owe (close()).
+      const left = ws.sessions.size + ctx.gate.http;
+      events.emit(
+        'drain',
+        left > 0 ? 'drain.timeout' : 'drain.idle',
+        left > 0 ? 'warn' : 'info',
+        left > 0 ? `drain time is up: ${left} connections still busy get SHUTTING_DOWN` : 'every connection is idle',
+        { left },
+        null,
+      );
       for (const { w } of ws.sessions) w.failParked('SHUTTING_DOWN');
       for (const b of ctx.bulk) b.window?.failParked('SHUTTING_DOWN');
       flushAll();
