@@ -258,7 +258,9 @@ class BulkRequest extends Request implements OutputMeter {
 
 export function mountBulk(app: TemplatedApp, ctx: GatewayContext): void {
   // Per gateway: a client-triggered bug logs a line per 10 s at most, never a stack.
-  const bugs = new RateLimitedLog('bulk request handling failed');
+  const bugs = new RateLimitedLog('bulk request handling failed', 10_000, (line) =>
+    ctx.events.emit('gateway', 'handler.failed', 'error', line, {}, null),
+  );
   app.post('/v1/mget', (res, req) => handle(res, req, ctx, true, bugs));
   app.post('/v1/mset', (res, req) => handle(res, req, ctx, false, bugs));
 }

@@ -136,7 +136,9 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
   const reader = new MsgpackReader();
   const fields = new RequestFields({ maxTtlSeconds: limits.maxTtlSeconds, maxWaitMs: config.batch.maxWaitMs });
   const item = new ItemFields(limits);
-  const bugs = new RateLimitedLog('request handling failed');
+  const bugs = new RateLimitedLog('request handling failed', 10_000, (line) =>
+    ctx.events.emit('gateway', 'handler.failed', 'error', line, {}, null),
+  );
   const maxPayload = config.ws.maxPayloadBytes;
   const bug = (e: unknown): void => {
     counters.internalErrors++;
