@@ -4,6 +4,8 @@
  * sender at most its connection, answer with a stable code (never INTERNAL for bad bytes), keep the log
  * quiet, and leave every other connection untouched.
  */
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { TOPICS, channelName, type OpsEvent } from '../src/core/events';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createConnection, Socket } from 'node:net';
@@ -21,8 +23,14 @@ function collect(c: KvWsClient): E[] {
 }
 
 /** Captures what the gateway (in this process) logs, for `fn`'s duration. */
+/** What fn() makes the gateway log: its events (the log's only source) and anything written to the console. */
 async function logged(fn: () => Promise<void>): Promise<string[]> {
   const lines: string[] = [];
+  const onEvent = (m: unknown): void => {
+    const e = m as OpsEvent;
+    if (e.level !== 'info' && e.level !== 'debug' && e.level !== 'trace') lines.push(e.msg);
+  };
+  for (const t of TOPICS) subscribe(channelName(t), onEvent);
   const { error, warn } = console;
   console.error = (...a: unknown[]) => {
     lines.push(a.map(String).join(' '));
@@ -33,6 +41,7 @@ async function logged(fn: () => Promise<void>): Promise<string[]> {
   } finally {
     console.error = error;
     console.warn = warn;
+    for (const t of TOPICS) unsubscribe(channelName(t), onEvent);
   }
   return lines;
 }
