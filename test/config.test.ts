@@ -244,3 +244,48 @@ describe('package.json', () => {
     assert.equal(process.version.split('.')[0], `v${majors[1]}`, 'this test runs on the Node that engines names');
   });
 });
+
+describe('--help and --print-config', () => {
+  it('--help lists every flag with the default of the setting it sets', () => {
+    const r = cli(['--help']);
+    assert.equal(r.status, 0, r.stderr);
+    const d = defaultConfig();
+    for (const [flag, shown] of [
+      ['--port', String(d.port)],
+      ['--admin-port', String(d.admin.port)],
+      ['--admin-host', d.admin.host],
+      ['--log-level', d.log.level],
+      ['--workers', String(d.workers)],
+      ['--failure-mode', d.failure.mode],
+      ['--max-ops', String(d.batch.maxOps)],
+      ['--window-ms', String(d.batch.windowMs)],
+    ]) {
+      const line = r.stdout.split('\n').find((l) => l.trimStart().startsWith(`${flag} `));
+      assert.ok(line, `${flag} is listed`);
+      assert.ok(line.endsWith(`(default: ${shown})`), `${flag} shows its default ${shown}: ${line}`);
+    }
+    for (const flag of ['--config', '--servers', '--hash', '--print-config', '--max-bytes', '--max-wait-ms'])
+      assert.match(r.stdout, new RegExp(`^  ${flag} `, 'm'));
+  });
+
+  it('--print-config prints the effective configuration, flags and file merged, and starts nothing', () => {
+    withFile({ batch: { maxOps: 77 }, failure: { mode: 'eject' } }, (file) => {
+      const r = cli(['--config', file, '--port', '8123', '--log-level', 'warn', '--print-config']);
+      assert.equal(r.status, 0, r.stderr);
+      const c = JSON.parse(r.stdout);
+      assert.equal(c.port, 8123);
+      assert.equal(c.batch.maxOps, 77);
+      assert.equal(c.log.level, 'warn');
+      assert.equal(c.failure.mode, 'eject');
+      assert.equal(c.failure.failureLimit, defaultConfig().failure.failureLimit, 'defaults filled in');
+      assert.doesNotMatch(r.stdout + r.stderr, /listening|local fleet/);
+    });
+    const bad = cli(['--print-config', '--workers', 'many', '--log-level', 'loud', '--admin-port', '8080']);
+    assert.equal(bad.status, 2);
+    const lines = problemLines(bad.stderr);
+    assert.equal(lines.length, 3, bad.stderr);
+    assert.ok(lines.some((l) => /workers must be "auto" or an integer/.test(l)));
+    assert.ok(lines.some((l) => /log\.level must be one of/.test(l)));
+    assert.ok(lines.some((l) => /admin\.port \(8080\) must differ from port/.test(l)));
+  });
+});
