@@ -16,6 +16,14 @@ export type Topic = (typeof TOPICS)[number];
 
 export const channelName = (t: Topic): string => `kvgate:${t}`;
 
+/**
+ * One Channel per topic for the life of the process, held here rather than by each gateway: Node 20 keeps
+ * channels in a map of weak references whose finalizer deletes the map entry by name, so when a gateway's
+ * Channel was collected after another was made for the same name, the stale finalizer removed the live one
+ * and `subscribe(name)` got a third Channel that nobody published on (seen under c8 in CI).
+ */
+const CHANNELS = Object.fromEntries(TOPICS.map((t) => [t, channel(channelName(t))])) as Record<Topic, Channel>;
+
 /** What a subscriber of a channel receives. */
 export interface OpsEvent {
   topic: Topic;
@@ -31,7 +39,6 @@ export interface OpsEvent {
 export type LogSink = (level: Level, fields: Record<string, unknown>, msg: string) => void;
 
 export class Events {
-  private readonly channels: Record<Topic, Channel>;
   private readonly repeats = new Map<string, { last: number; suppressed: number }>();
 
   constructor(
@@ -39,9 +46,7 @@ export class Events {
     private readonly sink: LogSink | null,
     private readonly everyMs = 10_000,
     private readonly now: () => number = Date.now,
-  ) {
-    this.channels = Object.fromEntries(TOPICS.map((t) => [t, channel(channelName(t))])) as Record<Topic, Channel>;
-  }
+  ) {}
 
   /**
    * `key` names what a repeat is a repeat of (a shard's label, a client address); without one, the event
@@ -55,7 +60,7 @@ export class Events {
     fields: Record<string, unknown> = {},
     key?: string | null,
   ): void {
-    const ch = this.channels[topic];
+    const ch = CHANNELS[topic];
     if (ch.hasSubscribers)
       ch.publish({ ...fields, topic, event, level, msg, gateway: this.gateway } satisfies OpsEvent);
     if (this.sink === null) return;

@@ -16,7 +16,7 @@ export function rssMb(pid: number): number {
 }
 
 /** Events the gateway logs in normal operation (its log is JSON lines, src/ops/logger.ts). */
-const EXPECTED_EVENTS = new Set(['listening', 'fleet.started', 'drain.start', 'drain.done', 'signal']);
+const EXPECTED_EVENTS = new Set(['listening', 'fleet.started', 'drain.start', 'drain.idle', 'drain.done', 'signal']);
 
 /** True for a log line of normal operation: a JSON line with one of those events, below warn. */
 function expected(line: string): boolean {
