@@ -14,6 +14,7 @@ import type { Backend, GetOps, MutOps, Ops, Shard, ShardStats } from '../src/cor
 import type { ErrorCode } from '../src/core/errors';
 import type { BackendOptions, RedisPoolConfig } from '../src/core/pools';
 import type { Request } from '../src/core/request';
+import { Histogram, LATENCY_BUCKETS } from '../src/core/histogram';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { startGateway, type Gateway } from '../src/gateway';
 import { KvWsClient, isItemError, type MgetResult } from '../src/client';
@@ -89,6 +90,7 @@ class MapShard implements Shard {
   readonly flushes: string[][] = [];
   private sent = { batches: 0, keys: 0, writes: 0 };
   onBatchDone: (b: Ops) => void = () => {};
+  readonly rtt = new Histogram(LATENCY_BUCKETS);
   constructor(readonly label: string) {}
   newGets(maxOps: number): GetOps {
     return new MapGets(maxOps);
@@ -135,7 +137,17 @@ class MapShard implements Shard {
     });
   }
   stats(): ShardStats {
-    return { shard: this.label, up: this.up, resets: 0, inflightBatches: 0, ...this.sent };
+    return {
+      shard: this.label,
+      up: this.up,
+      resets: 0,
+      inflightBatches: 0,
+      reconnects: 0,
+      retries: 0,
+      timeouts: 0,
+      ejected: false,
+      ...this.sent,
+    };
   }
   close(): void {
     this.up = false;

@@ -6,6 +6,7 @@
  * a front, a socket of a client, or another shard.
  */
 import type { ErrorCode } from './errors';
+import type { Histogram } from './histogram';
 import type { Request } from './request';
 
 /** The gets bound for one shard in one flush. Duplicate keys are fetched once and fanned out. */
@@ -55,6 +56,14 @@ export interface ShardStats {
   keys: number;
   resets: number;
   inflightBatches: number;
+  /** Connection attempts after the first (each reconnect, successful or not). */
+  reconnects: number;
+  /** Gets sent again after a connection broke before any of their answer arrived. */
+  retries: number;
+  /** Batches failed with TIMEOUT (the shard went quiet with something in flight). */
+  timeouts: number;
+  /** Out of the ring by the failure policy (failure.mode `eject`); always false in `fail-fast`. */
+  ejected: boolean;
 }
 
 /** Where the coalescer sends one shard's flush: a memcached server, a Redis server or a Redis Cluster. */
@@ -73,6 +82,8 @@ export interface Shard {
   send(mut: MutOps | null, get: GetOps | null): void;
   onBatchDone: (b: Ops) => void;
   stats(): ShardStats;
+  /** Seconds from a batch's write to its last reply (per batch, never per key). */
+  readonly rtt: Histogram;
   close(): void;
 }
 

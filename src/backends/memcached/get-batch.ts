@@ -18,6 +18,8 @@ export class GetBatch implements GetOps {
   /** Unique keys. */
   n = 0;
   sentAt = 0;
+  /** performance.now() at the write, for the shard's round-trip histogram. */
+  sentHr = 0;
   private keyOff: Int32Array;
   private keyLen: Int32Array;
   private keyHash: Uint32Array;

@@ -42,6 +42,8 @@ export class MutationBatch implements MutOps {
   len = 0;
   n = 0;
   sentAt = 0;
+  /** performance.now() at the write, for the shard's round-trip histogram. */
+  sentHr = 0;
   cursor = 0;
   private req: (Request | null)[] = [];
   private idx: Int32Array;

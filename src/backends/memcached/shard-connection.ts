@@ -17,9 +17,11 @@
  * is read here, ahead of the reply parser; the batches written behind it are answered after it, in order.
  */
 import { NetConnectOpts, Socket, createConnection } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Ops, Shard, ShardStats } from '../../core/backend';
 import type { ErrorCode } from '../../core/errors';
 import type { Request } from '../../core/request';
+import { Histogram, LATENCY_BUCKETS } from '../../core/histogram';
 import { GetBatch } from './get-batch';
 import { Inflight, type Batch } from './inflight';
 import { MutationBatch, OpaqueCounter } from './mutation-batch';
@@ -89,6 +91,9 @@ export class ShardConnection implements Shard {
   batchesSent = 0;
   keysSent = 0;
   resets = 0;
+  reconnects = 0;
+  timeouts = 0;
+  readonly rtt = new Histogram(LATENCY_BUCKETS);
 
   /** Called once a batch is fully answered (or failed), to recycle it. */
   onBatchDone: (b: Ops) => void = () => {};
@@ -141,6 +146,10 @@ export class ShardConnection implements Shard {
       keys: this.keysSent,
       resets: this.resets,
       inflightBatches: this.inflightBatches,
+      reconnects: this.reconnects,
+      retries: this.retries,
+      timeouts: this.timeouts,
+      ejected: false,
     };
   }
 
@@ -311,6 +320,7 @@ export class ShardConnection implements Shard {
     this.backoff = Math.min(this.backoff * 2, this.opts.reconnectMaxMs);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
+      this.reconnects++;
       this.open();
     }, wait);
   }
@@ -328,9 +338,11 @@ export class ShardConnection implements Shard {
     }
     const s = this.socket!;
     const now = Date.now();
+    const hr = performance.now();
     s.cork();
     if (mut !== null) {
       mut.sentAt = now;
+      mut.sentHr = hr;
       this.inflight.push(mut);
       s.write(mut.bytesOut());
       this.keysSent += mut.n;
@@ -338,6 +350,7 @@ export class ShardConnection implements Shard {
     }
     if (get !== null) {
       get.sentAt = now;
+      get.sentHr = hr;
       const bytes = get.seal();
       this.inflight.push(get);
       s.write(bytes);
@@ -411,6 +424,7 @@ export class ShardConnection implements Shard {
       this.armTimeout(this.lookEvery());
       return;
     }
+    this.timeouts++;
     this.dropConnection('TIMEOUT', `${this.label} did not answer within ${this.opts.timeoutMs} ms`);
   }
 
@@ -452,6 +466,7 @@ export class ShardConnection implements Shard {
         clearTimeout(this.reconnectTimer);
         this.reconnectTimer = null;
       }
+      this.reconnects++;
       this.open();
     } else {
       this.scheduleReconnect();
@@ -474,6 +489,7 @@ export class ShardConnection implements Shard {
   }
 
   private answered(b: Batch): void {
+    this.rtt.observe((performance.now() - b.sentHr) / 1000);
     this.onBatchDone(b);
   }
 

@@ -16,6 +16,7 @@ function nodeKey(r: Redis): string {
 export class ServerPlacement implements Placement {
   readonly cluster = false;
   resets = 0;
+  reconnects = 0;
   private readonly node: RedisNode;
   private readonly list: readonly RedisNode[];
   private wasReady = false;
@@ -27,6 +28,9 @@ export class ServerPlacement implements Placement {
     redis.on('error', noop);
     redis.on('ready', () => {
       this.wasReady = true;
+    });
+    redis.on('reconnecting', () => {
+      this.reconnects++;
     });
     redis.on('close', () => {
       if (this.wasReady) this.resets++;
@@ -65,6 +69,7 @@ export class ServerPlacement implements Placement {
 export class ClusterPlacement implements Placement {
   readonly cluster = true;
   resets = 0;
+  reconnects = 0;
   private readonly byKey = new Map<string, RedisNode>();
 
   constructor(
@@ -73,6 +78,9 @@ export class ClusterPlacement implements Placement {
   ) {
     c.on('error', noop);
     c.on('node error', noop);
+    c.on('reconnecting', () => {
+      this.reconnects++;
+    });
     c.on('+node', (r: Redis) => {
       const key = nodeKey(r);
       if (this.byKey.get(key)?.redis !== r) this.byKey.set(key, new RedisNode(key, r));

@@ -47,6 +47,8 @@ import type { ChainableCommander, Redis } from 'ioredis';
 import type { ErrorCode } from '../../core/errors';
 import type { GetOps, MutOps, Ops, Shard, ShardStats } from '../../core/backend';
 import type { Request } from '../../core/request';
+import { performance } from 'node:perf_hooks';
+import { Histogram, LATENCY_BUCKETS } from '../../core/histogram';
 import { MutKind, RedisGets, RedisMuts } from './ops';
 import { keySlot } from './slot';
 
@@ -80,6 +82,8 @@ export interface Placement {
   readonly up: boolean;
   /** Connections lost so far. */
   readonly resets: number;
+  /** Reconnect attempts so far. */
+  readonly reconnects: number;
   nodeOf(slot: number): RedisNode | null;
   /** The node a MOVED/ASK names (host:port); null when it is not known (yet). */
   nodeNamed(hostPort: string): RedisNode | null;
@@ -155,6 +159,8 @@ class Round {
   readonly pipe: ChainableCommander;
   readonly mutEpoch: number;
   readonly getEpoch: number;
+  /** performance.now() at exec, for the shard's round-trip histogram. */
+  sentHr = 0;
 
   constructor(
     readonly node: RedisNode,
@@ -223,6 +229,9 @@ class Redirects {
 
 export class RedisShard implements Shard {
   onBatchDone: (b: Ops) => void = () => {};
+  readonly rtt = new Histogram(LATENCY_BUCKETS);
+  private timeouts = 0;
+  private retries = 0;
   private writes = 0;
   private batches = 0;
   private keys = 0;
@@ -338,6 +347,10 @@ export class RedisShard implements Shard {
       keys: this.keys,
       resets: this.placement.resets,
       inflightBatches: this.inflight,
+      reconnects: this.placement.reconnects,
+      retries: this.retries,
+      timeouts: this.timeouts,
+      ejected: false,
     };
   }
 
@@ -408,10 +421,12 @@ export class RedisShard implements Shard {
     this.writes++;
     r.node.pipelines++;
     r.node.commands += r.kinds.length;
+    r.sentHr = performance.now();
     r.pipe.exec((err, results) => this.answered(r, err ?? null, results ?? null));
   }
 
   private answered(r: Round, err: Error | null, results: [Error | null, unknown][] | null): void {
+    this.rtt.observe((performance.now() - r.sentHr) / 1000);
     // A reply for a batch already handed back (every item settled some other way) is not its reply.
     const mut = r.mut !== null && r.mut.epoch === r.mutEpoch ? r.mut : null;
     const get = r.get !== null && r.get.epoch === r.getEpoch ? r.get : null;
@@ -526,6 +541,7 @@ export class RedisShard implements Shard {
     const where = `Redis ${r.node.label}`;
     switch (f) {
       case Fault.Timeout:
+        this.timeouts++;
         return ['TIMEOUT', `${where} did not answer within ${this.opts.commandTimeoutMs} ms`];
       case Fault.Reply:
         return ['SHARD_ERROR', `${where} answered: ${e.message.slice(0, 200)}`];
@@ -555,6 +571,7 @@ export class RedisShard implements Shard {
   }
 
   private retryLater(get: RedisGets, k: number): void {
+    this.retries++;
     this.retryGets.push(get);
     this.retryKeys.push(k);
     this.retryUntil.push(Date.now() + this.opts.commandTimeoutMs);
