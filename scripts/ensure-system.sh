@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Makes sure the Debian packages named on the command line are installed (memcached, nutcracker, wrk,
-# redis-server, redis-tools, webdis). As root it installs what is missing; otherwise it says exactly what to
+# redis-server, redis-tools, webdis; prometheus for its `promtool`, which checks /metrics). As root it installs what is missing; otherwise it says exactly what to
 # install and fails.
 set -euo pipefail
 declare -A bin_of=([memcached]=memcached [nutcracker]=nutcracker [wrk]=wrk [redis-server]=redis-server
-  [redis-tools]=redis-cli [webdis]=webdis)
+  [redis-tools]=redis-cli [webdis]=webdis [prometheus]=promtool)
 # Packages whose postinst starts a system-wide service on its well-known port (redis on 6379, webdis on
-# 7379): the tests and the bench start their own servers on free loopback ports and must never talk to, or
+# 7379, prometheus on 9090): the tests and the bench start their own servers on free loopback ports and must never talk to, or
 # be confused by, a shared one, so a service the install started is stopped and disabled again.
-declare -A service_of=([redis-server]=redis-server [webdis]=webdis)
+declare -A service_of=([redis-server]=redis-server [webdis]=webdis [prometheus]=prometheus)
 missing=()
 for pkg in "$@"; do
   command -v "${bin_of[$pkg]:-$pkg}" >/dev/null 2>&1 || missing+=("$pkg")

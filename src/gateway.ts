@@ -27,7 +27,9 @@ import { ErrorCode, ErrorTable, errorBody } from './core/errors';
 import { refuseFraming } from './front/framing';
 import { errorHeaders, statusLine } from './stream/http-out';
 import { uws, us_listen_socket, HttpRequest, HttpResponse } from './uws';
-import { Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { Front, Tally, TallyOp } from './core/tally';
+import { createMetrics } from './ops/metrics';
 import { Events } from './core/events';
 import { createLogger, loggerSink } from './ops/logger';
 import { startAdmin, type AdminHandlers, type AdminServer } from './ops/admin';
@@ -150,6 +152,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     gate: new ConnectionGate(config.limits.maxConnections, shardCount),
     bulk: new Set(),
     draining: false,
+    tally: new Tally(),
   };
   if (ctx.gate.clampedBy) events.emit('config', 'config.clamped', 'warn', ctx.gate.clampedBy, {}, null);
   const gc = config.debugStats ? gcCounters() : null;
@@ -225,12 +228,6 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
         );
     });
   });
-  if (config.debugStats) {
-    app.get('/debug/stats', (res, req) => {
-      if (refuseFraming(res, req)) return;
-      res.cork(() => res.writeHeader('content-type', 'application/json').end(JSON.stringify(stats())));
-    });
-  }
   // A known path asked with another method: 405 with the methods it has (uWS tries `any` handlers after
   // the method's own). Then everything else: 404. Both answered at once, the connection kept.
   const routes: [string, string][] = [
@@ -240,19 +237,22 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     ['/v1/ws', 'GET'],
     ['/healthz', 'GET'],
   ];
-  if (config.debugStats) routes.push(['/debug/stats', 'GET']);
   for (const [path, allow] of routes) {
-    app.any(path, (res, req) =>
+    app.any(path, (res, req) => {
+      ctx.tally.request(Front.Http, TallyOp.Unknown, 'METHOD_NOT_ALLOWED');
       answerNow(
         res,
         req,
         'METHOD_NOT_ALLOWED',
         `${req.getMethod().toUpperCase()} is not allowed on ${path}; allowed: ${allow}`,
         [['allow', allow]],
-      ),
-    );
+      );
+    });
   }
-  app.any('/*', (res, req) => answerNow(res, req, 'NO_ROUTE'));
+  app.any('/*', (res, req) => {
+    ctx.tally.request(Front.Http, TallyOp.Unknown, 'NO_ROUTE');
+    answerNow(res, req, 'NO_ROUTE');
+  });
 
   let listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
     app.listen(config.host, config.port, (ls) => {
@@ -329,7 +329,24 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
 
   // The admin listener: what an operator needs and a client must not see (ops/admin.ts).
   const ready = (): boolean => listening && !ctx.draining && pools.every((p) => p.backend.shards.some((s) => s.up));
-  const registry = new Registry();
+  const generation = 1;
+  const reloads: Record<string, number> = { applied: 0, failed: 0, unchanged: 0 };
+  const metrics = createMetrics({
+    tally: ctx.tally,
+    pools: () => pools,
+    connections: () => ({
+      ws: ctx.gate.ws,
+      http: ctx.gate.http,
+      refused: ctx.gate.refused,
+      kicked: ws.counters.stalled,
+    }),
+    buffered: () => ({ used: ctx.budget.used, limit: ctx.budget.limit }),
+    buffers: () => pool.stats(),
+    draining: () => ctx.draining,
+    generation: () => generation,
+    reloads: () => reloads,
+  });
+  const registry = metrics.registry;
   const adminHandlers: AdminHandlers = {
     metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     stats: config.debugStats ? async () => stats() : undefined,
@@ -359,6 +376,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     if (closed) return;
     closed = true;
     admin?.close();
+    metrics.close();
     if (watchdog !== null) clearInterval(watchdog);
     clearInterval(fdWatch);
     fds.close();

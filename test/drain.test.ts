@@ -115,11 +115,11 @@ describe('graceful drain (gateway process)', () => {
     return seen!;
   }
 
-  /** Gateway counters from /debug/stats (before the drain: it opens a new connection). */
+  /** Gateway counters from /debug/stats on the admin listener (which stays open while the gateway drains). */
   async function stats(
     gw: GatewayProcess,
   ): Promise<{ connections: { http: number }; ws: { requests: number }; shards: { inflightBatches: number }[] }> {
-    return (await (await fetch(`http://127.0.0.1:${gw.port}/debug/stats`)).json()) as never;
+    return (await (await fetch(`http://127.0.0.1:${gw.adminPort}/debug/stats`)).json()) as never;
   }
 
   function connectRefused(port: number): Promise<string> {
@@ -350,7 +350,6 @@ describe('graceful drain (gateway process)', () => {
       const ws = await KvWsClient.connect(`ws://127.0.0.1:${gw.port}/v1/ws`);
       await ws.set(k0, 'before');
       const probe = await RawHttp.connect(gw.port);
-      const statsConn = await RawHttp.connect(gw.port);
       const pid = await freezeShard(0);
       let settled = 0;
       const get = ws
@@ -378,9 +377,8 @@ describe('graceful drain (gateway process)', () => {
       const uploaded = await upload.response(2000);
       assert.equal(uploaded.status, 204, `the upload finished during the drain: ${uploaded.body.toString()}`);
       assert.equal(uploaded.headers.connection, 'close');
-      // Draining, and still waiting for the shard (stats on a connection opened before the signal).
-      await statsConn.send(head('GET', '/debug/stats'));
-      const during = JSON.parse((await statsConn.response()).body.toString()) as {
+      // Draining, and still waiting for the shard (the admin listener is still open).
+      const during = (await (await fetch(`http://127.0.0.1:${gw.adminPort}/debug/stats`)).json()) as {
         draining: boolean;
         shards: { inflightBatches: number }[];
       };
@@ -446,7 +444,7 @@ describe('graceful drain (gateway process)', () => {
     );
     await until(
       async () => {
-        const st = (await (await fetch(`http://127.0.0.1:${gw.port}/debug/stats`)).json()) as {
+        const st = (await (await fetch(`http://127.0.0.1:${gw.adminPort}/debug/stats`)).json()) as {
           connections: { ws: number; http: number };
         };
         return st.connections.ws === 2 && st.connections.http === 1;

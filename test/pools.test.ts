@@ -16,7 +16,7 @@ import type { Backend } from '../src/core/backend';
 import type { Coalescer } from '../src/core/coalescer';
 import type { MemcachedBackend } from '../src/backends/memcached';
 import type { KetamaRing } from '../src/backends/memcached/ketama';
-import { until } from './helpers/harness';
+import { adminJson, until } from './helpers/harness';
 
 /** Which members of a fleet hold `key`, and with what value, asked over memcached's binary protocol. */
 async function holders(fleet: LocalFleet, key: string): Promise<{ member: number; value: string }[]> {
@@ -126,7 +126,7 @@ describe('pools routed by key prefix', () => {
     assert.deepEqual(deleted, [{ deleted: true }, { deleted: true }, { deleted: false }]);
   });
 
-  it('/healthz and /debug/stats show every pool', async () => {
+  it('/healthz and the admin /debug/stats show every pool', async () => {
     const h = await http.health();
     assert.equal(h.status, 'ok');
     assert.deepEqual(Object.keys(h.pools).sort(), ['default', 'sessions']);
@@ -138,7 +138,7 @@ describe('pools routed by key prefix', () => {
         ...sessions.servers().map((s) => `sessions 127.0.0.1:${s.port}`),
       ].sort(),
     );
-    const st = (await http.stats()) as {
+    const st = (await adminJson(gw, '/debug/stats')) as unknown as {
       pools: Record<string, { backend: string; shards: { shard: string; keys: number }[] }>;
       routes: { prefix: string; pool: string }[];
     };

@@ -24,7 +24,7 @@ import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { isItemError, KvError, KvWsClient, type KeyInput, type MgetResult } from '../src/client';
 import { LocalFleet } from '../src/fleet/local-fleet';
-import { freeze, startPoolsHarness, until, type PoolsHarness } from './helpers/harness';
+import { adminJson, freeze, startPoolsHarness, until, type PoolsHarness } from './helpers/harness';
 import { rawGet } from './helpers/mc-raw';
 import { parseInfo, startRedis, type RedisServer } from './helpers/redis-local';
 import { ALL_BYTES, assertHit, KIB16, MIB, pattern, show, SIZES } from './helpers/redis-values';
@@ -376,7 +376,9 @@ describe('a standalone Redis pool behind the gateway', () => {
     const snapshot = async (): Promise<Record<string, string>> =>
       parseInfo((await admin.call('INFO', 'stats', 'commandstats')) as string);
     const shardWrites = async (): Promise<number> => {
-      const s = (await g.http.stats()) as { pools: Record<string, { shards: { writes: number }[] }> };
+      const s = (await adminJson(g.gw, '/debug/stats')) as unknown as {
+        pools: Record<string, { shards: { writes: number }[] }>;
+      };
       return s.pools.r.shards.reduce((n, x) => n + x.writes, 0);
     };
     const writes0 = await shardWrites();

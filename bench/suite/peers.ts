@@ -56,6 +56,8 @@ export class Peers {
   /** Starts the peer's front process; null for peers that have none. */
   async startFront(peer: PeerName, gatewayArgs: string[] = [], nodeFlags: string[] = []): Promise<Front | null> {
     const port = await freePort();
+    // kvgate serves /debug/stats on its admin listener only; the naive gateway on its one port.
+    const adminPort = await freePort();
     const cpus = this.s.pin.gateway;
     let proc: ServerProc;
     switch (peer) {
@@ -71,7 +73,7 @@ export class Peers {
             '--port',
             String(port),
             '--admin-port',
-            '0',
+            String(adminPort),
             '--servers',
             this.serverList,
             ...gatewayArgs,
@@ -121,7 +123,12 @@ export class Peers {
       peer,
       endpoint,
       proc,
-      statsUrl: peer === 'kvgate' || peer === 'naive' ? `http://127.0.0.1:${port}/debug/stats` : undefined,
+      statsUrl:
+        peer === 'kvgate'
+          ? `http://127.0.0.1:${adminPort}/debug/stats`
+          : peer === 'naive'
+            ? `http://127.0.0.1:${port}/debug/stats`
+            : undefined,
       stop: () => proc.stop(),
     };
   }

@@ -272,14 +272,16 @@ async function startFront(
   r: RedisServer,
   s: SuiteSettings,
   tmpDir: string,
-): Promise<{ proc: ServerProc; port: number; setup: Record<string, unknown> } | null> {
+): Promise<{ proc: ServerProc; port: number; statsPort: number; setup: Record<string, unknown> } | null> {
   const port = await freePort();
   const cpusList = s.pin.gateway;
   switch (peer) {
     case 'kvgate-redis': {
+      // kvgate serves /debug/stats on its admin listener only.
+      const statsPort = await freePort();
       const config = {
         port,
-        admin: { port: 0 },
+        admin: { port: statsPort },
         pools: { redis: { backend: 'redis', servers: [`${r.host}:${r.port}`] } },
         defaultPool: 'redis',
       };
@@ -293,7 +295,7 @@ async function startFront(
           readyText: 'listening',
           args: [join(DIST, 'src', 'main.js'), '--config', file],
         });
-        return { proc, port, setup: { config } };
+        return { proc, port, statsPort, setup: { config } };
       } catch (e) {
         // the config problems kvgate printed, without the file's path: `- <file>: unknown setting "pools"`
         const msg = (e as Error).message;
@@ -321,11 +323,16 @@ async function startFront(
         readyText: 'listening',
         args,
       });
-      return { proc, port, setup: { enableAutoPipelining: peer === 'autopipe-redis', mget: 'one MGET per request' } };
+      return {
+        proc,
+        port,
+        statsPort: port,
+        setup: { enableAutoPipelining: peer === 'autopipe-redis', mget: 'one MGET per request' },
+      };
     }
     case 'webdis': {
       const proc = await startWebdis({ port, redis: { host: r.host, port: r.port }, cpus: cpusList, dir: tmpDir });
-      return { proc, port, setup: { webdisJson: proc.config } };
+      return { proc, port, statsPort: port, setup: { webdisJson: proc.config } };
     }
     default:
       return null;
@@ -444,7 +451,7 @@ async function runPeer(
     const stats = async (): Promise<unknown> => {
       if (peer === 'webdis') return undefined;
       try {
-        return await (await fetch(`http://127.0.0.1:${front.port}/debug/stats`)).json();
+        return await (await fetch(`http://127.0.0.1:${front.statsPort}/debug/stats`)).json();
       } catch {
         return undefined;
       }

@@ -250,13 +250,6 @@ export class KvHttpClient {
     return (await res.json()) as HealthReport;
   }
 
-  /** The /debug/stats counters (their shape belongs to the gateway). */
-  async stats(): Promise<Record<string, unknown>> {
-    const res = await fetch(`${this.baseUrl}/debug/stats`);
-    await expectStatus(res, 200);
-    return (await res.json()) as Record<string, unknown>;
-  }
-
   private kvUrl(key: KeyInput): string {
     return `${this.baseUrl}/v1/kv/${encodeKeyPath(key)}`;
   }

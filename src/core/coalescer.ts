@@ -25,7 +25,9 @@
  * Both rules rest on one invariant: while both lanes of a shard hold writes, every write in the immediate
  * lane arrived before every write in the held lane.
  */
+import { performance } from 'node:perf_hooks';
 import type { GetOps, MutOps, Ops, Shard, ShardStats } from './backend';
+import { Histogram, KEY_COUNT_BUCKETS, LATENCY_BUCKETS } from './histogram';
 import type { Request } from './request';
 
 export interface BatchOptions {
@@ -42,6 +44,9 @@ class Lane {
   deadline = 0;
   startedAt = 0;
   scheduled = false;
+  /** Client ops in the lane since it last left, and when the first came (performance.now: once per flush). */
+  ops = 0;
+  firstHr = 0;
 }
 
 class ShardQueue {
@@ -71,6 +76,11 @@ export class Coalescer {
   private timerAt = 0;
   private readonly runDue = (): void => this.flushDue();
   private readonly runTimed = (): void => this.flushTimed();
+  /** Client ops handed to this pool (duplicates included): with the shards' keys sent, the coalescing ratio. */
+  keysIn = 0;
+  /** Client ops per flush, and how long a flush's first op waited in its lane (seconds). */
+  readonly flushOps = new Histogram(KEY_COUNT_BUCKETS);
+  readonly flushHold = new Histogram(LATENCY_BUCKETS);
 
   constructor(
     shards: readonly Shard[],
@@ -86,8 +96,13 @@ export class Coalescer {
     const q = this.queues[shard];
     const lane = wait > this.opts.windowMs ? q.held : q.now;
     let b = lane.get;
-    if (b === null) b = lane.get = q.freeGets.pop() ?? q.shard.newGets(this.opts.maxOps);
+    if (b === null) {
+      if (lane.mut === null) this.opened(lane);
+      b = lane.get = q.freeGets.pop() ?? q.shard.newGets(this.opts.maxOps);
+    }
     b.add(req, i, key, koff, klen);
+    lane.ops++;
+    this.keysIn++;
     this.after(q, lane, wait, b.full || b.bytes >= this.opts.maxBytes);
   }
 
@@ -172,7 +187,23 @@ export class Coalescer {
   }
 
   private mutBatch(q: ShardQueue, lane: Lane): MutOps {
-    return lane.mut ?? (lane.mut = q.freeMuts.pop() ?? q.shard.newMuts(this.opts.maxOps));
+    lane.ops++;
+    this.keysIn++;
+    if (lane.mut !== null) return lane.mut;
+    if (lane.get === null) this.opened(lane);
+    return (lane.mut = q.freeMuts.pop() ?? q.shard.newMuts(this.opts.maxOps));
+  }
+
+  /** A lane's first op since it last left. */
+  private opened(lane: Lane): void {
+    lane.firstHr = performance.now();
+  }
+
+  /** A lane (or its writes, sent ahead) leaves: its ops and its wait go into the histograms. */
+  private left(lane: Lane): void {
+    this.flushOps.observe(lane.ops);
+    this.flushHold.observe((performance.now() - lane.firstHr) / 1000);
+    lane.ops = 0;
   }
 
   private afterMut(q: ShardQueue, lane: Lane, wait: number): void {
@@ -257,7 +288,9 @@ export class Coalescer {
     lane.get = null;
     lane.mut = null;
     lane.scheduled = false;
-    if (get !== null || mut !== null) this.send(q, mut, get);
+    if (get === null && mut === null) return;
+    this.left(lane);
+    this.send(q, mut, get);
   }
 
   /** Sends a lane's writes ahead of the rest of it; its gets keep their deadline. */
@@ -265,6 +298,8 @@ export class Coalescer {
     const mut = lane.mut!;
     lane.mut = null;
     if (lane.get === null) lane.scheduled = false;
+    // The lane's gets stay, counted with the next flush; the writes are this one.
+    this.left(lane);
     this.send(q, mut, null);
   }
 

@@ -19,6 +19,9 @@
  *    A try/catch that does not throw costs nothing and allocates nothing.
  */
 import type { ErrorCode } from './errors';
+import { CODE_OUTCOME, Outcome, REQUESTS, type Tally } from './tally';
+
+const INTERNAL_OUTCOME = CODE_OUTCOME.INTERNAL;
 
 /** Process-wide counts of request bugs caught here (for /debug/stats and tests). */
 export const requestFaults = { doubleSettled: 0, handlerThrew: 0 };
@@ -54,6 +57,14 @@ export abstract class Request {
   /** settled[i] is 1 once item i settled; grown by doubling, cleared up to `settledHigh` on reinit. */
   private settled: Uint8Array | null = null;
   private settledHigh = 0;
+  /** The gateway's tally (core/tally.ts) and this request's slice of it; null: not counted. */
+  private tally: Float64Array | null = null;
+  private tallyAt = 0;
+  /** One item: the request is counted with that item's outcome. */
+  private single = false;
+  /** The outcome the request is counted with (-1: `ok`, or its single item's). */
+  private requestOutcome = -1;
+  private lastOutcome = -1;
 
   /** A chunk of a hit; `offset + len === total` on the last one (a 0-byte value is one call with len 0). */
   protected abstract onValue(
@@ -77,6 +88,21 @@ export abstract class Request {
   protected onSettled(_i: number): void {}
   /** A dropped value's key, to be fetched again later (only called when `accepts` said no). */
   protected onRedo(_i: number, _key: Uint8Array, _off: number, _len: number): void {}
+
+  /**
+   * Counts this request and its items into `tally` at `at` (Tally.at(front, op)). `single`: a one-key
+   * op, counted as a request with its item's outcome. Called by the front after each (re)init.
+   */
+  countInto(tally: Tally, at: number, single: boolean): void {
+    this.tally = tally.counts;
+    this.tallyAt = at;
+    this.single = single;
+  }
+
+  /** The request failed as a whole with `code` (told to its client by the front): counted so. */
+  countAs(code: ErrorCode): void {
+    this.requestOutcome = CODE_OUTCOME[code];
+  }
 
   /** The item is on its way to a shard: the request will not finish before it settles. */
   submitted(): void {
@@ -134,7 +160,10 @@ export abstract class Request {
       if (last) this.settleInternal(i);
       return true;
     }
-    if (last) this.close(i);
+    if (last) {
+      this.tallyItem(Outcome.Hit);
+      this.close(i);
+    }
     return true;
   }
 
@@ -166,6 +195,8 @@ export abstract class Request {
       this.threw(e);
       this.internal(i);
     }
+    // handlerFailed was false on entry (begin): set now, this call threw.
+    this.tallyItem(this.handlerFailed ? INTERNAL_OUTCOME : Outcome.Miss);
     this.close(i);
   }
 
@@ -177,6 +208,8 @@ export abstract class Request {
       this.threw(e);
       this.internal(i);
     }
+    // handlerFailed was false on entry (begin): set now, this call threw.
+    this.tallyItem(this.handlerFailed ? INTERNAL_OUTCOME : Outcome.Ok);
     this.close(i);
   }
 
@@ -188,6 +221,8 @@ export abstract class Request {
       this.threw(e);
       this.internal(i);
     }
+    // handlerFailed was false on entry (begin): set now, this call threw.
+    this.tallyItem(this.handlerFailed ? INTERNAL_OUTCOME : CODE_OUTCOME[code]);
     this.close(i);
   }
 
@@ -197,11 +232,14 @@ export abstract class Request {
       requestFaults.doubleSettled++;
       return;
     }
+    this.tallyItem(Outcome.Dropped);
     this.close(i);
   }
 
   /** An item that failed before it was submitted (bad key, too large): reported, never counted. */
   reject(i: number, code: ErrorCode, message?: string): void {
+    if (i < 0) this.requestOutcome = CODE_OUTCOME[code];
+    else this.tallyItem(CODE_OUTCOME[code]);
     if (this.handlerFailed) return;
     try {
       this.onError(i, code, message);
@@ -217,6 +255,8 @@ export abstract class Request {
     this.finished = false;
     this.abandoned = false;
     this.handlerFailed = false;
+    this.requestOutcome = -1;
+    this.lastOutcome = -1;
     if (this.settled !== null && this.settledHigh > 0) this.settled.fill(0, 0, this.settledHigh);
     this.settledHigh = 0;
   }
@@ -275,6 +315,7 @@ export abstract class Request {
   }
 
   private settleInternal(i: number): void {
+    this.tallyItem(INTERNAL_OUTCOME);
     this.internal(i);
     this.close(i);
   }
@@ -300,9 +341,27 @@ export abstract class Request {
     if (--this.pending === 0 && this.sealed) this.finish();
   }
 
+  /** One item outcome (an index into core/tally.ts's outcomes). */
+  private tallyItem(o: number): void {
+    const t = this.tally;
+    if (t === null) return;
+    t[this.tallyAt + o]++;
+    this.lastOutcome = o;
+  }
+
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
+    const t = this.tally;
+    if (t !== null) {
+      const o =
+        this.requestOutcome >= 0
+          ? this.requestOutcome
+          : this.single && this.lastOutcome >= 0
+            ? this.lastOutcome
+            : Outcome.Ok;
+      t[REQUESTS + this.tallyAt + o]++;
+    }
     try {
       this.onFinish();
     } catch (e) {

@@ -9,6 +9,7 @@ import type { MemoryBudget } from '../flow/budget';
 import type { GetWindow } from '../flow/get-window';
 import type { Router } from '../core/router';
 import type { BufferPool } from '../stream/buffer-pool';
+import type { Tally } from '../core/tally';
 
 export interface GatewayContext {
   readonly config: Config;
@@ -18,6 +19,8 @@ export interface GatewayContext {
   readonly budget: MemoryBudget;
   readonly router: Router;
   readonly gate: ConnectionGate;
+  /** Requests and items by front, op and outcome (core/tally.ts), read by ops/metrics.ts. */
+  readonly tally: Tally;
   /** HTTP bulk requests in progress (the drain fails what they have parked when time is up). */
   readonly bulk: Set<{
     readonly window: GetWindow | null;

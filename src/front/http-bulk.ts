@@ -13,6 +13,7 @@ import { ItemFields } from '../decode/request-fields';
 import { MsgpackError } from '../decode/msgpack-reader';
 import { GetWindow } from '../flow/get-window';
 import { Request } from '../core/request';
+import { Front, TallyOp } from '../core/tally';
 import { BUFFER_SIZE, BufferPool } from '../stream/buffer-pool';
 import { EntryWriter, Kind } from '../stream/entry-writer';
 import { Flushable, markForFlush } from '../stream/flush-list';
@@ -280,20 +281,34 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
   const { router, config } = ctx;
   const limits = config.limits;
   const maxInflightItems = limits.maxInflightPerConnection;
-  if (refuseFraming(res, req)) return;
-  if (ctx.draining) return refuseDraining(res);
-  if (ctx.gate.refuse()) return refuseBusy(res);
+  const tally = ctx.tally;
+  const op = isGet ? TallyOp.MGet : TallyOp.MSet;
+  if (refuseFraming(res, req)) return tally.request(Front.Http, op, 'BAD_REQUEST');
+  if (ctx.draining) {
+    tally.request(Front.Http, op, 'SHUTTING_DOWN');
+    return refuseDraining(res);
+  }
+  if (ctx.gate.refuse()) {
+    tally.request(Front.Http, op, 'BUSY');
+    return refuseBusy(res);
+  }
   const out = new HttpOut(res, ctx.pool, ctx.gate);
+  /** Refused before a Request exists: counted, then told. */
+  const refuse = (code: ErrorCode, message?: string): void => {
+    tally.request(Front.Http, op, code);
+    out.error(code, message);
+  };
   const empty = declaredEmpty(req);
   const inType = matchContentType(req.getHeader('content-type'), TYPES);
-  if (inType === null) return out.error('BAD_CONTENT_TYPE', `content-type must be one of ${TYPES.join(', ')}`);
+  if (inType === null) return refuse('BAD_CONTENT_TYPE', `content-type must be one of ${TYPES.join(', ')}`);
   const inFmt = inType === NDJSON ? 'ndjson' : 'msgpack';
   const outFmt = negotiate(req.getHeader('accept'), FORMATS, inFmt === 'ndjson' ? 1 : 0);
-  if (outFmt < 0) return out.error('NOT_ACCEPTABLE', `Accept allows none of ${TYPES.join(', ')}`);
+  if (outFmt < 0) return refuse('NOT_ACCEPTABLE', `Accept allows none of ${TYPES.join(', ')}`);
   const q = readQuery(req, config.batch.maxWaitMs, limits.maxTtlSeconds);
-  if (q.bad) return out.error(q.bad, q.why);
+  if (q.bad) return refuse(q.bad, q.why);
   const ttlMessage = `ttl must be an integer number of seconds from 0 to ${limits.maxTtlSeconds}`;
   const r = new BulkRequest(out, outFmt === 1, ctx.pool, ctx, isGet);
+  r.countInto(tally, tally.at(Front.Http, op), false);
   const w = r.window;
   const maxItem = router.limits.maxValueBytes * (inFmt === 'ndjson' ? 6 : 1) + 4096;
   const mp = inFmt === 'msgpack' ? new MsgpackItems(maxItem) : null;
@@ -338,6 +353,7 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
 
   const fail = (code: ErrorCode, message: string): void => {
     failed = true;
+    r.countAs(code);
     if (!out.started && r.count === 0) out.error(code, message);
     else r.broken = { code, message };
     r.seal();

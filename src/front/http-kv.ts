@@ -12,6 +12,7 @@ import { HttpOut } from '../stream/http-out';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws';
 import { declaredEmpty, NO_BYTES, refuseFraming } from './framing';
 import { refuseBusy } from './http-bulk';
+import { Front, TallyOp } from '../core/tally';
 
 const PREFIX = '/v1/kv/';
 
@@ -109,18 +110,32 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
   const maxWaitMs = ctx.config.batch.maxWaitMs;
   const maxTtl = ctx.config.limits.maxTtlSeconds;
   const keyOf = (req: HttpRequest): Buffer | null => percentDecode(req.getUrl().slice(PREFIX.length));
+  const tally = ctx.tally;
+  /** A request answered with an error before it had a Request object: counted, then told. */
+  const refuse = (out: HttpOut, op: TallyOp, code: ErrorCode, message?: string): void => {
+    tally.request(Front.Http, op, code);
+    out.error(code, message);
+  };
+  const counted = (r: HttpKvRequest, op: TallyOp): HttpKvRequest => {
+    r.countInto(tally, tally.at(Front.Http, op), true);
+    return r;
+  };
   /**
    * A response counted in the gate, or null after refusing the client: ambiguous framing first (400 and
    * close), then draining (SHUTTING_DOWN: go elsewhere, even when the gate is full too), then too many
    * (BUSY: retry here shortly).
    */
-  const open = (res: HttpResponse, req: HttpRequest): HttpOut | null => {
-    if (refuseFraming(res, req)) return null;
+  const open = (res: HttpResponse, req: HttpRequest, op: TallyOp): HttpOut | null => {
+    if (refuseFraming(res, req)) {
+      tally.request(Front.Http, op, 'BAD_REQUEST');
+      return null;
+    }
     if (ctx.draining) {
-      new HttpOut(res, pool, ctx.gate, ctx).error('SHUTTING_DOWN');
+      refuse(new HttpOut(res, pool, ctx.gate, ctx), op, 'SHUTTING_DOWN');
       return null;
     }
     if (ctx.gate.refuse()) {
+      tally.request(Front.Http, op, 'BUSY');
       refuseBusy(res);
       return null;
     }
@@ -130,17 +145,18 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
   const read =
     (isGet: boolean) =>
     (res: HttpResponse, req: HttpRequest): void => {
-      const out = open(res, req);
+      const op = isGet ? TallyOp.Get : TallyOp.Del;
+      const out = open(res, req, op);
       if (out === null) return;
       const key = keyOf(req);
       const q = readQuery(req, maxWaitMs, maxTtl);
-      if (key === null) return out.error('BAD_KEY', 'malformed percent-encoding in key');
-      if (q.bad) return out.error(q.bad, q.why);
+      if (key === null) return refuse(out, op, 'BAD_KEY', 'malformed percent-encoding in key');
+      if (q.bad) return refuse(out, op, q.bad, q.why);
       // A single value per connection at a time: bounded by limits.maxValueBytes, so not windowed; but
       // when the gateway-wide budget is spent, new reads are refused rather than queued.
       if (isGet && !ctx.budget.room(0, true))
-        return out.error('BUSY', 'the gateway holds its whole output budget for clients; retry shortly');
-      const r = new HttpKvRequest(out);
+        return refuse(out, op, 'BUSY', 'the gateway holds its whole output budget for clients; retry shortly');
+      const r = counted(new HttpKvRequest(out), op);
       // Aborted before its op went out (uWS closes a connection on a pipelined request): it is not sent.
       out.onAbort = () => r.abandon();
       if (isGet) router.get(r, 0, key, 0, key.length, q.wait);
@@ -151,7 +167,7 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
   app.del(`${PREFIX}*`, read(false));
 
   app.put(`${PREFIX}*`, (res, req) => {
-    const out = open(res, req);
+    const out = open(res, req, TallyOp.Set);
     if (out === null) return;
     const key = keyOf(req);
     const q = readQuery(req, maxWaitMs, maxTtl);
@@ -177,7 +193,7 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
       if (total > max) {
         // A chunked upload that outgrew the limit.
         release(pool, parts);
-        return out.error('TOO_LARGE', `value is over the ${max}-byte limit`);
+        return refuse(out, TallyOp.Set, 'TOO_LARGE', `value is over the ${max}-byte limit`);
       }
       for (let off = 0; off < src.length;) {
         let last = parts.length - 1;
@@ -194,13 +210,13 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
       if (!isLast) return;
       if (key === null) {
         release(pool, parts);
-        return out.error('BAD_KEY', 'malformed percent-encoding in key');
+        return refuse(out, TallyOp.Set, 'BAD_KEY', 'malformed percent-encoding in key');
       }
       if (q.bad) {
         release(pool, parts);
-        return out.error(q.bad, q.why);
+        return refuse(out, TallyOp.Set, q.bad, q.why);
       }
-      r = new HttpKvRequest(out);
+      r = counted(new HttpKvRequest(out), TallyOp.Set);
       router.setParts(r, 0, key, 0, key.length, q.ttl, q.flags, parts, lens, total, q.wait);
       release(pool, parts); // copied into the shard's batch
       r.seal();
@@ -217,12 +233,12 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
     if (declared > max) {
       // Longer than what will be read and dropped: the connection is cut off after it, and says so.
       if (declared > discardLimit(max)) out.closeAfter = true;
-      return out.error('TOO_LARGE', `value of ${declared} bytes is over the ${max}-byte limit`);
+      return refuse(out, TallyOp.Set, 'TOO_LARGE', `value of ${declared} bytes is over the ${max}-byte limit`);
     }
     // The body is gathered in pool buffers, which the gateway-wide budget counts: when it cannot hold
     // this upload, refuse it now rather than gather it.
     if (!ctx.budget.room(declared, true))
-      return out.error('BUSY', 'the gateway holds its whole buffer budget; retry shortly');
+      return refuse(out, TallyOp.Set, 'BUSY', 'the gateway holds its whole buffer budget; retry shortly');
   });
 }
 

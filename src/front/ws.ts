@@ -22,6 +22,7 @@ import { GetWindow } from '../flow/get-window';
 import type { TemplatedApp, WebSocket } from '../uws';
 import { RateLimitedLog } from '../core/log';
 import { refuseFraming } from './framing';
+import { Front, TallyOp } from '../core/tally';
 
 export interface WsCounters {
   connections: number;
@@ -148,7 +149,9 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
   // cut off; a value larger than the window is let through alone.
   const hardCap = limits.maxBufferedBytesPerConnection + limits.maxValueBytes + 256 * 1024;
 
-  const requestError = (s: WsSession, id: number, code: ErrorCode, message: string): void => {
+  const tally = ctx.tally;
+  const requestError = (s: WsSession, id: number, op: number, code: ErrorCode, message: string): void => {
+    tally.request(Front.Ws, op, code);
     s.error(id, -1, code, message);
     s.simple(id, -1, Kind.End);
   };
@@ -156,15 +159,18 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
   const dispatch = (c: WsConn, f: RequestFields): void => {
     const s = c.s;
     const id = f.id;
-    if (f.error !== null) return requestError(s, id, f.error, f.errorMessage);
-    if (ctx.draining) return requestError(s, id, 'SHUTTING_DOWN', ErrorTable.SHUTTING_DOWN.message);
-    if (s.inflight >= limits.maxInflightPerConnection) return requestError(s, id, 'BUSY', ErrorTable.BUSY.message);
+    const op = f.op;
+    if (f.error !== null) return requestError(s, id, op, f.error, f.errorMessage);
+    if (ctx.draining) return requestError(s, id, op, 'SHUTTING_DOWN', ErrorTable.SHUTTING_DOWN.message);
+    if (s.inflight >= limits.maxInflightPerConnection) return requestError(s, id, op, 'BUSY', ErrorTable.BUSY.message);
     const read = f.op === Op.Get || f.op === Op.MGet;
     // Keys waiting for this client to read are bounded: past a frame's worth, reads wait for it to drain.
     if (read && c.w.parkedBytes > config.ws.maxPayloadBytes) {
-      return requestError(s, id, 'BUSY', 'too many keys wait for this connection to read its answers');
+      return requestError(s, id, op, 'BUSY', 'too many keys wait for this connection to read its answers');
     }
     const req = (freeRequests.pop() ?? new WsRequest()).init(c, id, read, freeRequests);
+    // Op's numbers are TallyOp's (test/metrics.test.ts holds them together).
+    req.countInto(tally, tally.at(Front.Ws, op), op === Op.Get || op === Op.Set || op === Op.Del);
     s.inflight++;
     counters.requests++;
     const next = reader.pos;
@@ -325,6 +331,7 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
       }
       if (!isBinary) {
         counters.badFrames++;
+        tally.request(Front.Ws, TallyOp.Unknown, 'BAD_REQUEST');
         s.error(0, -1, 'BAD_REQUEST', 'frames must be binary msgpack');
         return;
       }
@@ -338,12 +345,16 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
           counters.badFrames++;
           if (!(e instanceof MsgpackError)) bug(e); // the client still only sent bad bytes: BAD_REQUEST
           const why = e instanceof MsgpackError ? `not valid msgpack: ${e.message}` : 'not valid msgpack';
-          if (fields.id >= 0) requestError(s, fields.id, 'BAD_REQUEST', why);
-          else s.error(0, -1, 'BAD_REQUEST', why);
+          if (fields.id >= 0) requestError(s, fields.id, TallyOp.Unknown, 'BAD_REQUEST', why);
+          else {
+            tally.request(Front.Ws, TallyOp.Unknown, 'BAD_REQUEST');
+            s.error(0, -1, 'BAD_REQUEST', why);
+          }
           return;
         }
         if (fields.id < 0) {
           counters.badFrames++;
+          tally.request(Front.Ws, TallyOp.Unknown, fields.error ?? 'BAD_REQUEST');
           s.error(0, -1, fields.error ?? 'BAD_REQUEST', fields.error ? fields.errorMessage : 'id missing');
           continue;
         }
@@ -351,6 +362,7 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
           dispatch(c, fields);
         } catch (e) {
           bug(e);
+          tally.request(Front.Ws, fields.op, 'INTERNAL');
           s.error(fields.id, -1, 'INTERNAL', ErrorTable.INTERNAL.message);
         }
       }

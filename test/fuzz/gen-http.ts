@@ -533,7 +533,10 @@ function genRequestHttp(rng: Rng, lim: Limits): Req {
     if (r.method === 'GET' && r.target !== '/healthz/')
       r.oracle = { statuses: [200], kind: 'GET /healthz', why: r.target };
   } else if (route === 'stats') {
-    r.target = '/debug/stats';
+    // Operational endpoints are on the admin listener only: the public port does not know them.
+    r.method = 'GET';
+    r.target = rng.pick(['/debug/stats', '/metrics', '/readyz', '/admin/reload']);
+    r.oracle = { statuses: [404], codes: ['NO_ROUTE'], kind: 'an admin path on the public port', why: r.target };
   } else if (route === 'ws') {
     r.target = '/v1/ws';
     if (rng.chance(0.5)) r.headers.push(['Upgrade', 'websocket'], ['Connection', 'Upgrade']);

@@ -19,6 +19,8 @@ export interface Exit {
 export interface GatewayProcess {
   proc: ChildProcess;
   port: number;
+  /** The admin listener's port, from the listening line (0 when spawned with `listening: false`). */
+  adminPort: number;
   /** Everything it printed (stdout and stderr). */
   output(): string;
   /** Resolves on exit; `at` is performance.now() of this process when the exit was seen. */
@@ -65,9 +67,10 @@ export async function spawnGateway(
       resolve({ code, signal, at });
     });
   });
+  let adminPort = 0;
   if (opts.listening !== false) {
     try {
-      await listening();
+      adminPort = await listening();
     } catch (e) {
       proc.kill('SIGKILL');
       throw e;
@@ -76,6 +79,7 @@ export async function spawnGateway(
   return {
     proc,
     port,
+    adminPort,
     exited,
     output: () => out,
     signal(sig) {
@@ -89,7 +93,7 @@ export async function spawnGateway(
     },
   };
 
-  async function listening(): Promise<void> {
+  async function listening(): Promise<number> {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`gateway did not start within 15 s: ${out}`)), 15_000);
       const look = (): void => {
@@ -104,7 +108,9 @@ export async function spawnGateway(
         reject(new Error(`gateway exited (${e.code ?? e.signal}) before listening: ${out}`));
       });
     });
-    if (!out.includes(`:${port} `))
-      throw new Error(`gateway is not listening on the port it was given (${port}): ${out}`);
+    const line = out.split('\n').find((l) => l.includes('"event":"listening"'))!;
+    const rec = JSON.parse(line) as { port: number; adminPort: number };
+    if (rec.port !== port) throw new Error(`gateway is not listening on the port it was given (${port}): ${out}`);
+    return rec.adminPort;
   }
 }

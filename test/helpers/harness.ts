@@ -151,3 +151,10 @@ export async function freeze(pid: number): Promise<void> {
     });
   await until(stopped, 5000, `memcached ${pid} stopped`);
 }
+
+/** A JSON document from a gateway's admin listener (`/debug/stats`, `/readyz`): the public port has none. */
+export async function adminJson(gw: { adminPort: number }, path: string): Promise<Record<string, unknown>> {
+  const res = await fetch(`http://127.0.0.1:${gw.adminPort}${path}`);
+  if (!res.ok) throw new Error(`admin ${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as Record<string, unknown>;
+}
