@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { Coalescer } from './core/coalescer';
-import { resolvedPools, type Config } from './config/schema';
+import { ConfigError, resolvedPools, type Config } from './config/schema';
 import type { GatewayContext } from './front/context';
 import { MemoryBudget } from './flow/budget';
 import { ConnectionGate } from './flow/connection-gate';
@@ -30,6 +30,7 @@ import { uws, us_listen_socket, HttpRequest, HttpResponse } from './uws';
 import type { Registry } from 'prom-client';
 import { Front, Tally, TallyOp } from './core/tally';
 import { createMetrics } from './ops/metrics';
+import { diffConfig } from './ops/reload';
 import { Events } from './core/events';
 import { createLogger, loggerSink } from './ops/logger';
 import { startAdmin, type AdminHandlers, type AdminServer } from './ops/admin';
@@ -39,6 +40,23 @@ export interface StartOptions {
   admin?: boolean;
   /** Names this gateway in events and logs (a worker's number; tests run several in one process). */
   name?: string;
+  /**
+   * Reads the configuration again for a reload (SIGHUP, POST /admin/reload): main.ts re-reads its --config
+   * file with the same command-line flags. Throws ConfigError when the new settings are bad.
+   */
+  reloadConfig?: () => Config | Promise<Config>;
+}
+
+/** What a reload did: `applied`, `unchanged`, or `failed` with why (then nothing changed). */
+export interface ReloadOutcome {
+  result: 'applied' | 'unchanged' | 'failed';
+  /** The HTTP status POST /admin/reload answers with: 200, 400 (a bad file) or 409 (not applicable). */
+  status: number;
+  generation: number;
+  message: string;
+  /** Setting paths that differ (applied, or refused as restart-only). */
+  changed: string[];
+  problems: string[];
 }
 
 export interface Gateway {
@@ -50,13 +68,21 @@ export interface Gateway {
   registry: Registry;
   /** The handlers the admin listener serves (a supervisor calls them over IPC for its workers). */
   admin: AdminHandlers;
-  config: Config;
+  /** The configuration running now (a reload replaces it). */
+  readonly config: Config;
   /** Every pool, in configuration order (`default` first when the top-level servers make it). */
-  pools: readonly Pool[];
+  readonly pools: readonly Pool[];
   /** The default pool's memcached connections (none when that pool is not memcached). */
-  shards: ShardConnection[];
+  readonly shards: ShardConnection[];
   /** The default pool's coalescer. */
-  coalescer: Coalescer;
+  readonly coalescer: Coalescer;
+  /** 1 at start, one more per applied reload. */
+  readonly generation: number;
+  /**
+   * Applies `next` (validated), or what `reloadConfig` reads: new rings for changed pools, batches in
+   * flight finish on their old connections, old shards close once idle; client connections stay.
+   */
+  reload(next?: Config): Promise<ReloadOutcome>;
   /** The default pool's ketama ring (throws when that pool is not memcached). */
   readonly ring: KetamaRing;
   ctx: GatewayContext;
@@ -108,39 +134,48 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
   const name = start.name ?? randomBytes(3).toString('hex');
   const events = new Events(name, loggerSink(createLogger(config.log.level, { gateway: name })));
   const fds = new FdReserve(config.limits.reservedDescriptors);
-  const options = {
-    maxValueBytes: config.limits.maxValueBytes,
-    maxOps: config.batch.maxOps,
-    shard: config.shard,
-    fds,
-    events,
+  /** The backends of `cfg`'s pools named in `only` (all when absent), not connected yet. */
+  const buildBackends = (cfg: Config, only?: readonly string[]): Backend[] => {
+    const options = {
+      maxValueBytes: cfg.limits.maxValueBytes,
+      maxOps: cfg.batch.maxOps,
+      shard: cfg.shard,
+      fds,
+      events,
+    };
+    const out: Backend[] = [];
+    for (const [name, spec] of Object.entries(resolvedPools(cfg))) {
+      if (only !== undefined && !only.includes(name)) continue;
+      const entry = backendEntry(spec.backend);
+      // validateConfig names a backend without a factory; this is for a config that skipped it.
+      if (entry === undefined) throw new Error(`kvgate: pool ${name}: no factory registered for "${spec.backend}"`);
+      out.push(entry.create(name, spec, options));
+    }
+    return out;
   };
-  const backends: Backend[] = [];
-  for (const [name, spec] of Object.entries(resolvedPools(config))) {
-    const entry = backendEntry(spec.backend);
-    // validateConfig names a backend without a factory; this is for a config that skipped it.
-    if (entry === undefined) throw new Error(`kvgate: pool ${name}: no factory registered for "${spec.backend}"`);
-    backends.push(entry.create(name, spec, options));
-  }
+  const backends = buildBackends(config);
   try {
     await Promise.all(backends.map((b) => b.connect()));
   } catch (e) {
     for (const b of backends) b.close();
     throw e;
   }
-  const pools: Pool[] = backends.map((backend) => ({
+  let current = config;
+  let pools: readonly Pool[] = backends.map((backend) => ({
     name: backend.name,
     backend,
     coalescer: new Coalescer(backend.shards, config.batch),
   }));
   const router = new Router(pools, config.routes, config.defaultPool, config.limits);
-  const main = router.pools.find((p) => p.name === config.defaultPool)!;
-  const coalescer = main.coalescer;
-  const shards = main.backend instanceof MemcachedBackend ? main.backend.shards : [];
+  const mainPool = (): Pool => router.pools.find((p) => p.name === current.defaultPool)!;
   const shardCount = pools.reduce((n, p) => n + p.backend.shards.length, 0);
   const flushAll = (): void => router.flushAll();
+  /** Backends a reload replaced, closed once nothing is in flight on them. */
+  const retiring = new Set<Backend>();
   const closeBackends = (): void => {
     for (const p of pools) p.backend.close();
+    for (const b of retiring) b.close();
+    retiring.clear();
   };
   const pool = new BufferPool(config.pool.maxFreeBuffers);
   const ctx: GatewayContext = {
@@ -181,13 +216,16 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
         },
       ]),
     ),
-    routes: config.routes,
-    defaultPool: config.defaultPool,
-    ring: main.backend instanceof MemcachedBackend ? main.backend.ring.spread() : null,
+    routes: current.routes,
+    defaultPool: current.defaultPool,
+    ring:
+      mainPool().backend instanceof MemcachedBackend ? (mainPool().backend as MemcachedBackend).ring.spread() : null,
+    generation,
+    retiring: retiring.size,
     pool: pool.stats(),
     memory: process.memoryUsage(),
     gc: gc ? { ...gc.counts } : null,
-    batch: config.batch,
+    batch: current.batch,
     draining: ctx.draining,
   });
 
@@ -329,7 +367,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
 
   // The admin listener: what an operator needs and a client must not see (ops/admin.ts).
   const ready = (): boolean => listening && !ctx.draining && pools.every((p) => p.backend.shards.some((s) => s.up));
-  const generation = 1;
+  let generation = 1;
   const reloads: Record<string, number> = { applied: 0, failed: 0, unchanged: 0 };
   const metrics = createMetrics({
     tally: ctx.tally,
@@ -354,10 +392,10 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
       status: ready() ? 200 : 503,
       body: { ready: ready(), draining: ctx.draining, listening },
     }),
-    reload: async () => ({
-      status: 501,
-      body: { error: { code: 'NOT_IMPLEMENTED', message: 'reload is not built yet' } },
-    }),
+    reload: async () => {
+      const o = await reload();
+      return { status: o.status, body: o };
+    },
   };
   let admin: AdminServer | null = null;
   if (config.admin.enabled && start.admin !== false) {
@@ -384,6 +422,84 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     closeBackends();
     ctx.budget.stop();
     gc?.stop();
+  };
+
+  // Reload: validate and compare first (ops/reload.ts), build and connect what is new, then switch the
+  // router in one step. What the old coalescers hold is sent at the switch, on the old connections; a
+  // replaced backend closes once nothing is in flight on it (bounded by the shard timeout, which fails
+  // what it still owes). Reloads run one at a time.
+  const retire = (b: Backend): void => {
+    retiring.add(b);
+    const deadline = Date.now() + current.shard.timeoutMs + 1000;
+    const look = setInterval(() => {
+      const busy = b.shards.some((s) => s.stats().inflightBatches > 0);
+      if (busy && Date.now() < deadline) return;
+      clearInterval(look);
+      if (retiring.delete(b)) b.close();
+    }, 20);
+    look.unref();
+  };
+  const outcome = (
+    result: ReloadOutcome['result'],
+    status: number,
+    message: string,
+    changed: string[] = [],
+    problems: string[] = [],
+  ): ReloadOutcome => {
+    reloads[result]++;
+    const level = result === 'failed' ? 'error' : 'info';
+    events.emit('reload', `reload.${result}`, level, message, { generation, changed, problems }, null);
+    return { result, status, generation, message, changed, problems };
+  };
+  const applyReload = async (given?: Config): Promise<ReloadOutcome> => {
+    if (ctx.draining || closed) return outcome('failed', 409, 'the gateway is stopping: nothing changed');
+    let next: Config;
+    try {
+      if (given !== undefined) next = given;
+      else if (start.reloadConfig !== undefined) next = await start.reloadConfig();
+      else return outcome('failed', 409, 'this gateway was started without a configuration file to read again');
+    } catch (e) {
+      const problems = e instanceof ConfigError ? e.problems.map((p) => p.text) : [(e as Error).message];
+      return outcome('failed', 400, 'the new configuration is not valid: nothing changed', [], problems);
+    }
+    const d = diffConfig(current, next);
+    if (d.restartOnly.length > 0)
+      return outcome(
+        'failed',
+        409,
+        `a reload cannot change ${d.restartOnly.join(', ')} (restart for that): nothing changed`,
+        d.changed,
+        d.restartOnly.map((p) => `${p} takes a restart`),
+      );
+    if (d.changed.length === 0) return outcome('unchanged', 200, 'the configuration is unchanged');
+    const fresh = buildBackends(next, d.rebuilt);
+    await Promise.all(fresh.map((b) => b.connect()));
+    if (ctx.draining || closed) {
+      for (const b of fresh) b.close();
+      return outcome('failed', 409, 'the gateway began stopping during the reload: nothing changed', d.changed);
+    }
+    const nextPools: Pool[] = Object.keys(resolvedPools(next)).map((name) => {
+      const built = fresh.find((b) => b.name === name);
+      if (built !== undefined) return { name, backend: built, coalescer: new Coalescer(built.shards, next.batch) };
+      const kept = pools.find((p) => p.name === name)!;
+      return d.batchChanged
+        ? { name, backend: kept.backend, coalescer: new Coalescer(kept.backend.shards, next.batch) }
+        : kept;
+    });
+    for (const p of pools) p.coalescer.flushAll();
+    router.replace(nextPools, next.routes, next.defaultPool);
+    const before = pools;
+    pools = nextPools;
+    current = next;
+    generation++;
+    for (const p of before) if (!nextPools.some((q) => q.backend === p.backend)) retire(p.backend);
+    return outcome('applied', 200, `configuration generation ${generation} applied`, d.changed);
+  };
+  let reloadChain: Promise<unknown> = Promise.resolve();
+  const reload = (next?: Config): Promise<ReloadOutcome> => {
+    const run = reloadChain.then(() => applyReload(next));
+    reloadChain = run.catch(() => undefined);
+    return run;
   };
 
   const stop = async (): Promise<void> => {
@@ -457,13 +573,27 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     events,
     admin: adminHandlers,
     registry,
-    config,
-    pools,
-    shards,
-    coalescer,
+    get config(): Config {
+      return current;
+    },
+    get pools(): readonly Pool[] {
+      return pools;
+    },
+    get shards(): ShardConnection[] {
+      const b = mainPool().backend;
+      return b instanceof MemcachedBackend ? b.shards : [];
+    },
+    get coalescer(): Coalescer {
+      return mainPool().coalescer;
+    },
+    get generation(): number {
+      return generation;
+    },
+    reload,
     get ring(): KetamaRing {
-      if (!(main.backend instanceof MemcachedBackend)) throw new Error(`the default pool is not memcached`);
-      return main.backend.ring;
+      const b = mainPool().backend;
+      if (!(b instanceof MemcachedBackend)) throw new Error(`the default pool is not memcached`);
+      return b.ring;
     },
     ctx,
     ws,

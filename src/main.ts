@@ -265,6 +265,18 @@ async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+  // SIGHUP reloads (its default action would end the process, also while it starts).
+  process.on('SIGHUP', () => {
+    if (gw === null || stopping) {
+      log.warn({ event: 'signal', signal: 'SIGHUP' }, 'SIGHUP while starting or stopping: ignored');
+      return;
+    }
+    void gw.reload().then((o) => {
+      // The gateway logged it (reload.failed); say it on stderr too, for whoever sent the signal.
+      if (o.result === 'failed')
+        console.error(`kvgate: SIGHUP: ${o.message}${o.problems.length ? `: ${o.problems.join('; ')}` : ''}`);
+    });
+  });
 
   // Loaded only after the config is known to be good, so a bad flag reports itself first.
   const { startGateway } = await import('./gateway');
@@ -282,7 +294,15 @@ async function main(argv: string[]): Promise<void> {
       `started a local fleet of ${fleet.members.length} memcached`,
     );
   }
-  const started = await startGateway(config);
+  // A reload reads the file again with the same flags; a local fleet stays the fleet of an unconfigured start.
+  const localServers = fleet !== null ? config.servers : null;
+  const reloadConfig = (): Config => {
+    const next = loadArgs(argv).config;
+    if (localServers !== null && next.servers.length === 0 && Object.keys(next.pools).length === 0)
+      next.servers = localServers;
+    return next;
+  };
+  const started = await startGateway(config, { reloadConfig });
   gw = started;
   const pools = started.pools.map((p) => `${p.name} (${p.backend.kind}, ${p.backend.shards.length} shards)`);
   const down = started.pools.flatMap((p) => p.backend.shards.filter((s) => !s.up).map((s) => `${p.name}/${s.label}`));

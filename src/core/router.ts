@@ -27,13 +27,13 @@ export interface Pool {
 }
 
 export class Router {
-  readonly pools: readonly Pool[];
-  private readonly fallback: Pool;
+  pools: readonly Pool[] = [];
+  private fallback!: Pool;
   /** Prefix k is bytes[starts[k], starts[k] + lens[k]) and routes to pools[poolOf[k]]; longest first. */
-  private readonly bytes: Buffer;
-  private readonly starts: Int32Array;
-  private readonly lens: Int32Array;
-  private readonly poolOf: Int32Array;
+  private bytes = Buffer.alloc(0);
+  private starts = new Int32Array(0);
+  private lens = new Int32Array(0);
+  private poolOf = new Int32Array(0);
 
   constructor(
     pools: readonly Pool[],
@@ -41,27 +41,39 @@ export class Router {
     defaultPool: string,
     readonly limits: ItemLimits,
   ) {
-    this.pools = pools;
+    this.replace(pools, routes, defaultPool);
+  }
+
+  /**
+   * Routes every key from now on by these pools and routes (a reload). Everything that holds this Router
+   * (fronts, get windows) sees the change at once; what the old pools' coalescers hold is theirs to send.
+   */
+  replace(pools: readonly Pool[], routes: readonly RouteSpec[], defaultPool: string): void {
     const index = (name: string): number => {
       const k = pools.findIndex((p) => p.name === name);
       if (k < 0) throw new RangeError(`no pool named ${JSON.stringify(name)}`);
       return k;
     };
-    this.fallback = pools[index(defaultPool)];
+    const fallback = pools[index(defaultPool)];
     const table = routes
       .map((r) => ({ prefix: Buffer.from(r.prefix, 'utf8'), pool: index(r.pool) }))
       .sort((a, b) => b.prefix.length - a.prefix.length);
-    this.bytes = Buffer.concat(table.map((r) => r.prefix));
-    this.starts = new Int32Array(table.length);
-    this.lens = new Int32Array(table.length);
-    this.poolOf = new Int32Array(table.length);
+    const starts = new Int32Array(table.length);
+    const lens = new Int32Array(table.length);
+    const poolOf = new Int32Array(table.length);
     let at = 0;
     table.forEach((r, k) => {
-      this.starts[k] = at;
-      this.lens[k] = r.prefix.length;
-      this.poolOf[k] = r.pool;
+      starts[k] = at;
+      lens[k] = r.prefix.length;
+      poolOf[k] = r.pool;
       at += r.prefix.length;
     });
+    this.pools = pools;
+    this.fallback = fallback;
+    this.bytes = Buffer.concat(table.map((r) => r.prefix));
+    this.starts = starts;
+    this.lens = lens;
+    this.poolOf = poolOf;
   }
 
   /** The pool owning a key: the first (longest) prefix it starts with, else the default pool. */

@@ -1,0 +1,74 @@
+/**
+ * What a reload may change, decided before anything is touched. A new configuration is compared with the
+ * running one setting by setting: the fleet (servers, hash, failure, pools, routes, defaultPool) and the
+ * batch timing apply at once (gateway.ts builds the new pools); everything else is read once at start
+ * (listeners, limits the fronts were built with, timeouts of open connections, logging, workers), so a
+ * change to it refuses the whole reload and names each such setting: half a reload is worse than none.
+ */
+import { resolvedPools, type Config } from '../config/schema';
+import type { PoolConfig } from '../core/pools';
+
+/** Settings a reload applies. `batch.maxWaitMs` is not among them: the fronts check `wait` hints against it. */
+const APPLIED = new Set(['servers', 'hash', 'failure', 'pools', 'routes', 'defaultPool', 'batch']);
+const BATCH_APPLIED = new Set(['windowMs', 'maxOps', 'maxBytes']);
+
+export interface ConfigDiff {
+  /** Every setting path that differs (`servers`, `batch.windowMs`, `limits.maxConnections`). */
+  changed: string[];
+  /** The changed ones a reload cannot apply. */
+  restartOnly: string[];
+  /** Pools (resolved: the top-level servers make `default`) that are new or whose settings differ. */
+  rebuilt: string[];
+  /** Pools no longer configured. */
+  removed: string[];
+  batchChanged: boolean;
+}
+
+/** JSON with object keys sorted, so that two equal settings compare equal whatever their key order. */
+export function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+export function diffConfig(running: Config, next: Config): ConfigDiff {
+  const changed: string[] = [];
+  const restartOnly: string[] = [];
+  const a = running as unknown as Record<string, unknown>;
+  const b = next as unknown as Record<string, unknown>;
+  for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    const x = a[key],
+      y = b[key];
+    if (canonical(x) === canonical(y)) continue;
+    const nested =
+      x !== null &&
+      y !== null &&
+      typeof x === 'object' &&
+      typeof y === 'object' &&
+      !Array.isArray(x) &&
+      key !== 'pools';
+    const paths = nested
+      ? [...new Set([...Object.keys(x), ...Object.keys(y as object)])]
+          .filter((k) => canonical((x as Record<string, unknown>)[k]) !== canonical((y as Record<string, unknown>)[k]))
+          .map((k) => `${key}.${k}`)
+      : [key];
+    for (const path of paths) {
+      changed.push(path);
+      const applied = key === 'batch' ? BATCH_APPLIED.has(path.slice('batch.'.length)) : APPLIED.has(key);
+      if (!applied) restartOnly.push(path);
+    }
+  }
+  const before: Record<string, PoolConfig> = resolvedPools(running);
+  const after: Record<string, PoolConfig> = resolvedPools(next);
+  const rebuilt = Object.keys(after).filter(
+    (n) => before[n] === undefined || canonical(before[n]) !== canonical(after[n]),
+  );
+  const removed = Object.keys(before).filter((n) => after[n] === undefined);
+  return { changed, restartOnly, rebuilt, removed, batchChanged: changed.some((p) => p.startsWith('batch.')) };
+}
