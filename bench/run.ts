@@ -24,6 +24,7 @@ import { Runner } from './suite/runner';
 import { runC10k } from './suite/c10k';
 import { runFlow } from './suite/flow';
 import { runRedis } from './suite/redis';
+import { runMetricsCost } from './suite/metrics-cost';
 import { profileGateway, allocProfile, type ProfileResult } from './suite/profile';
 import { fullScenarios, quickScenarios } from './suite/scenarios';
 import { writeReport, type MicroResult } from './report/report';
@@ -137,6 +138,8 @@ async function main(): Promise<void> {
           extra = (await runFlow(runner, sc, log)) as unknown as Record<string, unknown>;
         } else if (sc.kind === 'redis') {
           extra = (await runRedis(runner, sc, log, tmpDir)) as unknown as Record<string, unknown>;
+        } else if (sc.kind === 'metrics') {
+          extra = (await runMetricsCost(runner, sc, log)) as unknown as Record<string, unknown>;
         }
       } catch (e) {
         log(`  ${sc.name} failed: ${(e as Error).message}`);

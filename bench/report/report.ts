@@ -506,7 +506,13 @@ export function writeReport(input: ReportInput): { files: string[]; targets: Tar
     '',
   );
   for (const r of results) {
-    if (r.scenario.kind === 'c10k' || r.scenario.kind === 'flow' || r.scenario.kind === 'redis') continue;
+    if (
+      r.scenario.kind === 'c10k' ||
+      r.scenario.kind === 'flow' ||
+      r.scenario.kind === 'redis' ||
+      r.scenario.kind === 'metrics'
+    )
+      continue;
     L.push(`### ${r.scenario.name}: ${r.scenario.title}`, '');
     if (r.scenario.note) L.push(`${r.scenario.note}.`, '');
     if ((r.extra as { error?: string } | undefined)?.error)

@@ -102,6 +102,7 @@ export function fullScenarios(): Scenario[] {
   out.push(c10k());
   out.push(...flowScenarios());
   out.push(...redisScenarios());
+  out.push(metricsScenario());
   return out;
 }
 
@@ -117,6 +118,7 @@ export function quickScenarios(): Scenario[] {
     ...httpScenarios([50]),
     ...curves([0, 2, 10], []),
     ...redisScenarios(),
+    metricsScenario(),
   ];
 }
 
@@ -160,6 +162,20 @@ function curves(windows: number[], caps: number[]): Scenario[] {
     });
   }
   return out;
+}
+
+/** What /metrics costs (issue 9): bench/suite/metrics-cost.ts, `--only metrics`. */
+export function metricsScenario(): Scenario {
+  return {
+    ...ws(
+      'metrics-cost',
+      'Metrics cost: WebSocket get, 1,000 connections, 100 B, /metrics scraped every second vs not',
+      {
+        peers: ['kvgate'],
+      },
+    ),
+    kind: 'metrics',
+  };
 }
 
 /** Flow control (issue 6): a bystander next to one misbehaving client; bench/suite/flow.ts. */

@@ -32,7 +32,7 @@ export interface Env {
   settings: SuiteSettings;
 }
 
-export type ScenarioKind = 'load' | 'wrk' | 'curve' | 'c10k' | 'flow' | 'redis';
+export type ScenarioKind = 'load' | 'wrk' | 'curve' | 'c10k' | 'flow' | 'redis' | 'metrics';
 
 export interface Scenario {
   name: string;
