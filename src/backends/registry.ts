@@ -42,5 +42,6 @@ registerBackend('redis', (name, pool, o) =>
     commandTimeoutMs: o.shard.timeoutMs,
     maxValueBytes: o.maxValueBytes,
     batchMaxOps: o.maxOps,
+    events: o.events,
   }),
 );

@@ -28,6 +28,7 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Backend, Shard } from '../../core/backend';
 import type { RedisPoolConfig } from '../../core/pools';
+import type { Events } from '../../core/events';
 import { ClusterPlacement, ServerPlacement } from './placement';
 import { MAX_HOPS, RedisShard } from './shard';
 
@@ -40,6 +41,8 @@ export interface RedisBackendOptions {
   commandTimeoutMs: number;
   maxValueBytes: number;
   batchMaxOps: number;
+  /** Where the connection's state changes go (shard.up, shard.down with the reason). */
+  events?: Events;
 }
 
 function hostPort(s: string, pool: string): { host: string; port: number } {
@@ -55,6 +58,25 @@ function hostPort(s: string, pool: string): { host: string; port: number } {
 /** Reconnect after 50, 100, 200 ... ms, at most 2 s apart. */
 function reconnectDelay(times: number): number {
   return Math.min(50 * 2 ** Math.min(times - 1, 6), 2000);
+}
+
+/** Logs a standalone server's connection going up and down (once per change, with ioredis's reason). */
+function reportState(redis: Redis, label: string, events: Events): void {
+  let up = false;
+  let lastError = '';
+  redis.on('error', (e: Error) => {
+    lastError = e.message;
+  });
+  redis.on('ready', () => {
+    up = true;
+    events.emit('shard', 'shard.up', 'info', `Redis ${label} is up`, { shard: label }, label);
+  });
+  redis.on('close', () => {
+    if (!up) return;
+    up = false;
+    const reason = lastError || 'connection closed';
+    events.emit('shard', 'shard.down', 'warn', `Redis ${label} is down: ${reason}`, { shard: label, reason }, label);
+  });
 }
 
 export function createRedisBackend(name: string, cfg: RedisPoolConfig, opts: RedisBackendOptions): Backend {
@@ -89,7 +111,9 @@ export function createRedisBackend(name: string, cfg: RedisPoolConfig, opts: Red
   if (hasServers) {
     const label = cfg.servers![0];
     const { host, port } = hostPort(label, name);
-    shard = new RedisShard(label, new ServerPlacement(label, new Redis({ ...client, host, port })), shardOpts);
+    const redis = new Redis({ ...client, host, port });
+    if (opts.events !== undefined) reportState(redis, label, opts.events);
+    shard = new RedisShard(label, new ServerPlacement(label, redis), shardOpts);
   } else {
     const seeds = cfg.cluster!.map((s) => hostPort(s, name));
     const c = new Cluster(seeds, {
