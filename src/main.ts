@@ -1,6 +1,7 @@
 /**
  * `npm start`: reads config/default.json, an optional --config file and flags, validates them, starts a
- * local memcached fleet when no servers are configured, and runs the gateway until SIGINT/SIGTERM.
+ * local memcached fleet when no servers are configured, and runs the gateway until SIGINT/SIGTERM. With
+ * `workers` > 1 this process is the supervisor of that many gateway processes (src/cluster/).
  */
 import { readFileSync } from 'node:fs';
 import {
@@ -12,9 +13,11 @@ import {
   validateConfig,
   Config,
 } from './config/schema';
-import { LocalFleet } from './fleet/local-fleet';
+import { availableParallelism } from 'node:os';
+import { Events } from './core/events';
+import { LocalFleet, freePort } from './fleet/local-fleet';
 import type { Gateway } from './gateway';
-import { createLogger } from './ops/logger';
+import { createLogger, loggerSink } from './ops/logger';
 
 type FlagKind = 'file' | 'string' | 'int' | 'servers' | 'workers' | 'switch';
 
@@ -239,7 +242,7 @@ async function main(argv: string[]): Promise<void> {
   // what was received, refuse the rest, close) within shutdown.drainMs, then exits 0; a second signal
   // exits at once.
   const log = createLogger(config.log.level);
-  let gw: Gateway | null = null;
+  let gw: Pick<Gateway, 'drain'> | null = null;
   let fleet: LocalFleet | null = null;
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
@@ -281,6 +284,26 @@ async function main(argv: string[]): Promise<void> {
       { event: 'fleet.started', servers: config.servers.map((m) => `${m.host}:${m.port}`) },
       `started a local fleet of ${fleet.members.length} memcached`,
     );
+  }
+  const workers = config.workers === 'auto' ? availableParallelism() : config.workers;
+  if (workers > 1) {
+    // A supervisor (src/cluster/): one fleet (above), its servers handed to every worker in the config.
+    const { startSupervisor } = await import('./cluster/supervisor');
+    if (config.port === 0) config.port = await freePort();
+    const events = new Events('supervisor', loggerSink(log));
+    const sup = await startSupervisor(config, workers, events);
+    gw = { drain: () => sup.stop() };
+    process.on('SIGHUP', () => {
+      void sup
+        .reload()
+        .then((all) => log.info({ event: 'reload.forwarded', workers: all }, 'SIGHUP: reload asked of every worker'));
+    });
+    log.info(
+      { event: 'listening', port: sup.port, adminPort: sup.adminPort, workers },
+      `listening on http://${config.host}:${sup.port} with ${workers} workers, ` +
+        `admin ${sup.adminPort ? `http://${config.admin.host}:${sup.adminPort}` : 'off'}`,
+    );
+    return;
   }
   const started = await startGateway(config);
   gw = started;
