@@ -26,7 +26,7 @@ import { BufferPool } from './stream/buffer-pool';
 import { ErrorCode, ErrorTable, errorBody } from './core/errors';
 import { refuseFraming } from './front/framing';
 import { errorHeaders, statusLine } from './stream/http-out';
-import { uws, us_listen_socket, HttpRequest, HttpResponse } from './uws';
+import { uws, us_listen_socket, HttpRequest, HttpResponse, listenOn, ListenMode } from './uws';
 import type { Registry } from 'prom-client';
 import { Front, Tally, TallyOp } from './core/tally';
 import { createMetrics } from './ops/metrics';
@@ -40,6 +40,11 @@ export interface StartOptions {
   admin?: boolean;
   /** Names this gateway in events and logs (a worker's number; tests run several in one process). */
   name?: string;
+  /**
+   * Listen with SO_REUSEPORT so that other workers listen on the same port (a supervised worker).
+   * Otherwise the listen is exclusive: a second gateway on the port fails to start instead of sharing it.
+   */
+  sharedPort?: boolean;
   /**
    * Reads the configuration again for a reload (SIGHUP, POST /admin/reload): main.ts re-reads its --config
    * file with the same command-line flags. Throws ConfigError when the new settings are bad.
@@ -292,10 +297,19 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     answerNow(res, req, 'NO_ROUTE');
   });
 
+  const listenMode = start.sharedPort === true ? ListenMode.Shared : ListenMode.Exclusive;
   let listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-    app.listen(config.host, config.port, (ls) => {
+    listenOn(app, config.host, config.port, listenMode, (ls) => {
       if (ls) resolve(ls);
-      else reject(new Error(`kvgate: cannot listen on ${config.host}:${config.port} (in use?)`));
+      else
+        reject(
+          new Error(
+            `kvgate: cannot listen on ${config.host}:${config.port} (in use? ` +
+              (listenMode === ListenMode.Exclusive
+                ? 'with one worker the port is not shared: is another kvgate running on it?)'
+                : 'workers share the port only with processes that share it too)'),
+          ),
+        );
     });
   });
   const port = uws.us_socket_local_port(listenSocket as never) as number;
@@ -328,7 +342,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     } else if (pausedForFds) {
       fds.restock();
       if (fds.held < config.limits.reservedDescriptors || fds.atLimit()) return;
-      app.listen(config.host, port, (ls) => {
+      listenOn(app, config.host, port, listenMode, (ls) => {
         if (!ls) return; // try again at the next look
         listenSocket = ls;
         listening = true;

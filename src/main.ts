@@ -1,6 +1,7 @@
 /**
  * `npm start`: reads config/default.json, an optional --config file and flags, validates them, starts a
- * local memcached fleet when no servers are configured, and runs the gateway until SIGINT/SIGTERM.
+ * local memcached fleet when no servers are configured, and runs the gateway until SIGINT/SIGTERM. With
+ * `workers` > 1 this process is the supervisor of that many gateway processes (src/cluster/).
  */
 import { readFileSync } from 'node:fs';
 import {
@@ -12,9 +13,12 @@ import {
   validateConfig,
   Config,
 } from './config/schema';
-import { LocalFleet } from './fleet/local-fleet';
+import { availableParallelism } from 'node:os';
+import { Events } from './core/events';
+import { LocalFleet, freePort } from './fleet/local-fleet';
+import { ENV_ARGV } from './cluster/protocol';
 import type { Gateway } from './gateway';
-import { createLogger } from './ops/logger';
+import { createLogger, loggerSink } from './ops/logger';
 
 type FlagKind = 'file' | 'string' | 'int' | 'servers' | 'workers' | 'switch';
 
@@ -239,7 +243,7 @@ async function main(argv: string[]): Promise<void> {
   // what was received, refuse the rest, close) within shutdown.drainMs, then exits 0; a second signal
   // exits at once.
   const log = createLogger(config.log.level);
-  let gw: Gateway | null = null;
+  let gw: Pick<Gateway, 'drain'> | null = null;
   let fleet: LocalFleet | null = null;
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
@@ -265,17 +269,15 @@ async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
-  // SIGHUP reloads (its default action would end the process, also while it starts).
+  // SIGHUP reloads: the gateway, or the supervisor forwarding it to every worker. Its default action would
+  // end the process, also while it starts.
+  let hangup: (() => void) | null = null;
   process.on('SIGHUP', () => {
-    if (gw === null || stopping) {
+    if (hangup === null || stopping) {
       log.warn({ event: 'signal', signal: 'SIGHUP' }, 'SIGHUP while starting or stopping: ignored');
       return;
     }
-    void gw.reload().then((o) => {
-      // The gateway logged it (reload.failed); say it on stderr too, for whoever sent the signal.
-      if (o.result === 'failed')
-        console.error(`kvgate: SIGHUP: ${o.message}${o.problems.length ? `: ${o.problems.join('; ')}` : ''}`);
-    });
+    hangup();
   });
 
   // Loaded only after the config is known to be good, so a bad flag reports itself first.
@@ -294,16 +296,34 @@ async function main(argv: string[]): Promise<void> {
       `started a local fleet of ${fleet.members.length} memcached`,
     );
   }
-  // A reload reads the file again with the same flags; a local fleet stays the fleet of an unconfigured start.
-  const localServers = fleet !== null ? config.servers : null;
-  const reloadConfig = (): Config => {
-    const next = loadArgs(argv).config;
-    if (localServers !== null && next.servers.length === 0 && Object.keys(next.pools).length === 0)
-      next.servers = localServers;
-    return next;
-  };
-  const started = await startGateway(config, { reloadConfig });
+  const workers = config.workers === 'auto' ? availableParallelism() : config.workers;
+  if (workers > 1) {
+    // A supervisor (src/cluster/): one fleet (above), its servers handed to every worker in the config.
+    const { startSupervisor } = await import('./cluster/supervisor');
+    if (config.port === 0) config.port = await freePort();
+    process.env[ENV_ARGV] = JSON.stringify(argv); // each worker reads the file again on a reload
+    const events = new Events('supervisor', loggerSink(log));
+    const sup = await startSupervisor(config, workers, events);
+    gw = { drain: () => sup.stop() };
+    hangup = () =>
+      void sup
+        .reload()
+        .then((all) => log.info({ event: 'reload.forwarded', workers: all }, 'SIGHUP: reload asked of every worker'));
+    log.info(
+      { event: 'listening', port: sup.port, adminPort: sup.adminPort, workers },
+      `listening on http://${config.host}:${sup.port} with ${workers} workers, ` +
+        `admin ${sup.adminPort ? `http://${config.admin.host}:${sup.adminPort}` : 'off'}`,
+    );
+    return;
+  }
+  const started = await startGateway(config, { reloadConfig: () => rereadConfig(argv, started.config) });
   gw = started;
+  hangup = () =>
+    void started.reload().then((o) => {
+      // The gateway logged it (reload.failed); say it on stderr too, for whoever sent the signal.
+      if (o.result === 'failed')
+        console.error(`kvgate: SIGHUP: ${o.message}${o.problems.length ? `: ${o.problems.join('; ')}` : ''}`);
+    });
   const pools = started.pools.map((p) => `${p.name} (${p.backend.kind}, ${p.backend.shards.length} shards)`);
   const down = started.pools.flatMap((p) => p.backend.shards.filter((s) => !s.up).map((s) => `${p.name}/${s.label}`));
   log.info(
@@ -311,6 +331,17 @@ async function main(argv: string[]): Promise<void> {
     `listening on http://${config.host}:${started.port} (WebSocket ws://${config.host}:${started.port}/v1/ws), ` +
       `admin ${started.adminPort ? `http://${config.admin.host}:${started.adminPort}` : 'off'}, pools: ${pools.join(', ')}`,
   );
+}
+
+/**
+ * What a reload reads: the --config file again under the same flags (`argv`). Port 0 and no servers (a
+ * local fleet) mean what they meant at start: the port and the fleet `running` has.
+ */
+export function rereadConfig(argv: string[], running: Config): Config {
+  const next = loadArgs(argv).config;
+  if (next.port === 0) next.port = running.port;
+  if (next.servers.length === 0 && Object.keys(next.pools).length === 0) next.servers = running.servers;
+  return next;
 }
 
 /** Runs the gateway as the command line does; bin/kvgate calls this. */

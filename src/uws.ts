@@ -29,3 +29,25 @@ function loadNative(): typeof UWS {
 }
 
 export const uws = loadNative();
+
+/** uSockets' listen options (LIBUS_LISTEN_*): the default binds with SO_REUSEPORT on Linux. */
+export const enum ListenMode {
+  /** SO_REUSEPORT: other processes may listen on the same port (workers; the kernel spreads connections). */
+  Shared = 0,
+  /** LIBUS_LISTEN_EXCLUSIVE_PORT: no SO_REUSEPORT, so a second listener on the port fails (and so does this one if the port is held). */
+  Exclusive = 1,
+}
+
+/**
+ * `app.listen(host, port, options, cb)`: the native binding takes the options after the host, which the
+ * package's typings do not declare.
+ */
+export function listenOn(
+  app: UWS.TemplatedApp,
+  host: string,
+  port: number,
+  mode: ListenMode,
+  cb: (ls: UWS.us_listen_socket | false) => void,
+): void {
+  (app.listen as unknown as (h: string, p: number, o: number, c: typeof cb) => void).call(app, host, port, mode, cb);
+}

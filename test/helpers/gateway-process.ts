@@ -35,15 +35,16 @@ const MAIN = join(__dirname, '..', '..', 'src', 'main.js');
 
 /**
  * `openFiles`: the child's open-file limit. `listening: false` returns as soon as it is spawned, without
- * waiting for its "listening on" line (to catch it while it starts).
+ * waiting for its "listening on" line (to catch it while it starts). `port`: this public port rather than
+ * a free one (to start a second gateway on a port that is taken).
  */
 export async function spawnGateway(
   config: Record<string, unknown>,
-  opts: { openFiles?: number; listening?: boolean } = {},
+  opts: { openFiles?: number; listening?: boolean; port?: number } = {},
 ): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'kvgate-proc-'));
   const file = join(dir, 'config.json');
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   writeFileSync(file, JSON.stringify({ host: '127.0.0.1', admin: { port: 0 }, ...config, port }));
   const proc =
     opts.openFiles === undefined

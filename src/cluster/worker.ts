@@ -1,0 +1,86 @@
+/**
+ * A worker process (node:cluster, forked by supervisor.ts): one gateway on the shared public port
+ * (SO_REUSEPORT; uWS binds itself, not through cluster's shared handle), no admin listener of its own. It
+ * answers the supervisor's questions with its admin handlers, drains on `drain`, SIGTERM or SIGINT, and
+ * exits when the supervisor's channel goes away (the supervisor died: nobody would restart or scrape it).
+ */
+import type { Config } from '../config/schema';
+import type { Gateway } from '../gateway';
+import {
+  ENV_ARGV,
+  ENV_CONFIG,
+  ENV_NAME,
+  isToWorker,
+  type AnswerMessage,
+  type AskMessage,
+  type FromWorker,
+} from './protocol';
+
+function send(m: FromWorker): void {
+  process.send?.(m);
+}
+
+async function answer(gw: Gateway, q: AskMessage): Promise<void> {
+  const reply: AnswerMessage = { kvgate: 'answer', id: q.id };
+  try {
+    switch (q.what) {
+      case 'metrics':
+        reply.value = await gw.registry.getMetricsAsJSON();
+        break;
+      case 'stats':
+        reply.value = { pid: process.pid, ...gw.stats() };
+        break;
+      case 'ready':
+        reply.value = await gw.admin.ready();
+        break;
+      case 'reload':
+        reply.value = await gw.admin.reload();
+        break;
+    }
+  } catch (e) {
+    reply.error = (e as Error).message;
+  }
+  send(reply);
+}
+
+export async function runWorker(): Promise<void> {
+  const name = process.env[ENV_NAME] ?? `w${process.pid}`;
+  const config = JSON.parse(process.env[ENV_CONFIG] ?? 'null') as Config | null;
+  if (config === null || process.send === undefined) throw new Error('kvgate: a worker is started by the supervisor');
+  let gw: Gateway | null = null;
+  let draining: Promise<void> | null = null;
+  const drain = (): void => {
+    if (gw === null) process.exit(0); // nothing listens yet
+    draining ??= gw
+      .drain()
+      .then(() => process.exit(0))
+      .catch(() => process.exit(1));
+  };
+  process.on('message', (m: unknown) => {
+    if (!isToWorker(m)) return;
+    if (m.kvgate === 'drain') drain();
+    else if (gw !== null) void answer(gw, m);
+  });
+  process.on('SIGTERM', drain);
+  process.on('SIGINT', drain);
+  process.on('disconnect', drain);
+  // A hangup of the terminal reaches the whole process group: the supervisor forwards it as one reload.
+  process.on('SIGHUP', () => undefined);
+  const { startGateway } = await import('../gateway');
+  const { rereadConfig } = await import('../main');
+  const argv = JSON.parse(process.env[ENV_ARGV] ?? '[]') as string[];
+  const started = await startGateway(config, {
+    admin: false,
+    name,
+    sharedPort: true,
+    reloadConfig: () => rereadConfig(argv, started.config),
+  });
+  gw = started;
+  send({ kvgate: 'listening', pid: process.pid, port: gw.port });
+}
+
+if (require.main === module)
+  runWorker().catch((e: unknown) => {
+    console.error(e instanceof Error ? e.message : e);
+    process.exit(1);
+  });
