@@ -7,7 +7,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { startHarness, until, type Harness } from './helpers/harness';
+import { freeze, startHarness, until, type Harness } from './helpers/harness';
 import { keysByShard, rawGet } from './helpers/mc-raw';
 import type { ItemResult } from '../src/client';
 import { channelName, quietEvents, type OpsEvent } from '../src/core/events';
@@ -132,7 +132,7 @@ describe('eject', () => {
   let h: Harness;
   before(async () => {
     h = await startHarness({
-      shard: FAST_RECONNECT,
+      shard: { ...FAST_RECONNECT, timeoutMs: 200, connectTimeoutMs: 200 },
       failure: { mode: 'eject', failureLimit: 3, retryTimeoutMs: 200, maxRetryTimeoutMs: 2000 },
     });
   });
@@ -204,6 +204,49 @@ describe('eject', () => {
         assert.equal((await rawGet(h.fleet.members[DEAD].port, keys[i]))?.value.toString(), `${keys[i]}:2`);
       }
     } finally {
+      rec.stop();
+    }
+  });
+
+  it('counts timeouts of a frozen shard as failures, and a probe brings it back once it answers again', async () => {
+    const b = backendOf(h);
+    const frozen = b.shards[2];
+    const keys = keysByShard(b.ring, 3, 'ejf:', 4)[2];
+    const rec = recordShardEvents(h.gw.events.gateway);
+    const pid = h.fleet.members[2].proc!.pid!;
+    let thawed = false;
+    try {
+      await freeze(pid);
+      // Only traffic can time out: keep reading the frozen shard's keys until it is ejected.
+      const ws = await wsOf(h);
+      const deadline = Date.now() + 15_000;
+      while (!frozen.stats().ejected) {
+        assert.ok(Date.now() < deadline, 'the frozen shard was not ejected');
+        const got = await ws.mget(keys);
+        for (const g of got) assert.ok(!('hit' in g), `a frozen shard answered: ${JSON.stringify(g)}`);
+      }
+      const mine = rec.events.filter((e) => e.shard === frozen.label);
+      const ejected = mine.find((e) => e.event === 'shard.ejected');
+      assert.equal(ejected?.reason, 'timeout');
+      assert.ok(mine.filter((e) => e.event === 'shard.timeout').length >= 3, 'three timeouts in a row');
+      // its keys are served by the others now
+      await ws.mset(keys.map((k) => ({ key: k, value: `${k}:moved` })));
+      const got = await ws.mget(keys);
+      keys.forEach((k, i) => {
+        assert.notEqual(shardOfKey(b, k), 2);
+        assert.equal(hitValue(got[i], k), `${k}:moved`);
+      });
+      const probesBefore = rec.events.length;
+      process.kill(pid, 'SIGCONT');
+      thawed = true;
+      await until(
+        () => rec.events.slice(probesBefore).some((e) => e.shard === frozen.label && e.event === 'shard.returned'),
+        10_000,
+        'shard.returned after SIGCONT',
+      );
+      keys.forEach((k) => assert.equal(shardOfKey(b, k), 2, `${k} back on its shard`));
+    } finally {
+      if (!thawed) process.kill(pid, 'SIGCONT');
       rec.stop();
     }
   });
