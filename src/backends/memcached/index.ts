@@ -1,6 +1,9 @@
 /**
  * The memcached backend: a pool of ShardConnections placed on a ketama ring (twemproxy-compatible), each
- * connection speaking the meta text protocol (`get` multi-gets, `ms`/`md` writes with opaques).
+ * connection speaking the meta text protocol (`get` multi-gets, `ms`/`md` writes with opaques). With
+ * `failure.mode: eject` it also runs the failure policy (ejection.ts): a shard that keeps failing leaves
+ * the ring (keys are placed on a ring over the others), is probed (probe.ts) and comes back; shardOf
+ * always answers in the configured shard numbering.
  */
 import type { Backend } from '../../core/backend';
 import type { Events } from '../../core/events';
