@@ -18,9 +18,8 @@
  *   glibc's qsort, a stable merge sort: the server whose name sorts first wins. We do the same.
  * - With a single server it skips hashing; an empty key hashes to 0.
  *
- * What we leave out: `auto_eject_hosts` (twemproxy rebuilds the ring without an ejected server and
- * re-spreads its points over the others; we report a dead shard instead of moving its keys) and
- * `hash_tag`.
+ * What we leave out: `hash_tag`. `auto_eject_hosts` is not here: with `failure.mode: eject` the backend
+ * (index.ts, ejection.ts) builds another ring over the servers still in, as twemproxy does.
  */
 import { createHash } from 'node:crypto';
 import { fnv1a32Signed, md5First32, type HashName } from './hash';

@@ -20,6 +20,7 @@ import { NetConnectOpts, Socket, createConnection } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Ops, Shard, ShardStats } from '../../core/backend';
 import type { ErrorCode } from '../../core/errors';
+import { quietEvents, type Events } from '../../core/events';
 import type { Request } from '../../core/request';
 import { Histogram, LATENCY_BUCKETS } from '../../core/histogram';
 import { GetBatch } from './get-batch';
@@ -47,12 +48,18 @@ export interface ShardOptions {
   connectTimeoutMs: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
+  /** Where shard.up / shard.down / shard.reset / shard.timeout / shard.retry go (none but their channel if absent). */
+  events?: Events;
 }
 
 export class ShardConnection implements Shard {
   up = false;
+  /** Out of its pool's ring by the failure policy (set by the backend; reported in stats()). */
+  ejected = false;
   private socket: Socket | null = null;
   private connecting = false;
+  /** A connection was open once (a later shard.up is a recovery). */
+  private everUp = false;
   private stopped = false;
   private backoff: number;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -98,6 +105,11 @@ export class ShardConnection implements Shard {
   /** Called once a batch is fully answered (or failed), to recycle it. */
   onBatchDone: (b: Ops) => void = () => {};
   onUp: () => void = () => {};
+  /** Each failure (a failed connect, a lost connection, a timeout, a protocol reset), with its reason. */
+  onFailure: (reason: string) => void = () => {};
+  /** Each batch answered (the failure policy's success). */
+  onAnswered: () => void = () => {};
+  private readonly events: Events;
 
   /**
    * `fds`: descriptors held in reserve for shard connections; one is given up just before connecting
@@ -110,6 +122,7 @@ export class ShardConnection implements Shard {
     private readonly fds: { lend(): void; restock(): void } | null = null,
   ) {
     this.backoff = opts.reconnectMinMs;
+    this.events = opts.events ?? quietEvents();
     this.inflight = new Inflight({
       answered: (b) => this.answered(b),
       outOfStep: (why) => this.protocolError(why),
@@ -149,7 +162,7 @@ export class ShardConnection implements Shard {
       reconnects: this.reconnects,
       retries: this.retries,
       timeouts: this.timeouts,
-      ejected: false,
+      ejected: this.ejected,
     };
   }
 
@@ -193,7 +206,14 @@ export class ShardConnection implements Shard {
             else this.parser.feed(this.readBuf, n);
           } catch (e) {
             // A bug here must cost this connection's in-flight items, not the process.
-            console.error(`kvgate: reply handling failed on ${this.label}:`, e);
+            this.events.emit(
+              'shard',
+              'shard.error',
+              'error',
+              `reply handling failed on ${this.label}`,
+              { shard: this.label, err: (e as Error).message, stack: (e as Error).stack },
+              this.label,
+            );
             this.protocolError(`internal error: ${(e as Error).message}`);
           }
           return true;
@@ -223,11 +243,16 @@ export class ShardConnection implements Shard {
       this.settingsDone = done ?? null;
       this.settingsTimer = setTimeout(this.runSettingsWaitOver, this.opts.connectTimeoutMs);
       s.write(STATS_SETTINGS);
+      // The first connection is the normal start (debug); one after a failure is news (info).
+      const level = this.everUp ? 'info' : 'debug';
+      this.everUp = true;
+      this.events.emit('shard', 'shard.up', level, `${this.label} is up`, { shard: this.label }, this.label);
       this.resendRetries();
       this.onUp();
     });
-    s.on('error', () => {
-      /* 'close' follows and handles it */
+    let error: NodeJS.ErrnoException | null = null;
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      error = e; // 'close' follows and handles it
     });
     s.once('close', () => {
       clearTimeout(timer);
@@ -236,9 +261,10 @@ export class ShardConnection implements Shard {
         // A connect attempt failed: the shard is down; whatever waited for it fails now.
         this.connecting = false;
         this.failRetries(`${this.label} is unreachable`);
+        if (!this.stopped) this.failed(connectReason(error));
         this.scheduleReconnect();
       } else if (this.socket === s) {
-        this.dropConnection('SHARD_DOWN', `lost connection to ${this.label}`);
+        this.dropConnection('SHARD_DOWN', `lost connection to ${this.label}`, 'lost connection');
       } // else: we dropped this socket ourselves and already dealt with it
       done?.();
     });
@@ -312,6 +338,32 @@ export class ShardConnection implements Shard {
     const done = this.settingsDone;
     this.settingsDone = null;
     done?.();
+  }
+
+  /** Reports one failure: the shard.down event, then the failure policy. */
+  private failed(reason: string): void {
+    this.events.emit(
+      'shard',
+      'shard.down',
+      'warn',
+      `${this.label} is down: ${reason}`,
+      { shard: this.label, reason },
+      this.label,
+    );
+    this.onFailure(reason);
+  }
+
+  /**
+   * Connects now instead of when the backoff says (an ejected shard's probe just got an answer). Nothing
+   * happens if a connection is open or being opened.
+   */
+  reconnectNow(): void {
+    if (this.stopped || this.socket || this.connecting) return;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.backoff = this.opts.reconnectMinMs;
+    this.reconnects++;
+    this.open();
   }
 
   private scheduleReconnect(): void {
@@ -425,11 +477,23 @@ export class ShardConnection implements Shard {
       return;
     }
     this.timeouts++;
-    this.dropConnection('TIMEOUT', `${this.label} did not answer within ${this.opts.timeoutMs} ms`);
+    const msg = `${this.label} did not answer within ${this.opts.timeoutMs} ms`;
+    this.events.emit(
+      'shard',
+      'shard.timeout',
+      'warn',
+      msg,
+      { shard: this.label, timeoutMs: this.opts.timeoutMs },
+      this.label,
+    );
+    this.dropConnection('TIMEOUT', msg, 'timeout');
   }
 
-  /** Fails everything in flight and closes the socket; reconnects unless stopped. */
-  private dropConnection(code: ErrorCode, message: string): void {
+  /**
+   * Fails everything in flight and closes the socket; reconnects unless stopped. `reason` (absent when the
+   * gateway stops) is the failure reported to shard.down and the failure policy.
+   */
+  private dropConnection(code: ErrorCode, message: string, reason?: string): void {
     const s = this.socket;
     this.socket = null;
     this.up = false;
@@ -460,6 +524,7 @@ export class ShardConnection implements Shard {
       else b.fail(code, message);
       this.onBatchDone(b);
     }
+    if (reason !== undefined && !this.stopped) this.failed(reason);
     if (this.retryQueue.length > 0) {
       // Reconnect at once: the retried gets are waiting for it.
       if (this.reconnectTimer) {
@@ -474,6 +539,17 @@ export class ShardConnection implements Shard {
   }
 
   private resendRetries(): void {
+    if (this.retryQueue.length > 0) {
+      const n = this.retryQueue.length;
+      this.events.emit(
+        'shard',
+        'shard.retry',
+        'info',
+        `${n} get batch(es) unanswered when the connection to ${this.label} broke are sent again`,
+        { shard: this.label, batches: n },
+        this.label,
+      );
+    }
     while (this.retryQueue.length > 0) {
       this.retries++;
       this.send(null, this.retryQueue.shift()!);
@@ -490,10 +566,27 @@ export class ShardConnection implements Shard {
 
   private answered(b: Batch): void {
     this.rtt.observe((performance.now() - b.sentHr) / 1000);
+    this.onAnswered();
     this.onBatchDone(b);
   }
 
   private protocolError(why: string): void {
-    this.dropConnection('SHARD_ERROR', `${this.label}: ${why}`);
+    this.events.emit(
+      'shard',
+      'shard.reset',
+      'warn',
+      `${this.label} reset: ${why}`,
+      { shard: this.label, reason: why },
+      this.label,
+    );
+    this.dropConnection('SHARD_ERROR', `${this.label}: ${why}`, why);
   }
+}
+
+/** Why a connect failed, in the words shard.down uses. */
+function connectReason(e: NodeJS.ErrnoException | null): string {
+  if (e === null) return 'connection closed while connecting';
+  if (e.code === 'ECONNREFUSED') return 'connect refused';
+  if (e.message === 'connect timeout') return 'connect timeout';
+  return e.code ?? e.message;
 }
