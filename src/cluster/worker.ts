@@ -67,7 +67,7 @@ export async function runWorker(): Promise<void> {
   // A hangup of the terminal reaches the whole process group: the supervisor forwards it as one reload.
   process.on('SIGHUP', () => undefined);
   const { startGateway } = await import('../gateway');
-  const { rereadConfig } = await import('../main');
+  const { rereadConfig } = await import('../config/args');
   const argv = JSON.parse(process.env[ENV_ARGV] ?? '[]') as string[];
   const started = await startGateway(config, {
     admin: false,

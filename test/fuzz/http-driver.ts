@@ -134,9 +134,15 @@ export function runHttpInput(ctx: FuzzCtx, n: number, input: HttpInput): Promise
     const limitMs =
       (input.expect === 'answer' ? ctx.answerMs + input.bytes.length / 20 : HANG_MS) +
       (input.kind === 'oversize-put' ? 10_000 : 0);
-    // The bound runs again from the last piece written: a drip of a few hundred pieces `gapMs` apart takes
-    // seconds by itself when timers run late on a loaded machine (CI under c8), and that is not the gateway's.
+    // The bound runs again from each piece written: a drip of a few hundred pieces `gapMs` apart takes
+    // seconds by itself when timers run late on a loaded machine (CI under c8), and that is not the gateway's;
+    // the gateway cannot answer before the last piece, and must within the bound after it.
     let timer = setTimeout(() => finish('timeout'), limitMs);
+    const rearm = (): void => {
+      if (finished) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => finish('timeout'), limitMs);
+    };
     let nextPiece: (() => void) | null = null;
     s.on('data', (d: Buffer) => {
       acc = acc.length === 0 ? d : Buffer.concat([acc, d]);
@@ -203,14 +209,12 @@ export function runHttpInput(ctx: FuzzCtx, n: number, input: HttpInput): Promise
           }
           await new Promise<void>((res) => s.write(input.pieces[k], () => res()));
           sentPieces++;
+          rearm();
           if (input.gapMs > 0) await sleep(input.gapMs);
           else if (input.pieces.length > 1 && input.gapMs === 0) await turn();
         }
         sentAll = true;
-        if (!finished) {
-          clearTimeout(timer);
-          timer = setTimeout(() => finish('timeout'), limitMs);
-        }
+        rearm();
         if (input.abort) {
           s.destroy();
           finished = true;
