@@ -6,7 +6,6 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import memjs from 'memjs';
 import { ConfigError, defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { startGateway, type Gateway } from '../src/gateway';
@@ -17,25 +16,7 @@ import type { Coalescer } from '../src/core/coalescer';
 import type { MemcachedBackend } from '../src/backends/memcached';
 import type { KetamaRing } from '../src/backends/memcached/ketama';
 import { adminJson, until } from './helpers/harness';
-
-/** Which members of a fleet hold `key`, and with what value, asked over memcached's binary protocol. */
-async function holders(fleet: LocalFleet, key: string): Promise<{ member: number; value: string }[]> {
-  const out: { member: number; value: string }[] = [];
-  for (let m = 0; m < fleet.members.length; m++) {
-    const c = memjs.Client.create(`127.0.0.1:${fleet.members[m].port}`, {
-      retries: 0,
-      timeout: 2,
-      logger: { log: () => {} },
-    });
-    try {
-      const r = await c.get(key);
-      if (r.value !== null) out.push({ member: m, value: Buffer.from(r.value).toString() });
-    } finally {
-      c.close();
-    }
-  }
-  return out;
-}
+import { holders } from './helpers/holders';
 
 const valueOf = (r: MgetResult): string =>
   isItemError(r) ? `error:${r.error.code}` : r.hit ? r.value.toString() : 'miss';

@@ -9,7 +9,6 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import memjs from 'memjs';
 import { ConfigError, defaultConfig, mergeConfig, validateConfig, type Config } from '../src/config/schema';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { startGateway, type Gateway } from '../src/gateway';
@@ -18,29 +17,12 @@ import { KvWsClient, isItemError } from '../src/client';
 import type { ServerSpec } from '../src/core/pools';
 import { adminJson, until } from './helpers/harness';
 import { spawnGateway } from './helpers/gateway-process';
+import { holders } from './helpers/holders';
 
 const configFor = (servers: ServerSpec[], over: Record<string, unknown> = {}): Config =>
   validateConfig(
     mergeConfig(defaultConfig(), { port: 0, admin: { port: 0 }, log: { level: 'silent' }, servers, ...over }),
   );
-
-/** Which fleet member holds `key`, asked of each one over memcached's binary protocol. */
-async function holder(fleet: LocalFleet, key: string): Promise<number[]> {
-  const out: number[] = [];
-  for (let m = 0; m < fleet.members.length; m++) {
-    const c = memjs.Client.create(`127.0.0.1:${fleet.members[m].port}`, {
-      retries: 0,
-      timeout: 2,
-      logger: { log: () => {} },
-    });
-    try {
-      if ((await c.get(key)).value !== null) out.push(m);
-    } finally {
-      c.close();
-    }
-  }
-  return out;
-}
 
 /** Keys written through the gateway now sit on the member a ring over `servers` names. */
 async function checkPlacement(gw: Gateway, fleet: LocalFleet, servers: ServerSpec[], tag: string): Promise<void> {
@@ -51,7 +33,11 @@ async function checkPlacement(gw: Gateway, fleet: LocalFleet, servers: ServerSpe
     await ws.mset(keys.map((key) => ({ key, value: 'p' })));
     for (const key of keys) {
       const member = fleet.members.findIndex((m) => m.port === servers[ring.lookupKey(key)].port);
-      assert.deepEqual(await holder(fleet, key), [member], `${key} is on the member the new ring names`);
+      assert.deepEqual(
+        (await holders(fleet, key)).map((h) => h.member),
+        [member],
+        `${key} is on the member the new ring names`,
+      );
     }
   } finally {
     ws.terminate();
