@@ -6,7 +6,6 @@
  * what main.ts and the tests call. `drain` is the graceful stop (docs/PROTOCOL.md, "Shutdown"); `stop` the quick one.
  */
 import { randomBytes } from 'node:crypto';
-import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { Coalescer } from './core/coalescer';
 import { ConfigError, resolvedPools, type Config } from './config/schema';
 import type { GatewayContext } from './front/context';
@@ -99,21 +98,6 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
-function gcCounters(): { counts: { young: number; major: number; other: number; pauseMs: number }; stop: () => void } {
-  const counts = { young: 0, major: 0, other: 0, pauseMs: 0 };
-  const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) {
-      const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
-      if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) counts.young++;
-      else if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) counts.major++;
-      else counts.other++;
-      counts.pauseMs += e.duration;
-    }
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  return { counts, stop: () => obs.disconnect() };
-}
-
 /** An error answered inside the handler, for requests that never reach a front (no gate count, no body read). */
 function answerNow(
   res: HttpResponse,
@@ -195,7 +179,6 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     tally: new Tally(),
   };
   if (ctx.gate.clampedBy) events.emit('config', 'config.clamped', 'warn', ctx.gate.clampedBy, {}, null);
-  const gc = config.debugStats ? gcCounters() : null;
   const started = Date.now();
 
   const app = uws.App();
@@ -229,7 +212,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     retiring: retiring.size,
     pool: pool.stats(),
     memory: process.memoryUsage(),
-    gc: gc ? { ...gc.counts } : null,
+    gc: config.debugStats ? metrics.gcCounts() : null,
     batch: current.batch,
     draining: ctx.draining,
   });
@@ -435,7 +418,6 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     (app as unknown as { close?: () => void }).close?.();
     closeBackends();
     ctx.budget.stop();
-    gc?.stop();
   };
 
   // Reload: validate and compare first (ops/reload.ts), build and connect what is new, then switch the

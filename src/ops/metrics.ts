@@ -37,6 +37,8 @@ export interface MetricsSources {
 
 export interface GatewayMetrics {
   registry: Registry;
+  /** GC counts since start, from the same observer as kvgate_gc_pause_seconds (for /debug/stats and the bench). */
+  gcCounts(): { young: number; major: number; other: number; pauseMs: number };
   close(): void;
 }
 
@@ -391,6 +393,16 @@ export function createMetrics(src: MetricsSources): GatewayMetrics {
 
   return {
     registry,
+    gcCounts() {
+      const out = { young: 0, major: 0, other: 0, pauseMs: 0 };
+      for (const [kind, h] of gc) {
+        if (kind === 'minor') out.young += h.count;
+        else if (kind === 'major') out.major += h.count;
+        else out.other += h.count;
+        out.pauseMs += h.sum * 1000;
+      }
+      return out;
+    },
     close() {
       loop.disable();
       gcObserver.disconnect();
