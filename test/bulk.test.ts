@@ -167,6 +167,34 @@ describe('HTTP bulk', () => {
     assert.deepEqual(await h.http.get('bulk:nd:ok'), { hit: true, value: Buffer.from('fine'), flags: 0 });
   });
 
+  it('NDJSON sends text as "value" unless escaping it would be longer than base64, so no line exceeds ~4/3 of its value', async () => {
+    const cases = [
+      { key: 'bulk:esc:text', value: Buffer.from('plain text, "a quote" and a \\ backslash\n'), as: 'value' },
+      { key: 'bulk:esc:nul', value: Buffer.alloc(100_000, 0), as: 'base64' },
+      { key: 'bulk:esc:quotes', value: Buffer.alloc(30_000, 0x22), as: 'base64' },
+      { key: 'bulk:esc:tabs', value: Buffer.alloc(3000, 0x09), as: 'base64' }, // \t: 2 bytes each
+    ];
+    // Escapes just under the base64 budget: a third of the bytes are newlines (2 bytes each) -> 4/3 exactly.
+    const mixed = Buffer.from('ab\n'.repeat(3000));
+    cases.push({ key: 'bulk:esc:mixed', value: mixed, as: 'value' });
+    for (const c of cases) await h.http.set(c.key, c.value);
+    const res = await fetch(`${h.base}/v1/mget`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: cases.map((c) => JSON.stringify(c.key)).join('\n'),
+    });
+    const lines = (await res.text()).trim().split('\n');
+    assert.equal(lines.length, cases.length + 1);
+    for (const line of lines.slice(0, -1)) {
+      const o = JSON.parse(line) as { i: number; value?: string; base64?: string };
+      const c = cases[o.i];
+      assert.ok(c.as in o, `${c.key} comes as ${c.as}: ${line.slice(0, 80)}`);
+      const v = o.base64 !== undefined ? Buffer.from(o.base64, 'base64') : Buffer.from(o.value!, 'utf8');
+      assert.ok(v.equals(c.value), c.key);
+      assert.ok(Buffer.byteLength(line) <= Math.ceil(c.value.length * 1.34) + 64, `${c.key}: ${line.length} bytes`);
+    }
+  });
+
   it('NDJSON carries binary values of every size around its frame boundaries as exact base64, with UTF-8 keys', async () => {
     const sizes = [0, 1, 2, 3, 12287, 12288, 12289, 16380, 16383, 16384, 16385, 32768, 49151, 65536, 100_000];
     const items = sizes.map((n, k) => {

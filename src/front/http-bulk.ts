@@ -42,6 +42,26 @@ const NDJSON_EXPANSION = 1.34;
 /** Value bytes encoded per base64 piece: a multiple of 3, so pieces join without padding. */
 const BASE64_PIECE = 12 * 1024;
 
+/**
+ * Whether an NDJSON answer carries this value as a JSON string (`"value"`) rather than as base64: only
+ * UTF-8 text whose escaped form is no longer than its base64. JSON escapes a control character as six
+ * bytes (`\u0000`), so 100 KB of NULs would be a 600 KB line; the client's get window counts every
+ * value at NDJSON_EXPANSION, and this keeps that an upper bound.
+ */
+function asJsonText(v: Buffer): boolean {
+  if (!isUtf8(v)) return false;
+  let extra = 0;
+  const budget = 4 * Math.ceil(v.length / 3) - v.length;
+  for (let k = 0; k < v.length; k++) {
+    const c = v[k];
+    if (c < 0x20) extra += c === 0x08 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d ? 1 : 5;
+    else if (c === 0x22 || c === 0x5c) extra++;
+    else continue;
+    if (extra > budget) return false;
+  }
+  return true;
+}
+
 class MsgpackOut extends EntryWriter {
   constructor(
     private readonly out: HttpOut,
@@ -214,7 +234,7 @@ class BulkRequest extends Request implements OutputMeter {
         v = acc;
       }
       const head = `{"i":${i},"key":${JSON.stringify(this.keys[i])},`;
-      if (isUtf8(v)) this.nd!.line(`${head}"value":${JSON.stringify(v.toString('utf8'))},"flags":${flags}}`);
+      if (asJsonText(v)) this.nd!.line(`${head}"value":${JSON.stringify(v.toString('utf8'))},"flags":${flags}}`);
       else this.nd!.base64Line(head, v, `","flags":${flags}}`);
     }
     if (offset + len === total) this.resume();
