@@ -121,7 +121,8 @@ const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 export async function startGateway(config: Config, start: StartOptions = {}): Promise<Gateway> {
   const name = start.name ?? randomBytes(3).toString('hex');
-  const events = new Events(name, loggerSink(createLogger(config.log.level, { gateway: name })));
+  const log = createLogger(config.log.level, { gateway: name });
+  const events = new Events(name, loggerSink(log));
   const fds = new FdReserve(config.limits.reservedDescriptors);
   /** The backends of `cfg`'s pools named in `only` (all when absent), not connected yet. */
   const buildBackends = (cfg: Config, only?: readonly string[]): Backend[] => {
@@ -337,30 +338,30 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
 
   // Watchdog: clients whose held output has not moved for limits.stallTimeoutMs are cut off, so that
   // clients that stopped reading cannot keep the global budget from those that read.
-  const looks = Math.max(1, Math.ceil(config.limits.stallTimeoutMs / 1000));
+  // It looks once a second whatever the setting, since a reload may turn it on (0 is off).
   const kicked = (what: string): void =>
     events.emit('client', 'client.kicked', 'warn', `a slow consumer was disconnected: its ${what} did not read`, {
-      stallTimeoutMs: config.limits.stallTimeoutMs,
+      stallTimeoutMs: current.limits.stallTimeoutMs,
       kicked: ws.counters.stalled,
     });
-  const watchdog =
-    config.limits.stallTimeoutMs === 0
-      ? null
-      : setInterval(() => {
-          for (const { s } of ws.sessions)
-            if (s.stalled(looks)) {
-              ws.counters.stalled++;
-              s.kick();
-              kicked('WebSocket session');
-            }
-          for (const b of ctx.bulk)
-            if (b.out.stalled(looks)) {
-              ws.counters.stalled++;
-              b.out.kill();
-              kicked('bulk HTTP response');
-            }
-        }, 1000);
-  watchdog?.unref();
+  const watchdog = setInterval(() => {
+    const stallMs = current.limits.stallTimeoutMs;
+    if (stallMs === 0) return;
+    const looks = Math.max(1, Math.ceil(stallMs / 1000));
+    for (const { s } of ws.sessions)
+      if (s.stalled(looks)) {
+        ws.counters.stalled++;
+        s.kick();
+        kicked('WebSocket session');
+      }
+    for (const b of ctx.bulk)
+      if (b.out.stalled(looks)) {
+        ws.counters.stalled++;
+        b.out.kill();
+        kicked('bulk HTTP response');
+      }
+  }, 1000);
+  watchdog.unref();
 
   // The admin listener: what an operator needs and a client must not see (ops/admin.ts).
   const ready = (): boolean => listening && !ctx.draining && pools.every((p) => p.backend.shards.some((s) => s.up));
@@ -412,7 +413,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     closed = true;
     admin?.close();
     metrics.close();
-    if (watchdog !== null) clearInterval(watchdog);
+    clearInterval(watchdog);
     clearInterval(fdWatch);
     fds.close();
     (app as unknown as { close?: () => void }).close?.();
@@ -484,6 +485,13 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     });
     for (const p of pools) p.coalescer.flushAll();
     router.replace(nextPools, next.routes, next.defaultPool);
+    // Limits for new requests (the fronts read ctx.config per request); connections open stay open.
+    router.limits = next.limits;
+    ctx.config = next;
+    ctx.budget.limit = next.limits.maxBufferedBytesTotal;
+    ctx.gate.resize(next.limits.maxConnections);
+    if (ctx.gate.clampedBy) events.emit('config', 'config.clamped', 'warn', ctx.gate.clampedBy, {}, null);
+    log.level = next.log.level;
     const before = pools;
     pools = nextPools;
     current = next;

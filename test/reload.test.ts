@@ -132,6 +132,87 @@ describe('hot reload', () => {
     assert.match(m, /^kvgate_reloads_total\{result="applied"\} 2$/m);
   });
 
+  it('limits, batch.maxWaitMs, shard and log settings apply to new requests; open connections stay', async () => {
+    const tight = { limits: { maxItemsPerRequest: 5, maxValueBytes: 1000 }, batch: { maxWaitMs: 10 } };
+    let next = configFor(three(), tight);
+    const g = await startGateway(next, { reloadConfig: () => next });
+    const base = `http://127.0.0.1:${g.port}`;
+    const ws = await KvWsClient.connect(`ws://127.0.0.1:${g.port}/v1/ws`);
+    let closed = false;
+    void ws.closed.then(() => (closed = true));
+    const six = Array.from({ length: 6 }, (_, i) => `reload:limits:${i}`);
+    const big = Buffer.alloc(2000, 7);
+    const codeOf = (r: unknown): string | undefined => (r as { error?: { code: string } }).error?.code;
+    const bulkStatus = async (): Promise<number> =>
+      (
+        await fetch(`${base}/v1/mget`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-ndjson' },
+          body: six.map((k) => JSON.stringify(k)).join('\n'),
+        })
+      ).status;
+    try {
+      // Before: the tight limits hold, on both fronts.
+      await assert.rejects(ws.mget(six), { code: 'TOO_MANY' });
+      assert.equal(codeOf((await ws.mset([{ key: six[0], value: big }]))[0]), 'TOO_LARGE');
+      await assert.rejects(ws.get(six[0], { wait: 20 }), { code: 'BAD_WAIT' });
+      assert.equal((await fetch(`${base}/v1/kv/${six[0]}`, { method: 'PUT', body: big })).status, 413);
+      const tooMany = await (
+        await fetch(`${base}/v1/mget`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-ndjson' },
+          body: six.map((k) => JSON.stringify(k)).join('\n'),
+        })
+      ).text();
+      assert.match(tooMany, /"TOO_MANY"/);
+
+      const shardsBefore = g.shards;
+      next = configFor(three(), {
+        limits: { maxItemsPerRequest: 10, maxValueBytes: 4096, maxConnections: 1 },
+        batch: { maxWaitMs: 50 },
+        shard: { timeoutMs: 2000 },
+        log: { level: 'error' },
+      });
+      const r = await g.reload();
+      assert.equal(r.result, 'applied', r.message);
+      assert.deepEqual(r.changed.sort(), [
+        'batch.maxWaitMs',
+        'limits.maxConnections',
+        'limits.maxItemsPerRequest',
+        'limits.maxValueBytes',
+        'log.level',
+        'shard.timeoutMs',
+      ]);
+      // shard.* and maxValueBytes are what a backend is built with: every pool has new connections.
+      assert.ok(
+        g.shards.every((s) => !shardsBefore.includes(s)),
+        'the shards were rebuilt',
+      );
+
+      // After, on the connection opened before: the new limits.
+      const stored = await ws.mset([{ key: six[0], value: big }]);
+      assert.deepEqual(stored, [{ ok: true }]);
+      const got = await ws.mget(six);
+      assert.equal(got.length, 6);
+      assert.ok(got[0] && 'hit' in got[0] && got[0].hit && got[0].value.equals(big));
+      assert.ok(got.slice(1).every((x) => 'hit' in x && !x.hit));
+      assert.deepEqual(await ws.get(six[0], { wait: 20 }), { hit: true, value: big, flags: 0 });
+      // One connection is open and the bound is now 1: it stays, a new one is refused.
+      assert.equal(await bulkStatus(), 503);
+      await assert.rejects(KvWsClient.connect(`ws://127.0.0.1:${g.port}/v1/ws`));
+      assert.deepEqual(await ws.get(six[0]), { hit: true, value: big, flags: 0 });
+
+      next = configFor(three(), { limits: { maxItemsPerRequest: 10, maxValueBytes: 4096 } });
+      assert.equal((await g.reload()).result, 'applied');
+      assert.equal(await bulkStatus(), 200);
+      assert.equal((await fetch(`${base}/v1/kv/${six[1]}`, { method: 'PUT', body: big })).status, 204);
+      assert.equal(closed, false, 'the WebSocket opened before the reloads is still open');
+    } finally {
+      await ws.close();
+      await g.stop();
+    }
+  });
+
   it('a bad configuration or a restart-only change is refused and changes nothing', async () => {
     const before = gw.generation;
     const servers = gw.shards.map((s) => s.label);
@@ -139,7 +220,7 @@ describe('hot reload', () => {
     const g2 = await startGateway(configFor(three()), {
       reloadConfig: () => {
         if (fail === 'bad') throw new ConfigError([{ path: 'servers', text: 'servers[0]: not host:port' }]);
-        return configFor(three(), { limits: { maxConnections: 123 } });
+        return configFor(three(), { limits: { reservedDescriptors: 32 }, ws: { maxPayloadBytes: 4 << 20 } });
       },
     });
     try {
@@ -150,7 +231,11 @@ describe('hot reload', () => {
       fail = 'port';
       const restart = await g2.reload();
       assert.equal(restart.status, 409);
-      assert.deepEqual(restart.changed, ['limits.maxConnections']);
+      assert.deepEqual(restart.changed, ['limits.reservedDescriptors', 'ws.maxPayloadBytes']);
+      assert.deepEqual(restart.problems, [
+        'limits.reservedDescriptors takes a restart',
+        'ws.maxPayloadBytes takes a restart',
+      ]);
       assert.equal(g2.generation, 1);
       const viaHttp = await fetch(`http://127.0.0.1:${g2.adminPort}/admin/reload`, { method: 'POST' });
       assert.equal(viaHttp.status, 409);

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalFleet } from '../src/fleet/local-fleet';
+import { defaultConfig } from '../src/config/schema';
 import { KvHttpClient, KvWsClient } from '../src/client';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process';
 
@@ -18,7 +19,12 @@ interface WorkerStats {
   pid: number;
   up: boolean;
   restarts: number;
-  stats: { pid: number; ws: { requests: number }; connections: { ws: number } } | null;
+  stats: {
+    pid: number;
+    ws: { requests: number };
+    connections: { ws: number; max: number };
+    budget: { limit: number };
+  } | null;
 }
 
 /** Polls `look` every 20 ms until it returns a value other than undefined, for at most `ms`. */
@@ -118,6 +124,10 @@ describe('workers: a supervisor and its worker processes on one port', () => {
     for (const w of Object.values(first)) {
       assert.equal(w.up, true);
       assert.equal(w.stats?.pid, w.pid, "a worker's stats carry its own pid");
+      // The limits are the gateway's, split between the workers (cluster/share.ts).
+      const d = defaultConfig().limits;
+      assert.ok(w.stats!.connections.max <= d.maxConnections / 2, 'at most half the connections (ulimit may clamp)');
+      assert.equal(w.stats?.budget.limit, d.maxBufferedBytesTotal / 2);
     }
     assert.notEqual(first.w1.pid, first.w2.pid);
     assert.notEqual(first.w1.pid, gw.proc.pid, 'workers are processes of their own');

@@ -20,6 +20,7 @@ import type { Config } from '../config/schema';
 import { Events } from '../core/events';
 import { startAdmin, type AdminAnswer, type AdminHandlers, type AdminServer } from '../ops/admin';
 import { ENV_CONFIG, ENV_NAME, isFromWorker, type Question, type ToWorker } from './protocol';
+import { ENV_WORKERS } from './share';
 
 /** How long a question to a worker may take before it counts as unanswered. */
 const ASK_TIMEOUT_MS = 5_000;
@@ -56,7 +57,7 @@ export interface Supervisor {
 export async function startSupervisor(config: Config, count: number, events: Events): Promise<Supervisor> {
   if (config.port === 0) throw new Error('kvgate: workers share one port: give a port other than 0');
   cluster.setupPrimary({ exec: join(__dirname, 'worker.js'), args: [], silent: false });
-  const env = { [ENV_CONFIG]: JSON.stringify(config) };
+  const env = { [ENV_CONFIG]: JSON.stringify(config), [ENV_WORKERS]: String(count) };
   const slots: Slot[] = Array.from({ length: count }, (_, k) => ({
     name: `w${k + 1}`,
     worker: null,

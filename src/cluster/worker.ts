@@ -5,6 +5,7 @@
  * exits when the supervisor's channel goes away (the supervisor died: nobody would restart or scrape it).
  */
 import type { Config } from '../config/schema';
+import { ENV_WORKERS, workerShare } from './share';
 import type { Gateway } from '../gateway';
 import {
   ENV_ARGV,
@@ -45,8 +46,10 @@ async function answer(gw: Gateway, q: AskMessage): Promise<void> {
 
 export async function runWorker(): Promise<void> {
   const name = process.env[ENV_NAME] ?? `w${process.pid}`;
-  const config = JSON.parse(process.env[ENV_CONFIG] ?? 'null') as Config | null;
-  if (config === null || process.send === undefined) throw new Error('kvgate: a worker is started by the supervisor');
+  const whole = JSON.parse(process.env[ENV_CONFIG] ?? 'null') as Config | null;
+  if (whole === null || process.send === undefined) throw new Error('kvgate: a worker is started by the supervisor');
+  const workers = Number(process.env[ENV_WORKERS] ?? '1');
+  const config = workerShare(whole, workers);
   let gw: Gateway | null = null;
   let draining: Promise<void> | null = null;
   const drain = (): void => {
@@ -73,7 +76,7 @@ export async function runWorker(): Promise<void> {
     admin: false,
     name,
     sharedPort: true,
-    reloadConfig: () => rereadConfig(argv, started.config),
+    reloadConfig: () => workerShare(rereadConfig(argv, started.config), workers),
   });
   gw = started;
   send({ kvgate: 'listening', pid: process.pid, port: gw.port });

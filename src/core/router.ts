@@ -39,7 +39,8 @@ export class Router {
     pools: readonly Pool[],
     routes: readonly RouteSpec[],
     defaultPool: string,
-    readonly limits: ItemLimits,
+    /** Replaced by a reload (gateway.ts): checked per item from then on. */
+    public limits: ItemLimits,
   ) {
     this.replace(pools, routes, defaultPool);
   }

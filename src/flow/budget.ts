@@ -37,7 +37,8 @@ export class MemoryBudget {
   };
 
   constructor(
-    readonly limit: number,
+    /** `limits.maxBufferedBytesTotal`; a reload may change it. */
+    public limit: number,
     private readonly pool: BufferPool,
   ) {}
 

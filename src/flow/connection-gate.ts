@@ -13,20 +13,33 @@ export class ConnectionGate {
   ws = 0;
   http = 0;
   refused = 0;
-  readonly max: number;
+  max: number;
   /** Why `max` is lower than configured, if it is. */
-  readonly clampedBy: string | null;
+  clampedBy: string | null;
+  /** What the open-file limit leaves for clients, reckoned at start. */
+  private readonly usable: number;
+  private readonly fdLimit: number;
 
   /** `inUse`: descriptors the process has open already (the shard reserve among them). */
   constructor(configured: number, shardCount: number, inUse = openDescriptors()) {
-    const fdLimit = openFileLimit();
+    this.fdLimit = openFileLimit();
     // Every client and shard socket is a descriptor; keep what is open now (the reserve among it), two
     // per shard (a connection and its replacement while reconnecting) and a margin out of the clients'
     // reach.
-    const usable = fdLimit === Infinity ? Infinity : fdLimit - inUse - 2 * shardCount - 16;
-    if (usable < configured) {
-      this.max = Math.max(1, usable);
-      this.clampedBy = `the open-file limit is ${fdLimit} (ulimit -n); limits.maxConnections lowered from ${configured} to ${this.max}`;
+    this.usable = this.fdLimit === Infinity ? Infinity : this.fdLimit - inUse - 2 * shardCount - 16;
+    this.max = configured;
+    this.clampedBy = null;
+    this.resize(configured);
+  }
+
+  /**
+   * `limits.maxConnections` (at start and on a reload): clients already in are never cut off; past the
+   * new bound new ones are refused until enough leave.
+   */
+  resize(configured: number): void {
+    if (this.usable < configured) {
+      this.max = Math.max(1, this.usable);
+      this.clampedBy = `the open-file limit is ${this.fdLimit} (ulimit -n); limits.maxConnections lowered from ${configured} to ${this.max}`;
     } else {
       this.max = configured;
       this.clampedBy = null;

@@ -12,7 +12,8 @@ import type { BufferPool } from '../stream/buffer-pool';
 import type { Tally } from '../core/tally';
 
 export interface GatewayContext {
-  readonly config: Config;
+  /** The configuration running now: a reload replaces it, and the fronts read it per request. */
+  config: Config;
   /** Operational events: diagnostics_channel and the log (core/events.ts). */
   readonly events: Events;
   readonly pool: BufferPool;

@@ -107,8 +107,6 @@ export function readQuery(req: HttpRequest, maxWaitMs: number, maxTtlSeconds: nu
 
 export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
   const { router, pool } = ctx;
-  const maxWaitMs = ctx.config.batch.maxWaitMs;
-  const maxTtl = ctx.config.limits.maxTtlSeconds;
   const keyOf = (req: HttpRequest): Buffer | null => percentDecode(req.getUrl().slice(PREFIX.length));
   const tally = ctx.tally;
   /** A request answered with an error before it had a Request object: counted, then told. */
@@ -149,7 +147,7 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
       const out = open(res, req, op);
       if (out === null) return;
       const key = keyOf(req);
-      const q = readQuery(req, maxWaitMs, maxTtl);
+      const q = readQuery(req, ctx.config.batch.maxWaitMs, ctx.config.limits.maxTtlSeconds);
       if (key === null) return refuse(out, op, 'BAD_KEY', 'malformed percent-encoding in key');
       if (q.bad) return refuse(out, op, q.bad, q.why);
       // A single value per connection at a time: bounded by limits.maxValueBytes, so not windowed; but
@@ -170,7 +168,7 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
     const out = open(res, req, TallyOp.Set);
     if (out === null) return;
     const key = keyOf(req);
-    const q = readQuery(req, maxWaitMs, maxTtl);
+    const q = readQuery(req, ctx.config.batch.maxWaitMs, ctx.config.limits.maxTtlSeconds);
     const max = router.limits.maxValueBytes;
     const declared = Number(req.getHeader('content-length') || '0');
     const parts: Buffer[] = [];

@@ -122,8 +122,11 @@ export interface WsFront {
 }
 
 export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront {
-  const { router, config } = ctx;
-  const limits = config.limits;
+  const { router } = ctx;
+  // Limits and the `wait` bound come from the configuration running now: a reload replaces ctx.config,
+  // and what is derived from it is rebuilt at the next message (ws.* settings are uWS's, fixed at mount).
+  let config = ctx.config;
+  let limits = config.limits;
   const counters: WsCounters = {
     connections: 0,
     messages: 0,
@@ -135,19 +138,31 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
   const sessions = new Set<WsConn>();
   const freeRequests: WsRequest[] = [];
   const reader = new MsgpackReader();
-  const fields = new RequestFields({ maxTtlSeconds: limits.maxTtlSeconds, maxWaitMs: config.batch.maxWaitMs });
-  const item = new ItemFields(limits);
+  let fields = new RequestFields({ maxTtlSeconds: limits.maxTtlSeconds, maxWaitMs: config.batch.maxWaitMs });
+  let item = new ItemFields(limits);
   const bugs = new RateLimitedLog('request handling failed', 10_000, (line) =>
     ctx.events.emit('gateway', 'handler.failed', 'error', line, {}, null),
   );
   const maxPayload = config.ws.maxPayloadBytes;
+  const idleTimeout = config.ws.idleTimeoutSeconds;
   const bug = (e: unknown): void => {
     counters.internalErrors++;
     bugs.report(e);
   };
   // Output no window governs (errors, write acks) may pass the window by this much before the client is
   // cut off; a value larger than the window is let through alone.
-  const hardCap = limits.maxBufferedBytesPerConnection + limits.maxValueBytes + 256 * 1024;
+  const hardCapOf = (l: typeof limits): number => l.maxBufferedBytesPerConnection + l.maxValueBytes + 256 * 1024;
+  let hardCap = hardCapOf(limits);
+  // uWS's own bound is fixed at mount, but a session sends to uWS only below HIGH_WATER, so uWS holds at
+  // most that and a frame: any hardCap a reload sets stays far under it.
+  const maxBackpressure = hardCap + 1024 * 1024;
+  const refresh = (): void => {
+    config = ctx.config;
+    limits = config.limits;
+    fields = new RequestFields({ maxTtlSeconds: limits.maxTtlSeconds, maxWaitMs: config.batch.maxWaitMs });
+    item = new ItemFields(limits);
+    hardCap = hardCapOf(limits);
+  };
 
   const tally = ctx.tally;
   const requestError = (s: WsSession, id: number, op: number, code: ErrorCode, message: string): void => {
@@ -279,13 +294,14 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
 
   app.ws<{ c: WsConn }>('/v1/ws', {
     maxPayloadLength: uwsPayloadBound(maxPayload),
-    idleTimeout: config.ws.idleTimeoutSeconds,
+    idleTimeout,
     // Above anything the session lets pile up (it disconnects at hardCap), so uWS never drops a frame.
-    maxBackpressure: hardCap + 1024 * 1024,
+    maxBackpressure,
     closeOnBackpressureLimit: 0,
     upgrade: (res, req, context) => {
       // Refusals are decided here, synchronously (asynchronous upgrades have known crash reports).
       if (refuseFraming(res, req)) return;
+      if (ctx.config !== config) refresh();
       if (ctx.draining || ctx.gate.refuse()) {
         const code: ErrorCode = ctx.draining ? 'SHUTTING_DOWN' : 'BUSY';
         const message = ctx.draining ? ErrorTable.SHUTTING_DOWN.message : 'too many connections';
@@ -335,6 +351,7 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
         s.error(0, -1, 'BAD_REQUEST', 'frames must be binary msgpack');
         return;
       }
+      if (ctx.config !== config) refresh();
       reader.reset(new Uint8Array(message), 0, message.byteLength);
       while (reader.remaining > 0) {
         try {

@@ -1,16 +1,26 @@
 /**
  * What a reload may change, decided before anything is touched. A new configuration is compared with the
- * running one setting by setting: the fleet (servers, hash, failure, pools, routes, defaultPool) and the
- * batch timing apply at once (gateway.ts builds the new pools); everything else is read once at start
- * (listeners, limits the fronts were built with, timeouts of open connections, logging, workers), so a
- * change to it refuses the whole reload and names each such setting: half a reload is worse than none.
+ * running one setting by setting:
+ * - the fleet (servers, hash, failure, pools, routes, defaultPool): changed pools get new backends;
+ * - `shard.*`, `limits.maxValueBytes` and `batch.maxOps`, which a backend is built with: every pool gets
+ *   new backends (new connections; batches in flight finish on the old ones);
+ * - `batch.*` and the other `limits.*`: new requests see them (the fronts read the running configuration
+ *   per request; clients already connected stay, even past a lowered `limits.maxConnections`);
+ * - `log.level`.
+ * Everything else is read once at start (listeners, workers, uWS's WebSocket settings, the descriptor
+ * reserve, the buffer pool, the drain), so a change to it refuses the whole reload and names each such
+ * setting: half a reload is worse than none.
  */
 import { resolvedPools, type Config } from '../config/schema';
 import type { PoolConfig } from '../core/pools';
 
-/** Settings a reload applies. `batch.maxWaitMs` is not among them: the fronts check `wait` hints against it. */
-const APPLIED = new Set(['servers', 'hash', 'failure', 'pools', 'routes', 'defaultPool', 'batch']);
-const BATCH_APPLIED = new Set(['windowMs', 'maxOps', 'maxBytes']);
+/** Top-level settings a reload applies whole. */
+const APPLIED = new Set(['servers', 'hash', 'failure', 'pools', 'routes', 'defaultPool', 'batch', 'shard', 'log']);
+/** Of `limits`, the one that holds real descriptors open from the start. */
+const LIMITS_RESTART_ONLY = new Set(['reservedDescriptors']);
+/** Settings a backend is built with: a change rebuilds every pool. */
+const BUILT_WITH = (path: string): boolean =>
+  path.startsWith('shard.') || path === 'limits.maxValueBytes' || path === 'batch.maxOps';
 
 export interface ConfigDiff {
   /** Every setting path that differs (`servers`, `batch.windowMs`, `limits.maxConnections`). */
@@ -60,15 +70,22 @@ export function diffConfig(running: Config, next: Config): ConfigDiff {
       : [key];
     for (const path of paths) {
       changed.push(path);
-      const applied = key === 'batch' ? BATCH_APPLIED.has(path.slice('batch.'.length)) : APPLIED.has(key);
+      const applied = key === 'limits' ? !LIMITS_RESTART_ONLY.has(path.slice('limits.'.length)) : APPLIED.has(key);
       if (!applied) restartOnly.push(path);
     }
   }
   const before: Record<string, PoolConfig> = resolvedPools(running);
   const after: Record<string, PoolConfig> = resolvedPools(next);
+  const all = changed.some(BUILT_WITH);
   const rebuilt = Object.keys(after).filter(
-    (n) => before[n] === undefined || canonical(before[n]) !== canonical(after[n]),
+    (n) => all || before[n] === undefined || canonical(before[n]) !== canonical(after[n]),
   );
   const removed = Object.keys(before).filter((n) => after[n] === undefined);
-  return { changed, restartOnly, rebuilt, removed, batchChanged: changed.some((p) => p.startsWith('batch.')) };
+  return {
+    changed,
+    restartOnly,
+    rebuilt,
+    removed,
+    batchChanged: changed.some((p) => p.startsWith('batch.')),
+  };
 }
