@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TokenBucket } from '../src/security/token-bucket';
+import { LimitKind, TenantLimits, validateLimitsSpec } from '../src/security/tenant-limits';
 
 /** Takes `n` every `stepMs` from `t0` for `durationMs` (inclusive of both ends); returns the takes that passed. */
 function drive(b: TokenBucket, n: number, t0: number, stepMs: number, durationMs: number): number {
@@ -30,7 +31,7 @@ describe('src/security imports', () => {
   it('imports only src/core, its own folder and node builtins', () => {
     const dir = join(__dirname, '..', '..', 'src', 'security');
     const files = readdirSync(dir).filter((f) => f.endsWith('.ts'));
-    assert.ok(files.length >= 1, `read ${files.join(', ')}`);
+    assert.ok(files.length >= 2, `read ${files.join(', ')}`);
     for (const f of files) {
       const text = readFileSync(join(dir, f), 'utf8');
       for (const m of text.matchAll(/^(?:import|export)\b[^;]*?from '([^']+)'/gms)) {
@@ -206,5 +207,160 @@ describe('token bucket', () => {
       [1, NaN],
     ])
       assert.throws(() => new TokenBucket(r, bu, 0), RangeError);
+  });
+});
+
+describe('tenant limits', () => {
+  it('principals of one tenant share its write-bytes cap and have their own ops buckets', () => {
+    const lim = new TenantLimits({ opsPerSecond: 10, writeBytesPerSecond: 1000 });
+    for (let i = 0; i < 10; i++) assert.equal(lim.admit('p1', 'acme', 1, 0, 0, 0), 0);
+    const r = lim.admit('p1', 'acme', 1, 0, 0, 0);
+    assert.equal(r, 100, 'one op is 100 ms at 10/s');
+    assert.equal(lim.lastRefusal, LimitKind.Ops);
+    assert.equal(lim.admit('p2', 'acme', 10, 0, 0, 0), 0, 'p2 has its own ops');
+
+    // Both write into acme's 1000 B/s.
+    const lim2 = new TenantLimits({ opsPerSecond: 10, writeBytesPerSecond: 1000 });
+    assert.equal(lim2.admit('p1', 'acme', 1, 600, 600, 0), 0);
+    assert.equal(lim2.admit('p2', 'acme', 1, 600, 600, 0), 200, 'p2 waits for what p1 wrote');
+    assert.equal(lim2.lastRefusal, LimitKind.WriteBytes);
+    assert.equal(lim2.tokens('p2', LimitKind.Ops, 0), 10, 'the refused request took no op');
+    assert.equal(lim2.admit('other', 'globex', 1, 600, 600, 0), 0, 'another tenant has its own cap');
+    assert.equal(lim2.tenants, 2);
+
+    // Driven together at twice the write cap for 10 s, the tenant writes 1000 * 10 + 1000 (1%), and each
+    // principal gets its own ops rate.
+    const lim3 = new TenantLimits({ opsPerSecond: 200, writeBytesPerSecond: 1000 });
+    let bytes = 0;
+    const ops = [0, 0];
+    for (let t = 0; t <= 10_000; t += 5) {
+      for (const [k, p] of ['p1', 'p2'].entries()) {
+        if (lim3.admit(p, 'acme', 2, 0, 0, t) === 0) ops[k] += 2;
+        if (lim3.admit(p, 'acme', 0, 5, 5, t) === 0) bytes += 5;
+      }
+    }
+    within(bytes, 1000 * 10 + 1000, 0.01, 'acme bytes written');
+    // Each principal asks for 2 ops every 5 ms (400/s) and gets its own 200/s, not a share of one.
+    within(ops[0], 200 * 10 + 200, 0.01, 'p1 ops');
+    within(ops[1], 200 * 10 + 200, 0.01, 'p2 ops');
+    assert.ok(lim3.refusedWriteBytes > 0 && lim3.refusedOps > 0);
+    assert.equal(lim3.admitted + lim3.refused, 4 * 2001);
+    assert.equal(lim3.refused, lim3.refusedOps + lim3.refusedBytes + lim3.refusedWriteBytes);
+  });
+
+  it('a request of n items counts n ops; bytes per principal; charges after the fact', () => {
+    const lim = new TenantLimits({ opsPerSecond: 100, bytesPerSecond: 10_000 });
+    assert.equal(lim.admit('p', 't', 100, 0, 0, 0), 0, 'a 100-item request uses the whole burst');
+    assert.equal(lim.admit('p', 't', 1, 0, 0, 0), 10);
+    assert.equal(lim.refusedOps, 1);
+    assert.equal(lim.admit('p', 't', 1, 0, 0, 10), 0);
+    // An answer of 30 kB learnt after: the next request waits for the debt.
+    lim.charge('p', 't', 30_000, 0, 10);
+    assert.equal(lim.tokens('p', LimitKind.Bytes, 10), -20_000);
+    assert.equal(lim.admit('p', 't', 1, 0, 0, 1000), 1010);
+    assert.equal(lim.lastRefusal, LimitKind.Bytes);
+    assert.equal(lim.refusedBytes, 1);
+    assert.equal(lim.admit('p', 't', 1, 0, 0, 2010), 0);
+    assert.equal(lim.tokens('p', LimitKind.WriteBytes, 2010), null, 'no write limit here');
+
+    // The tenant's write debt stops all its principals.
+    const w = new TenantLimits({ writeBytesPerSecond: 1000 });
+    assert.equal(w.admit('a', 't', 1, 100, 100, 0), 0);
+    w.charge('a', 't', 0, 5000, 0);
+    assert.equal(w.admit('b', 't', 1, 0, 0, 0), 4100, 'b waits for the debt a made');
+    assert.equal(w.admit('b', 't', 1, 0, 0, 4100), 0);
+  });
+
+  it('a tenant spec replaces the defaults; an unlimited spec keeps nothing and refuses nothing', () => {
+    const none = new TenantLimits({});
+    const zero = new TenantLimits({ opsPerSecond: 0, bytesPerSecond: 0, writeBytesPerSecond: 0 });
+    for (const lim of [none, zero]) {
+      for (let i = 0; i < 100_000; i++) assert.equal(lim.admit(`id${i}`, `t${i % 7}`, 1000, 1e6, 1e6, 0), 0);
+      assert.equal(lim.principals, 0);
+      assert.equal(lim.tenants, 0);
+      assert.equal(lim.admitted, 100_000);
+    }
+    const mixed = new TenantLimits({ opsPerSecond: 1 }, { tenants: { free: {}, big: { opsPerSecond: 1000 } } });
+    for (let i = 0; i < 50; i++) assert.equal(mixed.admit('f', 'free', 1, 0, 0, 0), 0);
+    assert.equal(mixed.principals, 0, 'the unlimited tenant keeps no entry');
+    assert.equal(mixed.admit('d', 'default-ish', 1, 0, 0, 0), 0);
+    assert.notEqual(mixed.admit('d', 'default-ish', 1, 0, 0, 0), 0, 'the defaults apply to an unnamed tenant');
+    for (let i = 0; i < 1000; i++) assert.equal(mixed.admit('b', 'big', 1, 0, 0, 0), 0);
+    assert.notEqual(mixed.admit('b', 'big', 1, 0, 0, 0), 0);
+  });
+
+  it('bounds its memory when 1e5 distinct ids pass: full entries are swept, others evicted', () => {
+    // Ids that come back to full (10 ms at 100/s) are swept: nothing is lost, nothing evicted.
+    const lim = new TenantLimits({ opsPerSecond: 100, writeBytesPerSecond: 1e6 }, { maxPrincipals: 1000 });
+    let most = 0;
+    for (let i = 0; i < 100_000; i++) {
+      assert.equal(lim.admit(`id${i}`, 'acme', 1, 10, 10, i), 0);
+      if (lim.principals > most) most = lim.principals;
+    }
+    assert.ok(most <= 1000, `held ${most} principals`);
+    assert.ok(lim.swept > 90_000, `swept ${lim.swept}`);
+    assert.equal(lim.evicted, 0);
+    assert.equal(lim.tenants, 1);
+
+    // All at one instant (none ever full again): the oldest are evicted, the bound holds.
+    const burst = new TenantLimits({ opsPerSecond: 100 }, { maxPrincipals: 1000 });
+    most = 0;
+    for (let i = 0; i < 100_000; i++) {
+      burst.admit(`id${i}`, 'acme', 1, 0, 0, 0);
+      if (burst.principals > most) most = burst.principals;
+    }
+    assert.ok(most <= 1000, `held ${most} principals`);
+    assert.ok(burst.evicted > 90_000, `evicted ${burst.evicted}`);
+    const held = burst.principals;
+    assert.equal(burst.sweep(10_000), held, 'all are full 10 s later');
+    assert.equal(burst.principals, 0);
+
+    // Distinct tenants (names a client could choose) are bounded too.
+    const tenants = new TenantLimits({ writeBytesPerSecond: 100 }, { maxPrincipals: 1000, maxTenants: 100 });
+    most = 0;
+    for (let i = 0; i < 100_000; i++) {
+      tenants.admit(`id${i}`, `t${i}`, 1, 50, 50, 0);
+      if (tenants.tenants > most) most = tenants.tenants;
+    }
+    assert.ok(most <= 1000 + 100, `held ${most} tenants`);
+  });
+
+  it('churning principal ids does not forgive a tenant its write debt', () => {
+    const lim = new TenantLimits({ writeBytesPerSecond: 1000 }, { maxPrincipals: 8 });
+    lim.charge('attacker', 'acme', 0, 1_000_000, 0);
+    for (let i = 0; i < 5000; i++) assert.notEqual(lim.admit(`churn${i}`, 'acme', 1, 0, 0, i), 0);
+    assert.ok(lim.principals <= 8);
+    assert.ok(lim.swept > 0, 'principal entries were dropped');
+    assert.equal(lim.lastRefusal, LimitKind.WriteBytes);
+    assert.equal(lim.tenants, 1);
+    assert.equal(lim.admit('new', 'acme', 1, 0, 0, 5000), 994_000, 'the debt left after 5 s at 1000 B/s');
+  });
+
+  it('validateLimitsSpec names every bad field at once', () => {
+    const { spec, problems } = validateLimitsSpec(
+      { opsPerSecond: -1, bytesPerSecond: 'fast', writeBytesPerSecond: 5e6, burstSeconds: 0, burst: 3 },
+      'tenants.acme.limits',
+    );
+    assert.deepEqual(
+      problems.map((p) => p.path).sort(),
+      [
+        'tenants.acme.limits.burst',
+        'tenants.acme.limits.burstSeconds',
+        'tenants.acme.limits.bytesPerSecond',
+        'tenants.acme.limits.opsPerSecond',
+      ].sort(),
+    );
+    for (const p of problems) assert.ok(p.message.includes(p.path), `${p.message} names ${p.path}`);
+    assert.match(problems.find((p) => p.path.endsWith('bytesPerSecond'))!.message, /"fast"/);
+    assert.deepEqual(spec, { writeBytesPerSecond: 5e6 }, 'the good field is kept');
+
+    for (const bad of [NaN, Infinity, 1e13, null, true])
+      assert.equal(validateLimitsSpec({ opsPerSecond: bad }, 'l').problems.length, 1, String(bad));
+    assert.equal(validateLimitsSpec({ burstSeconds: 3601 }, 'l').problems.length, 1);
+    assert.deepEqual(validateLimitsSpec([], 'l').problems.length, 1);
+    assert.deepEqual(validateLimitsSpec('x', 'l').problems[0].path, 'l');
+    assert.deepEqual(validateLimitsSpec(undefined, 'l'), { spec: {}, problems: [] });
+    const ok = { opsPerSecond: 0.5, bytesPerSecond: 0, writeBytesPerSecond: 1e6, burstSeconds: 2.5 };
+    assert.deepEqual(validateLimitsSpec(ok, ''), { spec: ok, problems: [] });
   });
 });
