@@ -11,6 +11,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TokenBucket } from '../src/security/token-bucket';
 import { LimitKind, TenantLimits, validateLimitsSpec } from '../src/security/tenant-limits';
+import {
+  AddressGrouper,
+  AddressLimits,
+  ConnectionRefusal,
+  COUNT_RETRY_MS,
+  validateAddressLimitsSpec,
+} from '../src/security/address-limits';
 
 /** Takes `n` every `stepMs` from `t0` for `durationMs` (inclusive of both ends); returns the takes that passed. */
 function drive(b: TokenBucket, n: number, t0: number, stepMs: number, durationMs: number): number {
@@ -31,7 +38,7 @@ describe('src/security imports', () => {
   it('imports only src/core, its own folder and node builtins', () => {
     const dir = join(__dirname, '..', '..', 'src', 'security');
     const files = readdirSync(dir).filter((f) => f.endsWith('.ts'));
-    assert.ok(files.length >= 2, `read ${files.join(', ')}`);
+    assert.ok(files.length >= 3, `read ${files.join(', ')}`);
     for (const f of files) {
       const text = readFileSync(join(dir, f), 'utf8');
       for (const m of text.matchAll(/^(?:import|export)\b[^;]*?from '([^']+)'/gms)) {
@@ -362,5 +369,200 @@ describe('tenant limits', () => {
     assert.deepEqual(validateLimitsSpec(undefined, 'l'), { spec: {}, problems: [] });
     const ok = { opsPerSecond: 0.5, bytesPerSecond: 0, writeBytesPerSecond: 1e6, burstSeconds: 2.5 };
     assert.deepEqual(validateLimitsSpec(ok, ''), { spec: ok, problems: [] });
+  });
+});
+
+describe('address limits', () => {
+  it('groups addresses: IPv4 by /32, IPv6 by /64, IPv4-mapped IPv6 as IPv4, as uWS writes them', () => {
+    const g = new AddressGrouper();
+    assert.equal(g.group('127.0.0.1'), 0x7f000001);
+    assert.equal(g.group('::ffff:127.0.0.1'), 0x7f000001);
+    assert.equal(g.group('0000:0000:0000:0000:0000:ffff:7f00:0001'), 0x7f000001);
+    assert.equal(g.group('::FFFF:7F00:1'), 0x7f000001);
+    assert.notEqual(g.group('127.0.0.2'), g.group('127.0.0.1'));
+    const a = g.group('2001:db8:1:2:aaaa::1');
+    assert.equal(g.group('2001:0db8:0001:0002:ffff:ffff:ffff:ffff'), a);
+    assert.equal(g.group('[2001:db8:1:2::9]'), a);
+    assert.notEqual(g.group('2001:db8:1:3::1'), a);
+    assert.equal(g.group('0000:0000:0000:0000:0000:0000:0000:0001'), g.group('::1'));
+    assert.equal(g.group('fe80::1%eth0'), g.group('fe80::2'));
+    assert.notEqual(g.group('::1'), g.group('0.0.0.1'), 'loopback v6 is not v4');
+    for (const bad of [
+      '',
+      'localhost',
+      '1.2.3',
+      '1.2.3.256',
+      '1.2.3.4.5',
+      '1::2::3',
+      ':1::',
+      '1:2:3:4:5:6:7',
+      '12345::',
+    ])
+      assert.equal(g.group(bad), `?${bad}`, `"${bad}" is no address`);
+
+    const wide = new AddressGrouper(24, 48);
+    assert.equal(wide.group('10.0.0.1'), wide.group('10.0.0.200'));
+    assert.equal(wide.group('::ffff:10.0.0.9'), wide.group('10.0.0.200'));
+    assert.notEqual(wide.group('10.0.1.1'), wide.group('10.0.0.1'));
+    assert.equal(wide.group('2001:db8:1:2::1'), wide.group('2001:db8:1:ffff::1'));
+    assert.notEqual(wide.group('2001:db8:2::1'), wide.group('2001:db8:1::1'));
+    const odd = new AddressGrouper(0, 57); // a prefix inside a group
+    assert.equal(odd.group('1.2.3.4'), odd.group('200.1.1.1'));
+    assert.equal(odd.group('2001:db8:1:200::'), odd.group('2001:db8:1:27f:ffff::')); // 9 bits of group 3
+    assert.notEqual(odd.group('2001:db8:1:180::'), odd.group('2001:db8:1:200::'));
+    assert.throws(() => new AddressGrouper(33, 64), RangeError);
+    assert.throws(() => new AddressGrouper(32, 129), RangeError);
+  });
+
+  it('limits connections per address group; close frees the slot', () => {
+    const lim = new AddressLimits({ maxConnectionsPerAddress: 2 });
+    assert.equal(lim.open('10.0.0.1', null, 0), null);
+    assert.equal(lim.open('::ffff:10.0.0.1', null, 0), null, 'mapped: the same address');
+    const r = lim.open('0000:0000:0000:0000:0000:ffff:0a00:0001', null, 0);
+    assert.deepEqual(r && { kind: r.kind, ms: r.retryAfterMs }, {
+      kind: ConnectionRefusal.AddressConnections,
+      ms: COUNT_RETRY_MS,
+    });
+    assert.equal(lim.open('10.0.0.2', null, 0), null, 'another address is not counted with it');
+    lim.close('10.0.0.1', null);
+    assert.equal(lim.open('10.0.0.1', null, 0), null, 'the closed slot is free again');
+    assert.notEqual(lim.open('10.0.0.1', null, 0), null);
+    assert.equal(lim.refusedAddress, 2);
+    assert.equal(lim.connections, 3);
+
+    // An IPv6 client picking a new address per connection inside its /64.
+    const v6 = new AddressLimits({ maxConnectionsPerAddress: 3 });
+    for (let i = 1; i <= 3; i++) assert.equal(v6.open(`2001:db8:0:1::${i.toString(16)}`, null, 0), null);
+    assert.equal(v6.open('2001:db8:0:1:dead:beef:0:1', null, 0)?.kind, ConnectionRefusal.AddressConnections);
+    assert.equal(v6.open('2001:db8:0:2::1', null, 0), null, 'the next /64 is another client');
+    assert.equal(v6.connectionsFrom('2001:0db8:0000:0001:0000:0000:0000:0000'), 3);
+  });
+
+  it('limits connections per principal across addresses', () => {
+    const lim = new AddressLimits({ maxConnectionsPerPrincipal: 2 });
+    assert.equal(lim.open('10.0.0.1', 'key1', 0), null);
+    assert.equal(lim.open('10.0.0.2', 'key1', 0), null);
+    assert.equal(lim.open('10.0.0.3', 'key1', 0)?.kind, ConnectionRefusal.PrincipalConnections);
+    assert.equal(lim.open('10.0.0.3', 'key2', 0), null);
+    assert.equal(lim.open('10.0.0.3', null, 0), null, 'no principal: not counted');
+    assert.equal(lim.addressEntries, 0, 'no per-address limit: no address kept');
+    lim.close('10.0.0.1', 'key1');
+    assert.equal(lim.open('10.0.0.3', 'key1', 0), null);
+    assert.equal(lim.connectionsOf('key1'), 2);
+    lim.close('10.0.0.3', 'key2');
+    assert.equal(lim.principalEntries, 1, 'a principal with nothing open is forgotten');
+  });
+
+  it('limits new connections a second per address, with an exact retry-after', () => {
+    const lim = new AddressLimits({ newConnectionsPerSecondPerAddress: 5 });
+    for (let i = 0; i < 5; i++) {
+      assert.equal(lim.open('10.0.0.1', null, 0), null);
+      lim.close('10.0.0.1', null);
+    }
+    const r = lim.open('10.0.0.1', null, 0);
+    assert.equal(r?.kind, ConnectionRefusal.NewConnectionRate);
+    assert.equal(r?.retryAfterMs, 200);
+    assert.equal(lim.open('::ffff:10.0.0.1', null, 199)?.kind, ConnectionRefusal.NewConnectionRate);
+    assert.equal(lim.open('10.0.0.2', null, 199), null, 'another address has its own rate');
+    assert.equal(lim.open('10.0.0.1', null, 200), null);
+    assert.equal(lim.refusedRate, 2);
+
+    // Attempts at twice the rate for 10 s: 5 * 10 + 5 pass.
+    const drv = new AddressLimits({ newConnectionsPerSecondPerAddress: 5, newConnectionsBurst: 5 });
+    let passed = 0;
+    for (let t = 0; t <= 10_000; t += 100) {
+      if (drv.open('2001:db8::1', null, t) === null) {
+        passed++;
+        drv.close('2001:db8::1', null);
+      }
+    }
+    assert.equal(passed, 5 * 10 + 5);
+  });
+
+  it('a connection refused by a count takes no new-connection token', () => {
+    const lim = new AddressLimits({ maxConnectionsPerAddress: 1, newConnectionsPerSecondPerAddress: 1 });
+    assert.equal(lim.open('10.0.0.1', null, 0), null);
+    for (let i = 0; i < 10; i++)
+      assert.equal(lim.open('10.0.0.1', null, 1000)?.kind, ConnectionRefusal.AddressConnections);
+    lim.close('10.0.0.1', null);
+    assert.equal(lim.open('10.0.0.1', null, 1000), null, 'the token that came in is still there');
+  });
+
+  it('counts never go below zero on a double close', () => {
+    const lim = new AddressLimits({ maxConnectionsPerAddress: 2, maxConnectionsPerPrincipal: 2 });
+    assert.equal(lim.open('10.0.0.1', 'k', 0), null);
+    lim.close('10.0.0.1', 'k');
+    lim.close('10.0.0.1', 'k');
+    lim.close('10.0.0.9', 'other');
+    assert.equal(lim.unmatchedCloses, 2);
+    assert.equal(lim.connections, 0);
+    assert.equal(lim.connectionsFrom('10.0.0.1'), 0);
+    assert.equal(lim.connectionsOf('k'), 0);
+    // Had a count gone to -1, three would pass now.
+    assert.equal(lim.open('10.0.0.1', null, 0), null);
+    assert.equal(lim.open('10.0.0.1', null, 0), null);
+    assert.equal(lim.open('10.0.0.1', null, 0)?.kind, ConnectionRefusal.AddressConnections);
+    assert.equal(lim.open('10.0.0.2', 'k', 0), null);
+    assert.equal(lim.open('10.0.0.3', 'k', 0), null);
+    assert.equal(lim.open('10.0.0.4', 'k', 0)?.kind, ConnectionRefusal.PrincipalConnections);
+
+    // With a rate limit the address entry outlives its last connection: a double close still finds it.
+    const kept = new AddressLimits({ maxConnectionsPerAddress: 2, newConnectionsPerSecondPerAddress: 100 });
+    assert.equal(kept.open('2001:db8::1', null, 0), null);
+    kept.close('2001:db8::1', null);
+    kept.close('2001:db8::2', null);
+    assert.equal(kept.unmatchedCloses, 1);
+    assert.equal(kept.connectionsFrom('2001:db8::'), 0);
+    assert.equal(kept.open('2001:db8::1', null, 0), null);
+    assert.equal(kept.open('2001:db8::1', null, 0), null);
+    assert.equal(kept.open('2001:db8::1', null, 0)?.kind, ConnectionRefusal.AddressConnections);
+
+    const none = new AddressLimits({});
+    none.close('10.0.0.1', 'k');
+    assert.equal(none.connections, 0);
+    assert.equal(none.unmatchedCloses, 1);
+  });
+
+  it('bounds its memory when 1e5 distinct addresses connect', () => {
+    const lim = new AddressLimits({ newConnectionsPerSecondPerAddress: 1, maxAddresses: 1000 });
+    // 100 connections stay open throughout (their entries are never dropped); the rest come and go.
+    for (let i = 0; i < 100; i++) assert.equal(lim.open(`10.1.0.${i}`, null, 0), null);
+    let most = 0;
+    for (let i = 0; i < 100_000; i++) {
+      const a = `2001:db8:${(i >>> 16).toString(16)}:${(i & 0xffff).toString(16)}::1`;
+      assert.equal(lim.open(a, null, i % 3), null);
+      lim.close(a, null);
+      if (lim.addressEntries > most) most = lim.addressEntries;
+    }
+    assert.ok(most <= 1000 + 100, `held ${most} addresses`);
+    assert.ok(lim.evicted > 0);
+    for (let i = 0; i < 100; i++) assert.equal(lim.connectionsFrom(`10.1.0.${i}`), 1, 'open ones kept');
+    const idle = lim.addressEntries - 100;
+    assert.equal(lim.sweep(10_000), idle);
+    assert.equal(lim.addressEntries, 100);
+    for (let i = 0; i < 100; i++) lim.close(`10.1.0.${i}`, null);
+    assert.equal(lim.connections, 0);
+
+    const none = new AddressLimits({});
+    for (let i = 0; i < 1000; i++) assert.equal(none.open(`10.0.${i >> 8}.${i & 255}`, 'k', 0), null);
+    assert.equal(none.addressEntries + none.principalEntries, 0, 'no limit: nothing kept');
+    assert.equal(none.connections, 1000);
+  });
+
+  it('validateAddressLimitsSpec names every bad field at once', () => {
+    const { spec, problems } = validateAddressLimitsSpec(
+      { maxConnectionsPerAddress: 1.5, ipv6PrefixLength: 129, ipv4PrefixLength: 24, newConnectionsBurst: 0, perIp: 1 },
+      'limits.connections',
+    );
+    assert.deepEqual(problems.map((p) => p.path).sort(), [
+      'limits.connections.ipv6PrefixLength',
+      'limits.connections.maxConnectionsPerAddress',
+      'limits.connections.newConnectionsBurst',
+      'limits.connections.perIp',
+    ]);
+    for (const p of problems) assert.ok(p.message.includes(p.path));
+    assert.deepEqual(spec, { ipv4PrefixLength: 24 });
+    assert.equal(validateAddressLimitsSpec(7, 'x').problems.length, 1);
+    assert.deepEqual(validateAddressLimitsSpec(undefined, 'x'), { spec: {}, problems: [] });
   });
 });
