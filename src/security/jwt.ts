@@ -17,7 +17,8 @@
  * keys of a JWKS file (`{"keys": [...]}`, read at construction and on `reload()`; a key whose `use` is not
  * `sig` or whose algorithm we do not verify is skipped). Several keys may be valid at once (rotation keeps
  * the previous key until its tokens expire). A token with a `kid` is checked against the keys with that
- * kid; when none has it (or it has no `kid`), against every key without a kid whose alg is the token's.
+ * kid (and whose alg is the token's); when no key has that kid, against the keys configured without one.
+ * A token without a `kid` is checked against every key whose alg is the token's.
  * An HS256 `secret` is its UTF-8 bytes, or, written `base64url:<text>`, the bytes that text decodes to
  * (most identity providers hand out a random secret as base64url); at least 32 bytes either way.
  *
@@ -126,27 +127,33 @@ interface VerifyKey {
 
 /** The keys in use, replaced as a whole on reload. */
 class KeySet {
-  readonly byKid = new Map<string, VerifyKey[]>();
-  /** Keys without a kid, by algorithm. */
-  readonly anonymous = new Map<JwtAlg, VerifyKey[]>();
+  private readonly byKid = new Map<string, VerifyKey[]>();
+  /** Every key, by algorithm. */
+  private readonly byAlg = new Map<JwtAlg, VerifyKey[]>();
+  /** Keys configured without a kid, by algorithm. */
+  private readonly kidless = new Map<JwtAlg, VerifyKey[]>();
+
   constructor(readonly keys: readonly VerifyKey[]) {
     for (const k of keys) {
-      const map = k.kid === null ? this.anonymous : this.byKid;
-      const id = k.kid === null ? k.alg : k.kid;
-      const list = (map as Map<string, VerifyKey[]>).get(id);
-      if (list) list.push(k);
-      else (map as Map<string, VerifyKey[]>).set(id, [k]);
+      push(this.byAlg, k.alg, k);
+      if (k.kid === null) push(this.kidless, k.alg, k);
+      else push(this.byKid, k.kid, k);
     }
   }
 
   /** Keys to try for a token's kid (null: none in the header) and alg. */
-  candidates(kid: string | null, alg: JwtAlg): VerifyKey[] {
-    if (kid !== null) {
-      const named = this.byKid.get(kid);
-      if (named !== undefined) return named.filter((k) => k.alg === alg);
-    }
-    return this.anonymous.get(alg) ?? [];
+  candidates(kid: string | null, alg: JwtAlg): readonly VerifyKey[] {
+    if (kid === null) return this.byAlg.get(alg) ?? [];
+    const named = this.byKid.get(kid);
+    if (named !== undefined) return named.filter((k) => k.alg === alg);
+    return this.kidless.get(alg) ?? [];
   }
+}
+
+function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
+  const list = m.get(k);
+  if (list) list.push(v);
+  else m.set(k, [v]);
 }
 
 const B64URL = /^[A-Za-z0-9_-]+$/;
