@@ -24,7 +24,7 @@
  * `mode: 'off'` authenticates every request as `anonymous` (no namespace, every permission, admin): what
  * the gateway did before issue 10, for a deployment behind its own access control.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, hash, timingSafeEqual } from 'node:crypto';
 import { JwtVerifier, validateJwtOptions, type AuthFailure, type AuthResult, type JwtOptions } from './jwt';
 import { makePrincipal, namespaceProblem, parseRules, Perm, type PermissionRule, type Principal } from './principal';
 import { AuthConfigError, isRecord, unknownFields, type AuthProblem } from './problems';
@@ -65,6 +65,15 @@ export const MAX_CREDENTIAL_CHARS = 65_536;
 const MAX_TENANT_CHARS = 128;
 const HASH_FORMAT = /^sha256:[0-9a-f]{64}$/;
 const ID_FORMAT = /^[A-Za-z0-9._:@-]{1,64}$/;
+
+/**
+ * SHA-256 of a credential. `crypto.hash` (Node 20.12+) skips the Hash object and is about a fifth faster
+ * on a cache hit, where hashing is most of the cost; older Node 20 releases lack it.
+ */
+const sha256: (text: string) => Buffer =
+  typeof hash === 'function'
+    ? (text) => hash('sha256', text, 'buffer')
+    : (text) => createHash('sha256').update(text, 'utf8').digest();
 
 const refused = (reason: AuthFailure): AuthResult => Object.freeze({ ok: false, reason });
 const MISSING = refused('missing');
@@ -207,7 +216,7 @@ export class Authenticator {
     if (s.options.mode === 'off') return s.anonymous;
     if (typeof token !== 'string' || token.length === 0) return MISSING;
     if (token.length > MAX_CREDENTIAL_CHARS) return MALFORMED;
-    const digest = createHash('sha256').update(token, 'utf8').digest();
+    const digest = sha256(token);
     const id = digest.toString('latin1');
     const key = s.apiKeys.get(id);
     if (key !== undefined && timingSafeEqual(digest, key.digest)) return key.result;
