@@ -180,7 +180,10 @@ describe('allowedBytes: the longest matching prefix decides', () => {
     assert.equal(at('user:1', Perm.Read | Perm.Delete), false, 'every bit asked for must be granted');
     assert.equal(at('user:', Perm.Write), true, 'a key equal to the prefix matches it');
     assert.equal(at('user:admin:1', Perm.Read), false, 'a longer rule takes access away');
-    assert.equal(at('user:ad', Perm.Write), true, 'the bytes after len are not read');
+    assert.equal(at('user:ad', Perm.Write), true);
+    const frame = Buffer.from('user:admin:1');
+    assert.equal(allowedBytes(p, frame, 0, 7, Perm.Write), true, 'the bytes after len are not read');
+    assert.equal(allowedBytes(p, frame, 0, frame.length, Perm.Write), false);
     assert.equal(at('use', Perm.Write), false);
     assert.equal(at('use', Perm.Read), true);
     assert.equal(at('logs:1', Perm.Read), false, 'the longest match wins even when a shorter one grants more');
@@ -403,6 +406,10 @@ describe('JWT: refusals', () => {
     const forged = b64u(JSON.stringify(claims({ kvgate_perms: 'all', kvgate_admin: true })));
     assert.equal(refusedAs(v.verify(`${gh}.${forged}.${gs}`, NOW)), 'bad_signature');
     assert.equal(refusedAs(v.verify(signToken(RS2, claims(), { kid: 'r1' }), NOW)), 'bad_signature');
+    const [eh, ep, es] = signToken(ES1, claims(), { kid: 'e1' }).split('.');
+    const raw = Buffer.from(es, 'base64url');
+    for (const wrongLength of [raw.subarray(0, 63), Buffer.concat([raw, Buffer.from([0])]), Buffer.from([0x30, 0x06])])
+      assert.equal(refusedAs(v.verify(`${eh}.${ep}.${b64u(wrongLength)}`, NOW)), 'bad_signature');
     assert.equal(
       refusedAs(v.verify(signToken({ alg: 'HS256', secret: 'x'.repeat(40) }, claims()), NOW)),
       'bad_signature',
