@@ -1,0 +1,97 @@
+/**
+ * The credential check (src/security): what one `authenticate` costs on a verified-token cache hit
+ * against a miss (a full signature verification), per algorithm, and an API key; plus the per-key
+ * `allowedBytes` check. The miss rows are why the cache exists: at 100k HTTP requests/s an RS256
+ * verification per request would take a good part of a core. Prints JSON; no assertions.
+ *
+ *   node dist/bench/micro/auth.bench.js
+ */
+import { createHmac, createSign, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { measure, print, type MicroRow } from './harness';
+import { Authenticator, type AuthOptions } from '../../src/security/authenticator';
+import { allowedBytes, makePrincipal, Perm } from '../../src/security/principal';
+
+const NOW = 1_800_000_000_000;
+const SECRET = 'a-benchmark-hs256-secret-of-32-bytes-or-more';
+const API_KEY = 'kvg_bench_0123456789abcdef0123456789abcdef';
+
+const b64u = (b: Buffer | string): string => Buffer.from(b).toString('base64url');
+
+function token(alg: 'HS256' | 'RS256' | 'ES256', key: KeyObject | string, sub: string): string {
+  const claims = { sub, kvgate_ns: 'bench:', kvgate_perms: 'read,write', exp: NOW / 1000 + 3600 };
+  const input = `${b64u(JSON.stringify({ alg, typ: 'JWT' }))}.${b64u(JSON.stringify(claims))}`;
+  const sig =
+    alg === 'HS256'
+      ? createHmac('sha256', key as string)
+          .update(input)
+          .digest()
+      : createSign('SHA256')
+          .update(input)
+          .sign(alg === 'ES256' ? { key: key as KeyObject, dsaEncoding: 'ieee-p1363' } : (key as KeyObject));
+  return `${input}.${b64u(sig)}`;
+}
+
+function main(): void {
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const ec = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const options = (cacheSize: number): AuthOptions => ({
+    mode: 'required',
+    apiKeys: [{ id: 'bench', hash: Authenticator.hashKey(API_KEY), namespace: 'bench:', perms: 'all' }],
+    jwt: {
+      keys: [
+        { alg: 'HS256', secret: SECRET },
+        { alg: 'RS256', publicKeyPem: rsa.publicKey.export({ format: 'pem', type: 'spki' }) as string },
+        { alg: 'ES256', publicKeyPem: ec.publicKey.export({ format: 'pem', type: 'spki' }) as string },
+      ],
+    },
+    cacheSize,
+  });
+  const cached = new Authenticator(options(10_000), () => NOW);
+  const uncached = new Authenticator(options(0), () => NOW);
+  const tokens = {
+    HS256: token('HS256', SECRET, 'h'),
+    RS256: token('RS256', rsa.privateKey, 'r'),
+    ES256: token('ES256', ec.privateKey, 'e'),
+  };
+  const rows: MicroRow[] = [];
+  const run = (name: string, a: Authenticator, t: string): void => {
+    if (!a.authenticate(t).ok) throw new Error(`${name}: the benchmark token is refused`);
+    rows.push(
+      measure(name, (n) => {
+        let acc = 0;
+        for (let i = 0; i < n; i++) acc += a.authenticate(t, NOW).ok ? 1 : 0;
+        return acc;
+      }),
+    );
+  };
+  run('API key (sha256 + lookup)', cached, API_KEY);
+  for (const alg of ['HS256', 'RS256', 'ES256'] as const) {
+    run(`${alg} cache hit`, cached, tokens[alg]);
+    run(`${alg} cache miss (verified)`, uncached, tokens[alg]);
+  }
+  const p = makePrincipal({
+    id: 'b',
+    tenant: 'b',
+    namespace: '',
+    admin: false,
+    expiresAt: Infinity,
+    rules: [
+      { prefix: '', perms: Perm.Read },
+      { prefix: 'user:', perms: Perm.Read | Perm.Write },
+      { prefix: 'user:admin:', perms: Perm.None },
+      { prefix: 'session:', perms: Perm.All },
+      { prefix: 'logs:', perms: Perm.Write },
+    ],
+  });
+  const keys = Buffer.from('user:12345:profile');
+  rows.push(
+    measure('allowedBytes, 5 rules, 18-byte key', (n) => {
+      let acc = 0;
+      for (let i = 0; i < n; i++) acc += allowedBytes(p, keys, 0, keys.length, Perm.Write) ? 1 : 0;
+      return acc;
+    }),
+  );
+  print('auth', rows);
+}
+
+main();
