@@ -217,6 +217,15 @@ async function requestsTotal(h: Harness, want: Record<string, string>): Promise<
   return n;
 }
 
+describe('browser harness: when it skips', () => {
+  it('skips only without Chromium and without root; as root a missing Chromium is a failure, not a skip', () => {
+    const absent = '/nonexistent/chromium';
+    assert.match(String(browserSkip(absent, 1000)), /missing and we are not root.*apt-get install -y chromium/);
+    assert.equal(browserSkip(absent, 0), false);
+    assert.equal(browserSkip(process.execPath, 1000), false); // present: runs whoever we are
+  });
+});
+
 const skip = browserSkip();
 
 describe('browser harness: a real Chromium on another origin', { skip }, () => {

@@ -76,6 +76,8 @@ describe('BrowserPolicy.checkOrigin', () => {
       ' https://example.com': false,
       'example.com': false,
       'https://example.com, https://evil.com': false,
+      'constructor://example.com': false,
+      'tostring://example.com': false,
     });
   });
 
@@ -403,6 +405,7 @@ describe('validateBrowserPolicy', () => {
         'https://example.com.', // 16: trailing dot
         'https://127.1', // 17: not a canonical address
         'https://exa mple.com', // 18: space
+        'constructor://example.com', // 19: not a scheme, whatever Object.prototype has
       ],
       allowedHosts: [
         'ok.example',
@@ -418,7 +421,7 @@ describe('validateBrowserPolicy', () => {
     };
     const problems = validateBrowserPolicy(bad, 'security');
     const paths = problems.map((p) => p.path);
-    const wantOrigins = Array.from({ length: 18 }, (_, i) => `security.allowedOrigins[${i + 1}]`);
+    const wantOrigins = Array.from({ length: 19 }, (_, i) => `security.allowedOrigins[${i + 1}]`);
     const wantHosts = Array.from({ length: 8 }, (_, i) => `security.allowedHosts[${i + 1}]`);
     assert.deepEqual(paths, [...wantOrigins, ...wantHosts]);
     const text = (path: string): string => problems.find((p) => p.path === path)!.text;

@@ -142,7 +142,11 @@ export function isSimpleContentType(ct: string | undefined): boolean {
 
 // ---- parsing -------------------------------------------------------------------------------------------
 
-const DEFAULT_PORT: Record<string, number> = { http: 80, https: 443 };
+/** The schemes an origin entry may have, with their default ports (a Map: `constructor` is no scheme). */
+const DEFAULT_PORT = new Map([
+  ['http', 80],
+  ['https', 443],
+]);
 /** A serialised origin as browsers send it, lowercased: scheme, host (name, IPv4 or [IPv6]), port. */
 const ORIGIN_RE = /^([a-z][a-z0-9+.-]*):\/\/(\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::(\d{1,5}))?$/;
 /** A `Host` value, lowercased: name or IPv4, or [IPv6], then an optional port. */
@@ -172,7 +176,7 @@ function bareHost(h: string): string {
 /** The canonical origin string for a parsed origin: default port dropped, IPv6 bracketed. */
 function originKey(scheme: string, host: string, port: number): string {
   const h = isIP(host) === 6 ? `[${host}]` : host;
-  return port === DEFAULT_PORT[scheme] ? `${scheme}://${h}` : `${scheme}://${h}:${port}`;
+  return port === DEFAULT_PORT.get(scheme) ? `${scheme}://${h}` : `${scheme}://${h}:${port}`;
 }
 
 /** A name or address as the URL parser would write it (lowercase, punycode, canonical IPv6), or null. */
@@ -229,7 +233,8 @@ function parseOriginEntry(raw: unknown): OriginEntry {
   if (scheme === 'ws' || scheme === 'wss')
     return { kind: 'bad', why: `is a WebSocket URL; an Origin is the page's: write http${scheme.slice(2)}://...` };
   if (scheme.includes('*')) return { kind: 'bad', why: 'has a wildcard in its scheme' };
-  if (!(scheme in DEFAULT_PORT)) return { kind: 'bad', why: `has scheme ${scheme}: only http and https` };
+  const defaultPort = DEFAULT_PORT.get(scheme);
+  if (defaultPort === undefined) return { kind: 'bad', why: `has scheme ${scheme}: only http and https` };
   let rest = s.slice(sep + 3);
   const cut = rest.search(/[/?#]/);
   if (cut >= 0)
@@ -251,7 +256,7 @@ function parseOriginEntry(raw: unknown): OriginEntry {
   const m = HOST_RE.exec(asciiHostPort(rest));
   if (!m) return { kind: 'bad', why: 'has a malformed host or port' };
   if (m[1].endsWith('.')) return { kind: 'bad', why: 'has a trailing dot (pages of that name are another origin)' };
-  const port = portOf(m[2], DEFAULT_PORT[scheme]);
+  const port = portOf(m[2], defaultPort);
   if (port < 0) return { kind: 'bad', why: 'has a port outside 1-65535' };
   const host = canonicalHost(m[1]);
   if (host === null) return { kind: 'bad', why: 'has a malformed host' };
@@ -407,8 +412,9 @@ export class BrowserPolicy {
     const m = ORIGIN_RE.exec(s);
     if (m === null) return false;
     const scheme = m[1];
-    if (!(scheme in DEFAULT_PORT)) return this.anyOrigin;
-    const port = portOf(m[3], DEFAULT_PORT[scheme]);
+    const defaultPort = DEFAULT_PORT.get(scheme);
+    if (defaultPort === undefined) return this.anyOrigin;
+    const port = portOf(m[3], defaultPort);
     if (port < 0) return false;
     // Brackets off an IPv6 address; a trailing dot stays (`https://example.com.` is another origin).
     const host = m[2].startsWith('[') ? m[2].slice(1, -1) : m[2];

@@ -36,10 +36,10 @@ export const CHROMIUM_ARGS = [
  * Only a machine without Chromium where we are not root skips: as root, scripts/test.sh installs Debian's
  * chromium first, and a run without it (the test started some other way) fails in `startBrowser` saying so.
  */
-export function browserSkip(): string | false {
-  if (existsSync(CHROMIUM)) return false;
-  if (process.getuid?.() === 0) return false;
-  return `${CHROMIUM} is missing and we are not root to install it: sudo apt-get install -y chromium (Debian's package)`;
+export function browserSkip(path = CHROMIUM, uid = process.getuid?.()): string | false {
+  if (existsSync(path)) return false;
+  if (uid === 0) return false;
+  return `${path} is missing and we are not root to install it: sudo apt-get install -y chromium (Debian's package)`;
 }
 
 /** The name a page is served under: two names of one server are two origins. */
