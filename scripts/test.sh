@@ -2,7 +2,7 @@
 # `npm test`: installs what is missing, builds, runs every test file against real memcached/nutcracker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-system.sh memcached nutcracker redis-server redis-tools prometheus haproxy openssl
+bash scripts/ensure-system.sh memcached nutcracker redis-server redis-tools prometheus haproxy openssl chromium
 bash scripts/ensure-npm.sh
 files=("$@")
 [ ${#files[@]} -eq 0 ] && files=(dist/test/*.test.js)
