@@ -30,6 +30,8 @@ import type { Registry } from 'prom-client';
 import { Front, Tally, TallyOp } from './core/tally';
 import { createMetrics } from './ops/metrics';
 import { diffConfig } from './ops/reload';
+import { BrowserPolicy } from './security/browser-policy';
+import { answerPreflight } from './front/browser-gate';
 import { Events } from './core/events';
 import { createLogger, loggerSink } from './ops/logger';
 import { startAdmin, type AdminHandlers, type AdminServer } from './ops/admin';
@@ -178,6 +180,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     bulk: new Set(),
     draining: false,
     tally: new Tally(),
+    browser: new BrowserPolicy({ ...config.security, listenHost: config.host }),
   };
   if (ctx.gate.clampedBy) events.emit('config', 'config.clamped', 'warn', ctx.gate.clampedBy, {}, null);
   const started = Date.now();
@@ -265,7 +268,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     ['/healthz', 'GET'],
   ];
   for (const [path, allow] of routes) {
-    app.any(path, (res, req) => {
+    const notAllowed = (res: HttpResponse, req: HttpRequest): void => {
       ctx.tally.request(Front.Http, TallyOp.Unknown, 'METHOD_NOT_ALLOWED');
       answerNow(
         res,
@@ -274,7 +277,15 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
         `${req.getMethod().toUpperCase()} is not allowed on ${path}; allowed: ${allow}`,
         [['allow', allow]],
       );
-    });
+    };
+    // An OPTIONS with an Origin is a page's CORS preflight; without one it is a method like any other.
+    if (path !== '/v1/ws' && path !== '/healthz')
+      app.options(path, (res, req) => {
+        if (req.getHeader('origin') === '') return notAllowed(res, req);
+        if (refuseFraming(res, req)) return;
+        answerPreflight(res, req, ctx.browser);
+      });
+    app.any(path, notAllowed);
   }
   app.any('/*', (res, req) => {
     ctx.tally.request(Front.Http, TallyOp.Unknown, 'NO_ROUTE');

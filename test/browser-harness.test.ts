@@ -1,14 +1,13 @@
 /**
- * The browser test harness (test/helpers/browser.ts) end to end, from a real headless Chromium on a page
- * of another origin, against a real gateway (startHarness: memcached behind it) and against a recording
- * server of the test's own. These describe what the infrastructure does today, before the browser policy
- * (src/security/browser-policy.ts) is wired into the fronts:
- *  - a page of any origin may open the WebSocket and read (no Origin check yet), and Chromium sends its
- *    page's origin as `Origin` on the upgrade;
- *  - a cross-origin bulk write with its real content type needs a preflight, which the gateway does not
- *    answer, so the browser never sends it;
- *  - a `no-cors` text/plain POST needs none and reaches the server with the page's Origin: the CSRF vector
- *    the integrator must refuse (today the bulk endpoints answer it 415 for its content type).
+ * Browser safety end to end (src/security/browser-policy.ts, src/front/browser-gate.ts), from a real
+ * headless Chromium (test/helpers/browser.ts) on a page of another origin, against a real gateway
+ * (startHarness: memcached behind it) that lists the page's 127.0.0.1 origin in security.allowedOrigins,
+ * and against a recording server of the test's own:
+ *  - the listed page reads over the WebSocket; the same page under localhost (unlisted) is refused;
+ *  - a listed page's cross-origin bulk write and PUT pass their CORS preflight and are stored; an unlisted
+ *    page's preflight is refused, so the browser never sends the write;
+ *  - a `no-cors` text/plain POST needs no preflight and reaches the server with the page's Origin (the
+ *    CSRF vector): the gateway refuses it 403 FORBIDDEN even from a listed origin.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -235,7 +234,9 @@ describe('browser harness: a real Chromium on another origin', { skip }, () => {
   const p = `browser:${randomBytes(4).toString('hex')}:`;
 
   before(async () => {
-    [kit, h, rec] = await Promise.all([startBrowser(), startHarness({}, 2), startRecorder()]);
+    [kit, rec] = await Promise.all([startBrowser(), startRecorder()]);
+    // The page under 127.0.0.1 is a listed origin; the same page under localhost is not.
+    h = await startHarness({ security: { allowedOrigins: [kit.pageOrigin()] } }, 2);
   });
   after(async () => {
     await Promise.all([kit?.close(), h?.stop(), rec?.close()]);
@@ -250,7 +251,7 @@ describe('browser harness: a real Chromium on another origin', { skip }, () => {
     assert.notEqual(kit.pagePort, h.gw.port);
   });
 
-  it("(a) a page of another origin reads over the gateway's WebSocket today: hand-encoded msgpack get", async () => {
+  it("(a) a page of a listed origin reads over the gateway's WebSocket (hand-encoded msgpack); an unlisted one is refused", async () => {
     const key = `${p}ws`;
     const value = Buffer.from([0x68, 0x69, 0x00, 0xff, 0x80, 0x0a]); // not valid UTF-8: it must come back as bin
     await h.http.set(key, value, { flags: 7 });
@@ -265,6 +266,12 @@ describe('browser harness: a real Chromium on another origin', { skip }, () => {
       [70000, 0, 2],
       [70000, -1, 5],
     ]);
+    // The same page under another origin: the upgrade is refused (403), the page's WebSocket fails.
+    const refused = await kit.run(wsGetInPage, { url: h.wsUrl, key, id: 301, timeoutMs: 10_000 }, 'localhost').then(
+      () => 'opened',
+      (e: Error) => e.message,
+    );
+    assert.notEqual(refused, 'opened');
   });
 
   it("(a) Chromium sends the page's origin as Origin on a WebSocket upgrade (recorded by the test's server)", async () => {
@@ -278,22 +285,27 @@ describe('browser harness: a real Chromium on another origin', { skip }, () => {
     }
   });
 
-  it('(b) a cross-origin bulk write with its real content type fails in the browser: no preflight answer', async () => {
+  it('(b) a listed origin writes cross-origin through CORS (preflight 204); an unlisted one fails in the browser', async () => {
     const key = `${p}cors`;
     const body = `${JSON.stringify({ key, value: 'written cross-origin' })}\n`;
     const arg = { method: 'POST', mode: 'cors' as const, contentType: 'application/x-ndjson', body, timeoutMs: 10_000 };
-    const msets = await requestsTotal(h, { front: 'http', op: 'mset' });
-    const refused405 = await requestsTotal(h, { outcome: 'METHOD_NOT_ALLOWED' });
-
     const r = await kit.run(fetchInPage, { ...arg, url: `${h.base}/v1/mset` });
-    assert.equal(r.ok, false, `fetch was expected to fail: ${JSON.stringify(r)}`);
-    assert.equal(r.ok === false && r.name, 'TypeError');
-    // The preflight reached the gateway (its OPTIONS got 405); the POST itself never did.
-    assert.equal(await requestsTotal(h, { outcome: 'METHOD_NOT_ALLOWED' }), refused405 + 1);
-    assert.equal(await requestsTotal(h, { front: 'http', op: 'mset' }), msets);
-    assert.equal((await h.http.get(key)).hit, false);
+    assert.deepEqual(r, { ok: true, type: 'cors', status: 200 });
+    assert.deepEqual(await h.http.get(key), { hit: true, value: Buffer.from('written cross-origin'), flags: 0 });
 
-    // The same request at the recorder: the browser asked first (OPTIONS), got no CORS answer, sent nothing more.
+    const other = `${p}cors:unlisted`;
+    const msets = await requestsTotal(h, { front: 'http', op: 'mset' });
+    const r2 = await kit.run(
+      fetchInPage,
+      { ...arg, body: `${JSON.stringify({ key: other, value: 'x' })}\n`, url: `${h.base}/v1/mset` },
+      'localhost',
+    );
+    assert.equal(r2.ok === false && r2.name, 'TypeError');
+    // The preflight was refused (403), so the POST itself never reached the gateway.
+    assert.equal(await requestsTotal(h, { front: 'http', op: 'mset' }), msets);
+    assert.equal((await h.http.get(other)).hit, false);
+
+    // The same request at the recorder (no CORS answers): the browser asked first (OPTIONS) and sent nothing more.
     const path = '/v1/mset?cors';
     const rr = await kit.run(fetchInPage, { ...arg, url: rec.url(path) });
     assert.equal(rr.ok, false);
@@ -308,18 +320,21 @@ describe('browser harness: a real Chromium on another origin', { skip }, () => {
     );
   });
 
-  it('(b) a cross-origin PUT fails the same way, whatever its content type (PUT is never simple)', async () => {
+  it('(b) a cross-origin PUT from a listed origin is stored and read back; from an unlisted one it fails', async () => {
     const key = `${p}put`;
-    const r = await kit.run(fetchInPage, {
-      url: `${h.base}/v1/kv/${encodeURIComponent(key)}`,
+    const put = {
       method: 'PUT',
-      mode: 'cors',
+      mode: 'cors' as const,
       contentType: 'text/plain',
-      body: 'written cross-origin',
+      body: 'put cross-origin',
       timeoutMs: 10_000,
-    });
+    };
+    const url = `${h.base}/v1/kv/${encodeURIComponent(key)}`;
+    assert.deepEqual(await kit.run(fetchInPage, { ...put, url }), { ok: true, type: 'cors', status: 204 });
+    assert.deepEqual(await h.http.get(key), { hit: true, value: Buffer.from('put cross-origin'), flags: 0 });
+    const r = await kit.run(fetchInPage, { ...put, url: `${url}:2` }, 'localhost');
     assert.equal(r.ok === false && r.name, 'TypeError');
-    assert.equal((await h.http.get(key)).hit, false);
+    assert.equal((await h.http.get(`${key}:2`)).hit, false);
   });
 
   it('(c) a no-cors text/plain POST needs no preflight and reaches the server with its Origin (the CSRF vector)', async () => {
@@ -340,11 +355,12 @@ describe('browser harness: a real Chromium on another origin', { skip }, () => {
     assert.match(got.headers['content-type'] ?? '', /^text\/plain\b/);
     assert.equal(got.body, body);
 
-    // At the gateway it arrives too; today the bulk endpoint refuses it for its content type (415).
-    const refused = await requestsTotal(h, { front: 'http', op: 'mset', outcome: 'BAD_CONTENT_TYPE' });
+    // At the gateway it arrives too, even from a listed origin, and is refused before its body is read:
+    // every browser write must have gone through a preflight (FORBIDDEN, security/browser-policy.ts).
+    const refused = await requestsTotal(h, { front: 'http', op: 'mset', outcome: 'FORBIDDEN' });
     const g = await kit.run(fetchInPage, { ...arg, url: `${h.base}/v1/mset` });
     assert.deepEqual(g, { ok: true, type: 'opaque', status: 0 });
-    assert.equal(await requestsTotal(h, { front: 'http', op: 'mset', outcome: 'BAD_CONTENT_TYPE' }), refused + 1);
+    assert.equal(await requestsTotal(h, { front: 'http', op: 'mset', outcome: 'FORBIDDEN' }), refused + 1);
     assert.equal((await h.http.get(key)).hit, false);
   });
 });

@@ -87,6 +87,25 @@ describe('configuration: every bad setting named at once', () => {
     assert.equal(lines.length, 3, r.stderr);
   });
 
+  it('names every bad browser-safety entry at once (security.allowedOrigins, security.allowedHosts)', () => {
+    const raw = mergeConfig(defaultConfig(), {
+      security: { allowedOrigins: ['http://x/path', 'ftp://y', 'https://ok.example'], allowedHosts: [3] },
+    });
+    const e = (() => {
+      try {
+        validateConfig(raw);
+      } catch (err) {
+        return err as ConfigError;
+      }
+      return null;
+    })();
+    assert.ok(e instanceof ConfigError);
+    assert.deepEqual(
+      e.problems.map((p) => p.path),
+      ['security.allowedOrigins[0]', 'security.allowedOrigins[1]', 'security.allowedHosts[0]'],
+    );
+  });
+
   it('names every bad server of --servers, not only the first', () => {
     const r = cli(['--servers', 'a:1,nohost,c:x:2,d:1:0,e:2']);
     assert.equal(r.status, 2, r.stderr);

@@ -129,7 +129,7 @@ describe('HTTP conformance', () => {
       const key = `conf:dupcl:${a}:${b}`;
       const c = await RawHttp.connect(port());
       await c.send(
-        `PUT /v1/kv/${key} HTTP/1.1\r\nHost: x\r\nContent-Length: ${a}\r\nContent-Length: ${b}\r\n\r\n${body}`,
+        `PUT /v1/kv/${key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${a}\r\nContent-Length: ${b}\r\n\r\n${body}`,
       );
       const r = await c.response();
       assert.equal(r.status, 400, `Content-Length ${a} and ${b}`);
@@ -144,7 +144,7 @@ describe('HTTP conformance', () => {
     const c = await RawHttp.connect(port());
     await h.http.set('conf:victim', 'kept');
     await c.send(
-      'GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 40\r\n\r\n' +
+      'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nContent-Length: 40\r\n\r\n' +
         head('DELETE', '/v1/kv/conf:victim'),
     );
     await c.closedByPeer();
@@ -158,7 +158,7 @@ describe('HTTP conformance', () => {
   it('a WebSocket upgrade with two Content-Length headers is refused with 400, not upgraded', async () => {
     const c = await RawHttp.connect(port());
     await c.send(
-      'GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
         'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n' +
         'Content-Length: 0\r\nContent-Length: 4\r\n\r\n',
     );
@@ -170,7 +170,7 @@ describe('HTTP conformance', () => {
     const body = '{"key":"conf:dupcl:bulk","value":"x"}\n';
     const c = await RawHttp.connect(port());
     await c.send(
-      `POST /v1/mset HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${body.length}\r\nContent-Length: ${body.length + 1}\r\n\r\n${body}x`,
+      `POST /v1/mset HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${body.length}\r\nContent-Length: ${body.length + 1}\r\n\r\n${body}x`,
     );
     assert.equal((await c.responseHead()).status, 400);
     await c.closedByPeer();
@@ -180,14 +180,14 @@ describe('HTTP conformance', () => {
   it('Transfer-Encoding other than chunked is refused with 400 and closed; with Content-Length uWS closes at once', async () => {
     const c = await RawHttp.connect(port());
     await c.send(
-      'PUT /v1/kv/conf:te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+      'PUT /v1/kv/conf:te HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
     );
     assert.equal((await c.responseHead()).status, 400);
     await c.closedByPeer();
     // Both framings at once: uWS's parser refuses it before any handler runs (no answer, a close).
     const both = await RawHttp.connect(port());
     await both.send(
-      'PUT /v1/kv/conf:te HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+      'PUT /v1/kv/conf:te HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
     );
     await both.closedByPeer();
     assert.equal(both.received, 0);
@@ -195,7 +195,7 @@ describe('HTTP conformance', () => {
     // Plain chunked still works.
     const ok = await RawHttp.connect(port());
     await ok.send(
-      'PUT /v1/kv/conf:te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+      'PUT /v1/kv/conf:te HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
     );
     assert.equal((await ok.response()).status, 204);
     ok.destroy();

@@ -59,7 +59,7 @@ describe('memory bound', () => {
     const body = Array.from({ length: 8000 }, (_, i) => JSON.stringify(keys[i % 300])).join('\n');
     const bulk = createConnection({ host: '127.0.0.1', port: gw.port }, () => {
       bulk.write(
-        `POST /v1/mget HTTP/1.1\r\nHost: x\r\ncontent-type: application/x-ndjson\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        `POST /v1/mget HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/x-ndjson\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
     });
     bulk.pause();

@@ -127,7 +127,7 @@ function rawHttpGet(
       closed = true;
       finish();
     });
-    s.write(`GET ${path} HTTP/1.1\r\nHost: kvgate\r\n\r\n`);
+    s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
   });
 }
 

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backendEntry } from '../backends/registry';
 import { isValidKey } from '../core/key';
+import { validateBrowserPolicy } from '../security/browser-policy';
 import type {
   FailurePolicy,
   HashName,
@@ -61,6 +62,8 @@ export interface Config {
   pool: { maxFreeBuffers: number };
   shutdown: { drainMs: number };
   debugStats: boolean;
+  /** Browser safety (security/browser-policy.ts): pages of these origins only; the gateway under these names. */
+  security: { allowedOrigins: string[]; allowedHosts: string[] };
 }
 
 /** One bad setting: `path` is where it is (`batch.maxOps`, `servers[1].port`), `text` the whole sentence. */
@@ -530,6 +533,7 @@ export function validateConfig(raw: Config): Config {
       'ws.maxPayloadBytes',
       'ws.maxPayloadBytes must be at least limits.maxValueBytes + 1024 so that a maximal set fits in one frame',
     );
+  if (!bad.has('security')) errs.push(...validateBrowserPolicy(raw.security, 'security'));
   if (errs.length) throw new ConfigError(errs);
   return { ...raw, servers, failure, ...pools };
 }

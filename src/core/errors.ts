@@ -37,6 +37,7 @@ export const ErrorTable = {
   TOO_LARGE: { status: 413, retry: 'no', message: 'value larger than the maximum item size' },
   TOO_MANY: { status: 413, retry: 'no', message: 'too many items in one request' },
   NOT_FOUND: { status: 404, retry: 'no', message: 'no such key' },
+  FORBIDDEN: { status: 403, retry: 'no', message: 'not allowed' },
   NOT_STORED: { status: 502, retry: 'after', message: 'memcached did not store the item' },
   SHARD_DOWN: { status: 503, retry: 'idempotent', retryAfter: 1, message: 'the shard owning this key is unreachable' },
   TIMEOUT: { status: 504, retry: 'idempotent', message: 'the shard owning this key did not answer in time' },

@@ -10,6 +10,7 @@ import type { GetWindow } from '../flow/get-window';
 import type { Router } from '../core/router';
 import type { BufferPool } from '../stream/buffer-pool';
 import type { Tally } from '../core/tally';
+import type { BrowserPolicy } from '../security/browser-policy';
 
 export interface GatewayContext {
   /** The configuration running now: a reload replaces it, and the fronts read it per request. */
@@ -22,6 +23,8 @@ export interface GatewayContext {
   readonly gate: ConnectionGate;
   /** Requests and items by front, op and outcome (core/tally.ts), read by ops/metrics.ts. */
   readonly tally: Tally;
+  /** Which pages and Host names may use the public routes (front/browser-gate.ts). */
+  readonly browser: BrowserPolicy;
   /** HTTP bulk requests in progress (the drain fails what they have parked when time is up). */
   readonly bulk: Set<{
     readonly window: GetWindow | null;

@@ -22,6 +22,7 @@ import type { OutputMeter } from '../stream/output-meter';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws';
 import { validTtl } from '../core/router';
 import { declaredEmpty, NO_BYTES, refuseFraming } from './framing';
+import { refuseBrowser } from './browser-gate';
 import { discardLimit, readQuery } from './http-kv';
 import { matchContentType, negotiate } from './media-type';
 
@@ -304,6 +305,7 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
   const tally = ctx.tally;
   const op = isGet ? TallyOp.MGet : TallyOp.MSet;
   if (refuseFraming(res, req)) return tally.request(Front.Http, op, 'BAD_REQUEST');
+  if (refuseBrowser(res, req, ctx.browser, 'POST')) return tally.request(Front.Http, op, 'FORBIDDEN');
   if (ctx.draining) {
     tally.request(Front.Http, op, 'SHUTTING_DOWN');
     return refuseDraining(res);
@@ -313,6 +315,8 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
     return refuseBusy(res);
   }
   const out = new HttpOut(res, ctx.pool, ctx.gate);
+  const origin = req.getHeader('origin');
+  if (origin !== '') out.cors = ctx.browser.corsHeaders(origin);
   /** Refused before a Request exists: counted, then told. */
   const refuse = (code: ErrorCode, message?: string): void => {
     tally.request(Front.Http, op, code);

@@ -10,6 +10,7 @@ import { Request } from '../core/request';
 import { BUFFER_SIZE, BufferPool } from '../stream/buffer-pool';
 import { HttpOut } from '../stream/http-out';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../uws';
+import { refuseBrowser } from './browser-gate';
 import { declaredEmpty, NO_BYTES, refuseFraming } from './framing';
 import { refuseBusy } from './http-bulk';
 import { Front, TallyOp } from '../core/tally';
@@ -128,6 +129,10 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
       tally.request(Front.Http, op, 'BAD_REQUEST');
       return null;
     }
+    if (refuseBrowser(res, req, ctx.browser, op === TallyOp.Set ? 'PUT' : op === TallyOp.Get ? 'GET' : 'DELETE')) {
+      tally.request(Front.Http, op, 'FORBIDDEN');
+      return null;
+    }
     if (ctx.draining) {
       refuse(new HttpOut(res, pool, ctx.gate, ctx), op, 'SHUTTING_DOWN');
       return null;
@@ -137,7 +142,10 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
       refuseBusy(res);
       return null;
     }
-    return new HttpOut(res, pool, ctx.gate, ctx);
+    const out = new HttpOut(res, pool, ctx.gate, ctx);
+    const origin = req.getHeader('origin');
+    if (origin !== '') out.cors = ctx.browser.corsHeaders(origin);
+    return out;
   };
 
   const read =

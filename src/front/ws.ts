@@ -22,6 +22,7 @@ import { GetWindow } from '../flow/get-window';
 import type { TemplatedApp, WebSocket } from '../uws';
 import { RateLimitedLog } from '../core/log';
 import { refuseFraming } from './framing';
+import { refuseBrowser } from './browser-gate';
 import { Front, TallyOp } from '../core/tally';
 
 export interface WsCounters {
@@ -301,6 +302,7 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     upgrade: (res, req, context) => {
       // Refusals are decided here, synchronously (asynchronous upgrades have known crash reports).
       if (refuseFraming(res, req)) return;
+      if (refuseBrowser(res, req, ctx.browser, 'GET')) return;
       if (ctx.config !== config) refresh();
       if (ctx.draining || ctx.gate.refuse()) {
         const code: ErrorCode = ctx.draining ? 'SHUTTING_DOWN' : 'BUSY';

@@ -36,6 +36,7 @@ const REASONS: Record<number, string> = {
   200: 'OK',
   204: 'No Content',
   400: 'Bad Request',
+  403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
   406: 'Not Acceptable',
@@ -84,6 +85,8 @@ export class HttpOut implements OutputMeter {
   onWritableAgain: (() => void) | null = null;
   /** The client went away before the response ended. */
   onAbort: (() => void) | null = null;
+  /** CORS headers for a page of a listed origin (front/browser-gate.ts), written with the others. */
+  cors: readonly (readonly [string, string])[] | null = null;
   /** The connection closes after this response (also whenever `drain` says the gateway is draining). */
   closeAfter = false;
   private counted = true;
@@ -115,6 +118,11 @@ export class HttpOut implements OutputMeter {
   /** Bytes held for the client: ours, plus about a chunk in uWS while it reports backpressure. */
   heldBytes(): number {
     return this.pendingBytes + (this.backpressured ? BUFFER_SIZE : 0);
+  }
+
+  private writeCors(): void {
+    const c = this.cors;
+    if (c !== null) for (const [k, v] of c) this.res.writeHeader(k, v);
   }
 
   private uncount(): void {
@@ -177,6 +185,7 @@ export class HttpOut implements OutputMeter {
       this.res.writeStatus(statusLine(status));
       if (body !== undefined) this.res.writeHeader('content-type', contentType);
       if (headers) for (const [k, v] of headers) this.res.writeHeader(k, v);
+      this.writeCors();
       if (this.bodyOpen) {
         if (this.closing) this.res.writeHeader('connection', 'close');
         this.res.write(body ?? '');
@@ -199,6 +208,7 @@ export class HttpOut implements OutputMeter {
         this.res.writeStatus('200 OK');
         this.res.writeHeader('content-type', 'application/octet-stream');
         this.res.writeHeader('x-kv-flags', String(flags));
+        this.writeCors();
         if (this.closing) this.res.writeHeader('connection', 'close');
       }
       if (this.pending.length > 0) return this.hold(buf, off, len);
@@ -286,6 +296,7 @@ export class HttpOut implements OutputMeter {
       this.headersSent = true;
       this.res.writeStatus(this.status);
       this.res.writeHeader('content-type', this.contentType);
+      this.writeCors();
       if (this.closing) this.res.writeHeader('connection', 'close');
     }
     const ok = this.res.write(new Uint8Array(buf.buffer, buf.byteOffset, len));

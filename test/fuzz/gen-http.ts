@@ -422,7 +422,7 @@ function genRequestHttp(rng: Rng, lim: Limits): Req {
     lineEnd: CRLF,
     traits: [],
   };
-  const host: [string, string] = ['Host', rng.pick(['127.0.0.1', 'localhost:8080', 'example.com', '[::1]'])];
+  const host: [string, string] = ['Host', rng.pick(['127.0.0.1', 'localhost:8080', 'LOCALHOST', '[::1]'])];
   r.headers.push(host);
   let contentType: (typeof CT)[number] | null = null;
   if (route === 'kv') {
