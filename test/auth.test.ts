@@ -768,6 +768,17 @@ describe('validateAuthOptions', () => {
 
   it('names every problem at once', () => {
     const weak = rsaPair(1024);
+    // Keys each wrong in its own way, used in both passes below (indices are asserted in the second).
+    const badKeys = [
+      { alg: 'HS256', secret: 'too-short' },
+      { alg: 'RS256', publicKeyPem: '-----BEGIN PUBLIC KEY-----\nbm9wZQ==\n-----END PUBLIC KEY-----\n' },
+      { alg: 'RS256', secret: 'x'.repeat(40) },
+      { alg: 'HS256', publicKeyPem: pem(rsa1.publicKey) },
+      { alg: 'ES256', publicKeyPem: pem(rsa1.publicKey) },
+      { alg: 'RS256', publicKeyPem: pem(weak.publicKey) },
+      { alg: 'RS256', publicKeyPem: rsa1.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string },
+      { alg: 'PS256', publicKeyPem: pem(rsa1.publicKey) },
+    ];
     const { problems } = validateAuthOptions({
       mode: 'maybe',
       extra: true,
@@ -782,16 +793,7 @@ describe('validateAuthOptions', () => {
         audiense: 'typo',
         clockSkewSeconds: 3600,
         jwksFile: join(dir, 'missing.json'),
-        keys: [
-          { alg: 'HS256', secret: 'too-short' },
-          { alg: 'RS256', publicKeyPem: '-----BEGIN PUBLIC KEY-----\nbm9wZQ==\n-----END PUBLIC KEY-----\n' },
-          { alg: 'RS256', secret: 'x'.repeat(40) },
-          { alg: 'HS256', publicKeyPem: pem(rsa1.publicKey) },
-          { alg: 'ES256', publicKeyPem: pem(rsa1.publicKey) },
-          { alg: 'RS256', publicKeyPem: pem(weak.publicKey) },
-          { alg: 'RS256', publicKeyPem: rsa1.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string },
-          { alg: 'PS256', publicKeyPem: pem(rsa1.publicKey) },
-        ],
+        keys: badKeys,
       },
     });
     const paths = problems.map((p) => p.path);
@@ -819,14 +821,7 @@ describe('validateAuthOptions', () => {
       jwt: {
         jwksFile: join(dir, 'missing.json'),
         keys: [
-          { alg: 'HS256', secret: 'too-short' },
-          { alg: 'RS256', publicKeyPem: '-----BEGIN PUBLIC KEY-----\nbm9wZQ==\n-----END PUBLIC KEY-----\n' },
-          { alg: 'RS256', secret: 'x'.repeat(40) },
-          { alg: 'HS256', publicKeyPem: pem(rsa1.publicKey) },
-          { alg: 'ES256', publicKeyPem: pem(rsa1.publicKey) },
-          { alg: 'RS256', publicKeyPem: pem(weak.publicKey) },
-          { alg: 'RS256', publicKeyPem: rsa1.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string },
-          { alg: 'PS256', publicKeyPem: pem(rsa1.publicKey) },
+          ...badKeys,
           { alg: 'HS256', secret: 'base64url:not base64!' },
           { alg: 'RS256', jwk: rsa1.privateKey.export({ format: 'jwk' }) },
         ],
