@@ -31,6 +31,7 @@ import { Front, Tally, TallyOp } from './core/tally';
 import { createMetrics } from './ops/metrics';
 import { diffConfig } from './ops/reload';
 import { BrowserPolicy } from './security/browser-policy';
+import { Access } from './security/access';
 import { answerPreflight } from './front/browser-gate';
 import { Events } from './core/events';
 import { createLogger, loggerSink } from './ops/logger';
@@ -181,6 +182,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     draining: false,
     tally: new Tally(),
     browser: new BrowserPolicy({ ...config.security, listenHost: config.host }),
+    access: new Access(config.security),
   };
   if (ctx.gate.clampedBy) events.emit('config', 'config.clamped', 'warn', ctx.gate.clampedBy, {}, null);
   const started = Date.now();
@@ -405,6 +407,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
       const o = await reload();
       return { status: o.status, body: o };
     },
+    authorize: (authorization) => ctx.access.admin(authorization),
   };
   let admin: AdminServer | null = null;
   if (config.admin.enabled && start.admin !== false) {

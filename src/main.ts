@@ -20,9 +20,11 @@ async function main(argv: string[]): Promise<void> {
     process.exit(0);
   }
   let config: Config;
+  let devKeyFile: string | undefined;
   try {
     const loaded = loadArgs(argv);
     config = loaded.config;
+    devKeyFile = loaded.devKeyFile;
     if (loaded.switches.has('--print-config')) {
       console.log(JSON.stringify(config, null, 2));
       process.exit(0);
@@ -39,6 +41,12 @@ async function main(argv: string[]): Promise<void> {
   // what was received, refuse the rest, close) within shutdown.drainMs, then exits 0; a second signal
   // exits at once.
   const log = createLogger(config.log.level);
+  if (devKeyFile !== undefined && process.env[ENV_ARGV] === undefined)
+    log.warn(
+      { event: 'auth.dev_key', file: devKeyFile },
+      `no credentials configured: clients authenticate with the development API key in ${devKeyFile} ` +
+        '(Authorization: Bearer <key>; loopback only; configure security.auth for anything else)',
+    );
   let gw: Pick<Gateway, 'drain'> | null = null;
   let fleet: LocalFleet | null = null;
   let stopping = false;

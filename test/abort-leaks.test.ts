@@ -9,11 +9,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pack } from 'msgpackr';
-import { defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
+import { mergeConfig, validateConfig } from '../src/config/schema';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { startGateway, type Gateway } from '../src/gateway';
 import { isItemError, KvError, KvHttpClient } from '../src/client';
-import { freeze, startHarness, until, type Harness } from './helpers/harness';
+import { freeze, startHarness, until, type Harness, testConfig } from './helpers/harness';
 import { keysByShard, prng } from './helpers/mc-raw';
 import { frame, nonReadingWs } from './helpers/raw-ws';
 import { head, RawHttp } from './helpers/raw-http';
@@ -287,7 +287,7 @@ describe('no leaks on abort', () => {
         fleet = await LocalFleet.start({ count: 2, memoryMb: 128, itemSizeMb: 8 });
         gw = await startGateway(
           validateConfig(
-            mergeConfig(defaultConfig(), {
+            mergeConfig(testConfig(), {
               port: 0,
               admin: { port: 0 },
               log: { level: 'silent' },

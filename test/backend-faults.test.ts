@@ -6,13 +6,13 @@
  */
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
+import { mergeConfig, validateConfig } from '../src/config/schema';
 import { startGateway, type Gateway } from '../src/gateway';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { KvWsClient, type MgetResult, type MsetResult } from '../src/client';
 import { FakeMemcached, type FakeCommand } from './helpers/fake-memcached';
 import { keysByShard, rawGet } from './helpers/mc-raw';
-import { until } from './helpers/harness';
+import { until, testConfig } from './helpers/harness';
 
 const FAKE = 0;
 const REAL = 1;
@@ -33,7 +33,7 @@ describe('backend faults: a fake memcached beside a real one', () => {
     fake = await FakeMemcached.start();
     fleet = await LocalFleet.start({ count: 1 });
     const config = validateConfig(
-      mergeConfig(defaultConfig(), {
+      mergeConfig(testConfig(), {
         port: 0,
         admin: { port: 0 },
         log: { level: 'silent' },
@@ -308,7 +308,7 @@ describe("backend faults: a shard's item_size_max", () => {
     fake.itemSizeMax = 4096;
     const gw = await startGateway(
       validateConfig(
-        mergeConfig(defaultConfig(), {
+        mergeConfig(testConfig(), {
           port: 0,
           admin: { port: 0 },
           log: { level: 'silent' },
@@ -338,7 +338,7 @@ describe("backend faults: a shard's item_size_max", () => {
     const fleet = await LocalFleet.start({ count: 1, itemSizeMb: 1 });
     const gw = await startGateway(
       validateConfig(
-        mergeConfig(defaultConfig(), {
+        mergeConfig(testConfig(), {
           port: 0,
           admin: { port: 0 },
           log: { level: 'silent' },

@@ -7,8 +7,9 @@
  * is handed back through onBatchDone once settled, admitSet can refuse an item, and one settlement each.
  */
 import { after, before, describe, it } from 'node:test';
+import { testConfig } from './helpers/harness';
 import assert from 'node:assert/strict';
-import { defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
+import { mergeConfig, validateConfig } from '../src/config/schema';
 import { registerBackend } from '../src/backends/registry';
 import type { Backend, GetOps, MutOps, Ops, Shard, ShardStats } from '../src/core/backend';
 import type { ErrorCode } from '../src/core/errors';
@@ -180,7 +181,7 @@ describe('a second backend through the registry', () => {
     registerBackend('redis', createMapBackend);
     fleet = await LocalFleet.start({ count: 1 });
     const config = validateConfig(
-      mergeConfig(defaultConfig(), {
+      mergeConfig(testConfig(), {
         port: 0,
         admin: { port: 0 },
         log: { level: 'silent' },

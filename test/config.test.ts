@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
 import { loadConfig } from '../src/main';
+import { testConfig } from './helpers/harness';
 
 const ROOT = join(__dirname, '..', '..');
 const MAIN = join(ROOT, 'dist', 'src', 'main.js');
@@ -88,7 +89,7 @@ describe('configuration: every bad setting named at once', () => {
   });
 
   it('names every bad browser-safety entry at once (security.allowedOrigins, security.allowedHosts)', () => {
-    const raw = mergeConfig(defaultConfig(), {
+    const raw = mergeConfig(testConfig(), {
       security: { allowedOrigins: ['http://x/path', 'ftp://y', 'https://ok.example'], allowedHosts: [3] },
     });
     const e = (() => {
@@ -182,7 +183,7 @@ describe('configuration: every bad setting named at once', () => {
 
   it('validateConfig names unknown nested keys and __proto__, and a non-object section once', () => {
     const over = JSON.parse('{"limits": {"maxConections": 5}, "shard": [1], "__proto__": {"x": 1}}');
-    const problems = problemsOf(() => validateConfig(mergeConfig(defaultConfig(), over)));
+    const problems = problemsOf(() => validateConfig(mergeConfig(testConfig(), over)));
     assert.deepEqual(problems.sort(), [
       'shard must be an object of settings (got [1])',
       'unknown setting "__proto__"',

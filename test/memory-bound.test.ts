@@ -8,12 +8,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createConnection, Socket } from 'node:net';
 import { pack } from 'msgpackr';
-import { defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
+import { mergeConfig, validateConfig } from '../src/config/schema';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { memoryBound } from '../src/flow/memory-bound';
 import { KvWsClient } from '../src/client';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process';
-import { memcachedStats, until } from './helpers/harness';
+import { memcachedStats, until, testConfig } from './helpers/harness';
 import { frame, nonReadingWs } from './helpers/raw-ws';
 
 const MiB = 1024 * 1024;
@@ -44,7 +44,7 @@ describe('memory bound', () => {
   });
 
   it('holds the gateway process within the formula of its limits', async () => {
-    const config = validateConfig(mergeConfig(defaultConfig(), { ...over, servers: fleet.servers() }));
+    const config = validateConfig(mergeConfig(testConfig(), { ...over, servers: fleet.servers() }));
     const socks: Socket[] = [];
     for (let k = 0; k < 2000; k++) {
       const s = await nonReadingWs(gw.port);

@@ -75,10 +75,10 @@ describe('Prometheus metrics', () => {
 
   it("decode's Op numbers are the tally's", () => {
     assert.deepEqual(
-      [Op.None, Op.Get, Op.Set, Op.Del, Op.MGet, Op.MSet, Op.MDel],
-      [TallyOp.Unknown, TallyOp.Get, TallyOp.Set, TallyOp.Del, TallyOp.MGet, TallyOp.MSet, TallyOp.MDel],
+      [Op.None, Op.Get, Op.Set, Op.Del, Op.MGet, Op.MSet, Op.MDel, Op.Auth],
+      [TallyOp.Unknown, TallyOp.Get, TallyOp.Set, TallyOp.Del, TallyOp.MGet, TallyOp.MSet, TallyOp.MDel, TallyOp.Auth],
     );
-    assert.equal(OP_NAMES.length, 7);
+    assert.equal(OP_NAMES.length, 8);
   });
 
   it('counts what the traffic must give, by front, op and outcome, and promtool accepts every line', async () => {

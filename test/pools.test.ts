@@ -15,7 +15,7 @@ import type { Backend } from '../src/core/backend';
 import type { Coalescer } from '../src/core/coalescer';
 import type { MemcachedBackend } from '../src/backends/memcached';
 import type { KetamaRing } from '../src/backends/memcached/ketama';
-import { adminJson, until } from './helpers/harness';
+import { adminJson, until, testConfig } from './helpers/harness';
 import { holders } from './helpers/holders';
 
 const valueOf = (r: MgetResult): string =>
@@ -29,7 +29,7 @@ describe('pools routed by key prefix', () => {
   before(async () => {
     [main, sessions] = await Promise.all([LocalFleet.start({ count: 2 }), LocalFleet.start({ count: 2 })]);
     const config = validateConfig(
-      mergeConfig(defaultConfig(), {
+      mergeConfig(testConfig(), {
         port: 0,
         admin: { port: 0 },
         log: { level: 'silent' },
@@ -196,7 +196,7 @@ describe('the prefix table', () => {
 describe('pool and route settings', () => {
   const problems = (over: Record<string, unknown>): string[] => {
     try {
-      validateConfig(mergeConfig(defaultConfig(), over));
+      validateConfig(mergeConfig(testConfig(), over));
     } catch (e) {
       assert.ok(e instanceof ConfigError, String(e));
       return e.problems.map((p) => p.text);
@@ -207,7 +207,7 @@ describe('pool and route settings', () => {
     assert.equal(list.filter((t) => re.test(t)).length, 1, `one problem matching ${re} in:\n${list.join('\n')}`);
 
   it('the current servers setting alone is one memcached pool named default', () => {
-    const c = validateConfig(mergeConfig(defaultConfig(), { servers: ['127.0.0.1:11211'] }));
+    const c = validateConfig(mergeConfig(testConfig(), { servers: ['127.0.0.1:11211'] }));
     assert.deepEqual(c.pools, {});
     assert.deepEqual(c.routes, []);
     assert.equal(c.defaultPool, 'default');
@@ -281,7 +281,7 @@ describe('pool and route settings', () => {
   it('pools without top-level servers need a default pool that exists', () => {
     const pools = { only: { backend: 'memcached', servers: ['127.0.0.1:11211'] } };
     has(problems({ pools }), /^defaultPool "default" is not a configured pool \(pools: only\)/);
-    const c = validateConfig(mergeConfig(defaultConfig(), { pools, defaultPool: 'only' }));
+    const c = validateConfig(mergeConfig(testConfig(), { pools, defaultPool: 'only' }));
     assert.deepEqual(c.pools.only, {
       backend: 'memcached',
       servers: [{ host: '127.0.0.1', port: 11211, weight: 1, name: undefined }],

@@ -9,19 +9,19 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { ConfigError, defaultConfig, mergeConfig, validateConfig, type Config } from '../src/config/schema';
+import { ConfigError, mergeConfig, validateConfig, type Config } from '../src/config/schema';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { startGateway, type Gateway } from '../src/gateway';
 import { KetamaRing } from '../src/backends/memcached/ketama';
 import { KvWsClient, isItemError } from '../src/client';
 import type { ServerSpec } from '../src/core/pools';
-import { adminJson, until } from './helpers/harness';
+import { adminJson, until, testConfig } from './helpers/harness';
 import { spawnGateway } from './helpers/gateway-process';
 import { holders } from './helpers/holders';
 
 const configFor = (servers: ServerSpec[], over: Record<string, unknown> = {}): Config =>
   validateConfig(
-    mergeConfig(defaultConfig(), { port: 0, admin: { port: 0 }, log: { level: 'silent' }, servers, ...over }),
+    mergeConfig(testConfig(), { port: 0, admin: { port: 0 }, log: { level: 'silent' }, servers, ...over }),
   );
 
 /** Keys written through the gateway now sit on the member a ring over `servers` names. */
@@ -263,7 +263,13 @@ describe('hot reload', () => {
       const write = (n: number): void =>
         writeFileSync(
           file,
-          JSON.stringify({ host: '127.0.0.1', admin: { port: 0 }, servers: servers(n), port: p.port }),
+          JSON.stringify({
+            host: '127.0.0.1',
+            admin: { port: 0 },
+            servers: servers(n),
+            port: p.port,
+            security: { auth: { mode: 'off' } },
+          }),
         );
       write(3);
       p.signal('SIGHUP');

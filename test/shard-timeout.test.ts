@@ -9,10 +9,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { freeze, startHarness, type Harness } from './helpers/harness';
+import { freeze, startHarness, type Harness, testConfig } from './helpers/harness';
 import { keysByShard } from './helpers/mc-raw';
 import { KvError, KvWsClient } from '../src/client';
-import { defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
+import { mergeConfig, validateConfig } from '../src/config/schema';
 import { startGateway, type Gateway } from '../src/gateway';
 import type { ShardConnection } from '../src/backends/memcached/shard-connection';
 
@@ -176,7 +176,7 @@ describe('shard timeout: a reply still arriving is progress', () => {
   before(async () => {
     srv = await trickleServer();
     const config = validateConfig(
-      mergeConfig(defaultConfig(), {
+      mergeConfig(testConfig(), {
         port: 0,
         admin: { port: 0 },
         log: { level: 'silent' },

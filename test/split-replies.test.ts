@@ -9,13 +9,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createConnection } from 'node:net';
-import { defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
+import { mergeConfig, validateConfig } from '../src/config/schema';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { startGateway, type Gateway } from '../src/gateway';
 import { KvError, KvHttpClient, KvWsClient, type MgetResult } from '../src/client';
 import { prng, randomBytesFrom, rawGet, rawSet } from './helpers/mc-raw';
 import { SplitProxy, type SplitMode } from './helpers/split-proxy';
-import { until } from './helpers/harness';
+import { until, testConfig } from './helpers/harness';
 
 const SIZES = [0, 1, 2, 100, 16383, 16384, 16385, 65536];
 type Item = { key: string; value: Buffer; flags: number };
@@ -145,7 +145,7 @@ async function startRig(shard: Record<string, number>): Promise<Rig> {
   const mcPort = fleet.members[0].port;
   const proxy = await SplitProxy.start(mcPort);
   const config = validateConfig(
-    mergeConfig(defaultConfig(), {
+    mergeConfig(testConfig(), {
       port: 0,
       admin: { port: 0 },
       log: { level: 'silent' },

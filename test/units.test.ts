@@ -1,4 +1,5 @@
 import { describe, it } from 'node:test';
+import { testConfig } from './helpers/harness';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { ItemFields, Op, RequestFields } from '../src/decode/request-fields';
 import { RateLimitedLog } from '../src/core/log';
 import { EntryWriter, Kind } from '../src/stream/entry-writer';
 import { BUFFER_SIZE, BufferPool } from '../src/stream/buffer-pool';
-import { defaultConfig, mergeConfig, validateConfig, ConfigError } from '../src/config/schema';
+import { mergeConfig, validateConfig, ConfigError } from '../src/config/schema';
 import { uws } from '../src/uws';
 
 const MAIN = join(__dirname, '..', 'src', 'main.js');
@@ -433,8 +434,8 @@ describe('keys', () => {
 
 describe('configuration', () => {
   it('accepts the defaults and names every bad setting at once', () => {
-    assert.doesNotThrow(() => validateConfig(defaultConfig()));
-    const bad = mergeConfig(defaultConfig(), {
+    assert.doesNotThrow(() => validateConfig(testConfig()));
+    const bad = mergeConfig(testConfig(), {
       port: 70000,
       hash: 'crc32',
       servers: ['h:1:0', 'nohost'],
@@ -463,7 +464,7 @@ describe('configuration', () => {
   });
 
   it('refuses servers that would share a ring name, as twemproxy would', () => {
-    const cfg = mergeConfig(defaultConfig(), { servers: ['10.0.0.1:11211', '10.0.0.2:11211 10.0.0.1'] } as never);
+    const cfg = mergeConfig(testConfig(), { servers: ['10.0.0.1:11211', '10.0.0.2:11211 10.0.0.1'] } as never);
     assert.throws(() => validateConfig(cfg), /same ring name "10\.0\.0\.1"/);
   });
 

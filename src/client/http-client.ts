@@ -185,12 +185,17 @@ export function parseNdjsonBulk(op: string, text: string, keys: KeyInput[], stat
 export class KvHttpClient {
   readonly baseUrl: string;
 
-  constructor(baseUrl: string) {
+  /** `Authorization` for every request, when a token was given. */
+  private readonly auth: Record<string, string>;
+
+  /** `token`: an API key or JWT, sent as `Authorization: Bearer` with every request. */
+  constructor(baseUrl: string, opts: { token?: string } = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.auth = opts.token === undefined ? {} : { authorization: `Bearer ${opts.token}` };
   }
 
   async get(key: KeyInput): Promise<GetResult> {
-    const res = await fetch(this.kvUrl(key));
+    const res = await fetch(this.kvUrl(key), { headers: this.auth });
     if (res.status === 404) {
       const err = await errorFrom(res);
       if (err.code === 'NOT_FOUND') return { hit: false };
@@ -208,7 +213,7 @@ export class KvHttpClient {
   async set(key: KeyInput, value: ValueInput, opts: SetOpts = {}): Promise<void> {
     const res = await fetch(this.kvUrl(key) + query({ ttl: opts.ttl, flags: opts.flags, wait: opts.wait }), {
       method: 'PUT',
-      headers: { 'content-type': 'application/octet-stream' },
+      headers: { 'content-type': 'application/octet-stream', ...this.auth },
       body: wireValue(value),
     });
     await expectStatus(res, 204);
@@ -216,7 +221,7 @@ export class KvHttpClient {
 
   /** True if the key was deleted, false if it was absent. */
   async del(key: KeyInput, opts: WaitOpts = {}): Promise<boolean> {
-    const res = await fetch(this.kvUrl(key) + query({ wait: opts.wait }), { method: 'DELETE' });
+    const res = await fetch(this.kvUrl(key) + query({ wait: opts.wait }), { method: 'DELETE', headers: this.auth });
     if (res.status === 404) {
       const err = await errorFrom(res);
       if (err.code === 'NOT_FOUND') return false;
@@ -259,7 +264,7 @@ export class KvHttpClient {
     const accept = opts.accept ?? format;
     const res = await fetch(`${this.baseUrl}/v1/${op}${query({ wait: opts.wait })}`, {
       method: 'POST',
-      headers: { 'content-type': CONTENT_TYPE[format], accept: CONTENT_TYPE[accept] },
+      headers: { 'content-type': CONTENT_TYPE[format], accept: CONTENT_TYPE[accept], ...this.auth },
       body,
     });
     await expectStatus(res, 200);

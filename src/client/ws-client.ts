@@ -41,6 +41,8 @@ export interface KvWsClientOptions {
   maxMessageBytes?: number;
   /** Passed to `ws`; perMessageDeflate defaults to off so frame sizes are what the gateway wrote. */
   ws?: WebSocket.ClientOptions;
+  /** An API key or JWT, sent as `Authorization: Bearer` on the upgrade. */
+  token?: string;
 }
 
 export type CloseInfo = { code: number; reason: string };
@@ -93,7 +95,11 @@ export class KvWsClient {
 
   static connect(url: string, opts: KvWsClientOptions = {}): Promise<KvWsClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { perMessageDeflate: false, ...opts.ws });
+      const headers = {
+        ...opts.ws?.headers,
+        ...(opts.token === undefined ? {} : { authorization: `Bearer ${opts.token}` }),
+      };
+      const ws = new WebSocket(url, { perMessageDeflate: false, ...opts.ws, headers });
       const onError = (e: Error): void => reject(e);
       ws.once('error', onError);
       ws.once('open', () => {
@@ -133,6 +139,15 @@ export class KvWsClient {
 
   mdel(keys: KeyInput[], opts: WaitOpts = {}): Promise<MdelResult[]> {
     return this.issue({ id: 0, op: 'mdel', keys, wait: opts.wait }, keys.length) as Promise<MdelResult[]>;
+  }
+
+  /**
+   * Replaces this connection's credential (a JWT about to expire) with `token`, which must stand for the
+   * same principal and namespace; rejects with UNAUTHORIZED or FORBIDDEN, keeping the old one.
+   */
+  async auth(token: string): Promise<void> {
+    const [r] = await this.request({ op: 'auth', token }, 1);
+    if (isItemError(r)) throw new KvError(r.error.code, r.error.message);
   }
 
   /**

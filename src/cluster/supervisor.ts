@@ -19,6 +19,7 @@ type WorkerMetrics = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 import type { Config } from '../config/schema';
 import { Events } from '../core/events';
 import { startAdmin, type AdminAnswer, type AdminHandlers, type AdminServer } from '../ops/admin';
+import { Access } from '../security/access';
 import { ENV_CONFIG, ENV_NAME, isFromWorker, type Question, type ToWorker } from './protocol';
 import { ENV_WORKERS } from './share';
 
@@ -221,6 +222,8 @@ export async function startSupervisor(config: Config, count: number, events: Eve
       }),
     );
 
+  // The admin role is checked here, where the admin listener is, with the same credentials the workers hold.
+  const access = new Access(config.security);
   const handlers: AdminHandlers = {
     async metrics() {
       const got = await settled<WorkerMetrics>('metrics');
@@ -257,6 +260,7 @@ export async function startSupervisor(config: Config, count: number, events: Eve
       const status = statuses.every((c) => c >= 200 && c < 300) ? 200 : Math.max(...statuses);
       return { status, body: { workers: all } };
     },
+    authorize: (authorization) => access.admin(authorization),
   };
 
   const reload = async (): Promise<Record<string, AdminAnswer>> => {

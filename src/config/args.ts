@@ -4,6 +4,8 @@
  * and validated with every bad setting named at once. main.ts starts from it; a worker's reload reads it.
  */
 import { readFileSync } from 'node:fs';
+import { devKey } from '../security/dev-key';
+import { isLoopbackHost } from '../security/settings';
 import {
   ConfigError,
   ConfigProblem,
@@ -40,6 +42,11 @@ const FLAGS: Record<string, { path: string; kind: FlagKind; text: string }> = {
   '--max-bytes': { path: 'batch.maxBytes', kind: 'int', text: 'bytes per shard batch before it leaves' },
   '--log-level': { path: 'log.level', kind: 'string', text: 'fatal, error, warn, info, debug, trace or silent' },
   '--workers': { path: 'workers', kind: 'workers', text: 'gateway processes on the port (auto: one per CPU)' },
+  '--insecure-public': {
+    path: '',
+    kind: 'switch',
+    text: 'allow security.auth.mode "off" on a non-loopback address (anyone who can reach it reads and writes every key)',
+  },
   '--print-config': { path: '', kind: 'switch', text: 'print the effective configuration as JSON and exit' },
   '--help': { path: '', kind: 'switch', text: 'this text' },
 };
@@ -169,7 +176,13 @@ export function loadConfig(argv: string[]): Config {
 }
 
 /** loadConfig, also telling the --config file (reload reads it again) and the switches given. */
-export function loadArgs(argv: string[]): { config: Config; file?: string; switches: Set<string> } {
+export function loadArgs(argv: string[]): {
+  config: Config;
+  file?: string;
+  switches: Set<string>;
+  /** The development key's file, when no credential was configured (security/dev-key.ts). */
+  devKeyFile?: string;
+} {
   const args = parseArgs(argv);
   const problems = args.problems;
   let cfg = defaultConfig();
@@ -203,8 +216,11 @@ export function loadArgs(argv: string[]): { config: Config; file?: string; switc
     return file !== undefined && inFile(file, p.path) ? { path: p.path, text: `${args.file}: ${p.text}` } : p;
   };
   try {
-    const config = validateConfig(mergeConfig(cfg, args.over));
-    if (problems.length === 0) return { config, file: args.file, switches: args.switches };
+    const merged = mergeConfig(cfg, args.over);
+    if (args.switches.has('--insecure-public')) merged.security.insecurePublic = true;
+    const devKeyFile = needsDevKey(merged) ? useDevKey(merged) : undefined;
+    const config = validateConfig(merged);
+    if (problems.length === 0) return { config, file: args.file, switches: args.switches, devKeyFile };
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     problems.push(...e.problems.map(origin));
@@ -221,4 +237,23 @@ export function rereadConfig(argv: string[], running: Config): Config {
   if (next.port === 0) next.port = running.port;
   if (next.servers.length === 0 && Object.keys(next.pools).length === 0) next.servers = running.servers;
   return next;
+}
+
+/**
+ * Authentication required, no credential configured at all, and only loopback listening: the zero-config
+ * `npm start`. It gets the development key instead of a gateway nothing could authenticate to.
+ */
+function needsDevKey(c: Config): boolean {
+  const auth = c.security?.auth as Partial<Config['security']['auth']> | undefined;
+  if (auth === undefined || auth.mode !== 'required') return false;
+  if (!Array.isArray(auth.apiKeys) || auth.apiKeys.length > 0 || (auth.jwt !== null && auth.jwt !== undefined))
+    return false;
+  if (typeof c.host !== 'string' || !isLoopbackHost(c.host)) return false;
+  return c.admin?.enabled !== true || (typeof c.admin.host === 'string' && isLoopbackHost(c.admin.host));
+}
+
+function useDevKey(c: Config): string {
+  const { path, entry } = devKey();
+  c.security.auth.apiKeys = [entry];
+  return path;
 }

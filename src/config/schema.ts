@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backendEntry } from '../backends/registry';
 import { isValidKey } from '../core/key';
-import { validateBrowserPolicy } from '../security/browser-policy';
+import { validateSecurity, type SecurityConfig } from '../security/settings';
 import type {
   FailurePolicy,
   HashName,
@@ -62,8 +62,8 @@ export interface Config {
   pool: { maxFreeBuffers: number };
   shutdown: { drainMs: number };
   debugStats: boolean;
-  /** Browser safety (security/browser-policy.ts): pages of these origins only; the gateway under these names. */
-  security: { allowedOrigins: string[]; allowedHosts: string[] };
+  /** Browser safety, proxies, credentials and limits (security/settings.ts). */
+  security: SecurityConfig;
 }
 
 /** One bad setting: `path` is where it is (`batch.maxOps`, `servers[1].port`), `text` the whole sentence. */
@@ -166,6 +166,8 @@ function unknownSettings(
     const path = prefix + k;
     if (!Object.hasOwn(known, k)) {
       errs.push({ path, text: `unknown setting "${path}"` });
+    } else if (path === 'security.auth' || path === 'security.limits') {
+      // Checked field by field by security/settings.ts, which names its own unknown fields.
     } else if (path === 'pools') {
       // Named by the user, not the defaults: readPools checks each pool's settings.
       if (!isObject(v)) {
@@ -533,7 +535,13 @@ export function validateConfig(raw: Config): Config {
       'ws.maxPayloadBytes',
       'ws.maxPayloadBytes must be at least limits.maxValueBytes + 1024 so that a maximal set fits in one frame',
     );
-  if (!bad.has('security')) errs.push(...validateBrowserPolicy(raw.security, 'security'));
+  if (!bad.has('security'))
+    errs.push(
+      ...validateSecurity(raw.security, {
+        host: raw.host,
+        adminHost: raw.admin?.enabled === true ? raw.admin.host : null,
+      }),
+    );
   if (errs.length) throw new ConfigError(errs);
   return { ...raw, servers, failure, ...pools };
 }

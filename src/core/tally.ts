@@ -26,8 +26,9 @@ export const enum TallyOp {
   MGet,
   MSet,
   MDel,
+  Auth,
 }
-export const OP_NAMES = ['unknown', 'get', 'set', 'del', 'mget', 'mset', 'mdel'] as const;
+export const OP_NAMES = ['unknown', 'get', 'set', 'del', 'mget', 'mset', 'mdel', 'auth'] as const;
 
 /** Outcomes, the `outcome` label: a hit, a miss, stored/deleted, dropped (a write whose client left before it was sent), then every error code. */
 export const enum Outcome {

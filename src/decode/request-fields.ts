@@ -20,6 +20,8 @@ export const enum Op {
   MGet,
   MSet,
   MDel,
+  /** A fresh credential for this connection (`token`). */
+  Auth,
 }
 
 /** The limits the messages name; the router checks ttl again, so these only need to agree with it. */
@@ -53,6 +55,9 @@ export class RequestFields {
   ttl = 0;
   flags = 0;
   wait = 0;
+  /** The `auth` op's credential, or -1. */
+  tokenOff = -1;
+  tokenLen = 0;
   /** Reader positions of the bulk arrays, or -1. */
   keysAt = -1;
   itemsAt = -1;
@@ -90,6 +95,8 @@ export class RequestFields {
     this.wait = 0;
     this.keysAt = -1;
     this.itemsAt = -1;
+    this.tokenOff = -1;
+    this.tokenLen = 0;
     this.error = null;
     if (r.peekType() !== MpType.Map) {
       r.skip();
@@ -139,6 +146,14 @@ export class RequestFields {
       } else if (l === 5 && r.bytesEqual('items')) {
         this.itemsAt = r.pos;
         r.skip();
+      } else if (l === 5 && r.bytesEqual('token')) {
+        if (r.readBytes()) {
+          this.tokenOff = r.off;
+          this.tokenLen = r.len;
+        } else {
+          r.skip();
+          this.fail('UNAUTHORIZED', 'token must be a str');
+        }
       } else r.skip();
     }
   }
@@ -162,7 +177,8 @@ export class RequestFields {
     else if (r.bytesEqual('mget')) this.op = Op.MGet;
     else if (r.bytesEqual('mset')) this.op = Op.MSet;
     else if (r.bytesEqual('mdel')) this.op = Op.MDel;
-    else this.fail('UNKNOWN_OP', 'op must be one of get, set, del, mget, mset, mdel');
+    else if (r.bytesEqual('auth')) this.op = Op.Auth;
+    else this.fail('UNKNOWN_OP', 'op must be one of get, set, del, mget, mset, mdel, auth');
   }
 }
 

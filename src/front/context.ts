@@ -11,6 +11,7 @@ import type { Router } from '../core/router';
 import type { BufferPool } from '../stream/buffer-pool';
 import type { Tally } from '../core/tally';
 import type { BrowserPolicy } from '../security/browser-policy';
+import type { Access } from '../security/access';
 
 export interface GatewayContext {
   /** The configuration running now: a reload replaces it, and the fronts read it per request. */
@@ -25,6 +26,8 @@ export interface GatewayContext {
   readonly tally: Tally;
   /** Which pages and Host names may use the public routes (front/browser-gate.ts). */
   readonly browser: BrowserPolicy;
+  /** Credentials, key namespaces and rules, rate and connection limits (security/access.ts). */
+  readonly access: Access;
   /** HTTP bulk requests in progress (the drain fails what they have parked when time is up). */
   readonly bulk: Set<{
     readonly window: GetWindow | null;

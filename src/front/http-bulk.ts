@@ -25,6 +25,9 @@ import { declaredEmpty, NO_BYTES, refuseFraming } from './framing';
 import { refuseBrowser } from './browser-gate';
 import { discardLimit, readQuery } from './http-kv';
 import { matchContentType, negotiate } from './media-type';
+import type { Access } from '../security/access';
+import { Perm, type Principal } from '../security/principal';
+import { httpPrincipal, rateLimitedMessage, UNAUTHORIZED_HEADERS, unauthorizedMessage } from './access-gate';
 
 const MSGPACK = 'application/msgpack';
 const NDJSON = 'application/x-ndjson';
@@ -176,6 +179,9 @@ class BulkRequest extends Request implements OutputMeter {
   onDone: (() => void) | null = null;
   /** The body broke off part way: written as the `i` -1 error once the items before it are answered. */
   broken: { code: ErrorCode; message: string } | null = null;
+  /** Set when rate limits are on: answers' bytes are charged to `principal`. */
+  access: Access | null = null;
+  principal: Principal | null = null;
 
   constructor(
     readonly out: HttpOut,
@@ -221,6 +227,7 @@ class BulkRequest extends Request implements OutputMeter {
     off: number,
     len: number,
   ): void {
+    if (offset === 0 && this.access !== null) this.access.charge(this.principal!, total, 0);
     if (this.mp !== null) this.mp.value(0, i, flags, total, offset, buf, off, len);
     else {
       if (this.out.done) return;
@@ -299,7 +306,7 @@ function base64Value(s: string): Buffer | null {
 }
 
 function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet: boolean, bugs: RateLimitedLog): void {
-  const { router, config } = ctx;
+  const { router, config, access } = ctx;
   const limits = config.limits;
   const maxInflightItems = limits.maxInflightPerConnection;
   const tally = ctx.tally;
@@ -318,10 +325,12 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
   const origin = req.getHeader('origin');
   if (origin !== '') out.cors = ctx.browser.corsHeaders(origin);
   /** Refused before a Request exists: counted, then told. */
-  const refuse = (code: ErrorCode, message?: string): void => {
+  const refuse = (code: ErrorCode, message?: string, headers?: [string, string][]): void => {
     tally.request(Front.Http, op, code);
-    out.error(code, message);
+    out.error(code, message, headers);
   };
+  const who = httpPrincipal(access, req);
+  if (typeof who === 'string') return refuse('UNAUTHORIZED', unauthorizedMessage(who), UNAUTHORIZED_HEADERS);
   const empty = declaredEmpty(req);
   const inType = matchContentType(req.getHeader('content-type'), TYPES);
   if (inType === null) return refuse('BAD_CONTENT_TYPE', `content-type must be one of ${TYPES.join(', ')}`);
@@ -333,6 +342,11 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
   const ttlMessage = `ttl must be an integer number of seconds from 0 to ${limits.maxTtlSeconds}`;
   const r = new BulkRequest(out, outFmt === 1, ctx.pool, ctx, isGet);
   r.countInto(tally, tally.at(Front.Http, op), false);
+  const limited = access.rates.limited;
+  if (limited) {
+    r.access = access;
+    r.principal = who;
+  }
   const w = r.window;
   const maxItem = router.limits.maxValueBytes * (inFmt === 'ndjson' ? 6 : 1) + 4096;
   const mp = inFmt === 'msgpack' ? new MsgpackItems(maxItem) : null;
@@ -383,6 +397,21 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
     r.seal();
   };
 
+  /**
+   * Item `i` passes the principal's rates and rules: true with access.key naming the stored key; false
+   * after answering it (RATE_LIMITED, FORBIDDEN, BAD_KEY). The clock was read for this body chunk.
+   */
+  const allowed = (i: number, key: Uint8Array, off: number, len: number, vlen: number): boolean => {
+    if (limited) {
+      const ms = access.admit(who, 1, len + vlen, vlen);
+      if (ms > 0) {
+        r.reject(i, 'RATE_LIMITED', rateLimitedMessage(access, ms));
+        return false;
+      }
+    }
+    return access.scope(who, r, i, key, off, len, isGet ? Perm.Read : Perm.Write);
+  };
+
   const index = (key: string | null): number => {
     if (r.count >= limits.maxItemsPerRequest) throw new TooMany();
     if (r.nd !== null) r.keys.push(key ?? '');
@@ -397,18 +426,18 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
         if (!rd.readBytes()) {
           rd.skip();
           r.reject(i, 'BAD_KEY', 'key must be a str or bin');
-        } else w!.get(r, i, rd.buf, rd.off, rd.len, wait);
+        } else if (allowed(i, rd.buf, rd.off, rd.len, 0)) w!.get(r, i, access.key, access.keyOff, access.keyLen, wait);
       } else {
         item.read(rd);
         const i = index(r.nd !== null && item.keyOff >= 0 ? keyText(rd.buf, item.keyOff, item.keyLen) : null);
         if (item.error !== null) r.reject(i, item.error, item.errorMessage);
-        else
+        else if (allowed(i, rd.buf, item.keyOff, item.keyLen, item.valueLen))
           router.set(
             r,
             i,
-            rd.buf,
-            item.keyOff,
-            item.keyLen,
+            access.key,
+            access.keyOff,
+            access.keyLen,
             item.ttl,
             item.flags,
             rd.buf,
@@ -438,7 +467,7 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
       const i = index(key);
       if (key === null) return r.reject(i, 'BAD_KEY', 'each line must be a JSON string key');
       const kb = Buffer.from(key, 'utf8');
-      w!.get(r, i, kb, 0, kb.length, wait);
+      if (allowed(i, kb, 0, kb.length, 0)) w!.get(r, i, access.key, access.keyOff, access.keyLen, wait);
       return;
     }
     const o = v as { key?: unknown; value?: unknown; base64?: unknown; ttl?: unknown; flags?: unknown };
@@ -457,11 +486,13 @@ function handle(res: HttpResponse, req: HttpRequest, ctx: GatewayContext, isGet:
     if (typeof ttl !== 'number' || !validTtl(ttl, limits.maxTtlSeconds)) return r.reject(i, 'BAD_TTL', ttlMessage);
     if (typeof flags !== 'number') return r.reject(i, 'BAD_FLAGS');
     const kb = Buffer.from(key, 'utf8');
-    router.set(r, i, kb, 0, kb.length, ttl, flags, value, 0, value.length, wait);
+    if (allowed(i, kb, 0, kb.length, value.length))
+      router.set(r, i, access.key, access.keyOff, access.keyLen, ttl, flags, value, 0, value.length, wait);
   };
 
   const onBody = (chunk: ArrayBuffer, isLast: boolean): void => {
     if (out.bodyChunk(chunk.byteLength, isLast) || failed) return;
+    if (limited) access.tick();
     try {
       if (mp !== null) {
         mp.append(new Uint8Array(chunk));

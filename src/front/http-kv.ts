@@ -14,10 +14,22 @@ import { refuseBrowser } from './browser-gate';
 import { declaredEmpty, NO_BYTES, refuseFraming } from './framing';
 import { refuseBusy } from './http-bulk';
 import { Front, TallyOp } from '../core/tally';
+import type { Access } from '../security/access';
+import { allowedBytes, Perm, type Principal } from '../security/principal';
+import {
+  httpPrincipal,
+  rateLimitedMessage,
+  retryHeaders,
+  UNAUTHORIZED_HEADERS,
+  unauthorizedMessage,
+} from './access-gate';
 
 const PREFIX = '/v1/kv/';
 
 class HttpKvRequest extends Request {
+  /** Set when rate limits are on: the answer's bytes are charged to `principal`. */
+  access: Access | null = null;
+  principal: Principal | null = null;
   constructor(readonly out: HttpOut) {
     super();
   }
@@ -25,11 +37,12 @@ class HttpKvRequest extends Request {
     _i: number,
     flags: number,
     total: number,
-    _offset: number,
+    offset: number,
     buf: Buffer,
     off: number,
     len: number,
   ): void {
+    if (offset === 0 && this.access !== null) this.access.charge(this.principal!, total, 0);
     this.out.sized(total, flags, buf, off, len);
   }
   protected onMiss(): void {
@@ -107,17 +120,30 @@ export function readQuery(req: HttpRequest, maxWaitMs: number, maxTtlSeconds: nu
 }
 
 export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
-  const { router, pool } = ctx;
+  const { router, pool, access } = ctx;
   const keyOf = (req: HttpRequest): Buffer | null => percentDecode(req.getUrl().slice(PREFIX.length));
   const tally = ctx.tally;
   /** A request answered with an error before it had a Request object: counted, then told. */
-  const refuse = (out: HttpOut, op: TallyOp, code: ErrorCode, message?: string): void => {
+  const refuse = (out: HttpOut, op: TallyOp, code: ErrorCode, message?: string, headers?: [string, string][]): void => {
     tally.request(Front.Http, op, code);
-    out.error(code, message);
+    out.error(code, message, headers);
   };
-  const counted = (r: HttpKvRequest, op: TallyOp): HttpKvRequest => {
+  const counted = (r: HttpKvRequest, op: TallyOp, p: Principal): HttpKvRequest => {
     r.countInto(tally, tally.at(Front.Http, op), true);
+    if (access.rates.limited) {
+      r.access = access;
+      r.principal = p;
+    }
     return r;
+  };
+  /** False after refusing a request over its principal's rate (ops, bytes, tenant writes). */
+  const admitted = (out: HttpOut, op: TallyOp, p: Principal, bytes: number, writeBytes: number): boolean => {
+    if (!access.rates.limited) return true;
+    access.tick();
+    const ms = access.admit(p, 1, bytes, writeBytes);
+    if (ms === 0) return true;
+    refuse(out, op, 'RATE_LIMITED', rateLimitedMessage(access, ms), retryHeaders(ms));
+    return false;
   };
   /**
    * A response counted in the gate, or null after refusing the client: ambiguous framing first (400 and
@@ -154,19 +180,25 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
       const op = isGet ? TallyOp.Get : TallyOp.Del;
       const out = open(res, req, op);
       if (out === null) return;
+      const who = httpPrincipal(access, req);
+      if (typeof who === 'string')
+        return refuse(out, op, 'UNAUTHORIZED', unauthorizedMessage(who), UNAUTHORIZED_HEADERS);
       const key = keyOf(req);
       const q = readQuery(req, ctx.config.batch.maxWaitMs, ctx.config.limits.maxTtlSeconds);
       if (key === null) return refuse(out, op, 'BAD_KEY', 'malformed percent-encoding in key');
       if (q.bad) return refuse(out, op, q.bad, q.why);
+      if (!admitted(out, op, who, key.length, 0)) return;
       // A single value per connection at a time: bounded by limits.maxValueBytes, so not windowed; but
       // when the gateway-wide budget is spent, new reads are refused rather than queued.
       if (isGet && !ctx.budget.room(0, true))
         return refuse(out, op, 'BUSY', 'the gateway holds its whole output budget for clients; retry shortly');
-      const r = counted(new HttpKvRequest(out), op);
+      const r = counted(new HttpKvRequest(out), op, who);
       // Aborted before its op went out (uWS closes a connection on a pipelined request): it is not sent.
       out.onAbort = () => r.abandon();
-      if (isGet) router.get(r, 0, key, 0, key.length, q.wait);
-      else router.del(r, 0, key, 0, key.length, q.wait);
+      if (access.scope(who, r, 0, key, 0, key.length, isGet ? Perm.Read : Perm.Delete)) {
+        if (isGet) router.get(r, 0, access.key, access.keyOff, access.keyLen, q.wait);
+        else router.del(r, 0, access.key, access.keyOff, access.keyLen, q.wait);
+      }
       r.seal();
     };
   app.get(`${PREFIX}*`, read(true));
@@ -191,6 +223,7 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
     // Refusals before the whole body is in are answered at once; the rest of the body is read and dropped.
     out.expectBody(discardLimit(max));
     const empty = declaredEmpty(req);
+    const who = httpPrincipal(access, req);
     let ended = false;
     const onBody = (chunk: ArrayBuffer, isLast: boolean): void => {
       if (out.bodyChunk(chunk.byteLength, isLast)) return;
@@ -222,8 +255,13 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
         release(pool, parts);
         return refuse(out, TallyOp.Set, q.bad, q.why);
       }
-      r = counted(new HttpKvRequest(out), TallyOp.Set);
-      router.setParts(r, 0, key, 0, key.length, q.ttl, q.flags, parts, lens, total, q.wait);
+      if (typeof who === 'string' || !admitted(out, TallyOp.Set, who, key.length + total, total)) {
+        release(pool, parts);
+        return;
+      }
+      r = counted(new HttpKvRequest(out), TallyOp.Set, who);
+      if (access.scope(who, r, 0, key, 0, key.length, Perm.Write))
+        router.setParts(r, 0, access.key, access.keyOff, access.keyLen, q.ttl, q.flags, parts, lens, total, q.wait);
       release(pool, parts); // copied into the shard's batch
       r.seal();
     };
@@ -232,6 +270,19 @@ export function mountKv(app: TemplatedApp, ctx: GatewayContext): void {
       ended = isLast;
       onBody(chunk, isLast);
     });
+    // A refused credential or key is answered before the body is read (it is read and dropped).
+    const refuseEarly = (code: ErrorCode, message: string, headers?: [string, string][]): void => {
+      refuse(out, TallyOp.Set, code, message, headers);
+      if (empty) {
+        ended = true;
+        out.bodyChunk(0, true); // no body will come to end the answer
+      }
+    };
+    if (typeof who === 'string') return refuseEarly('UNAUTHORIZED', unauthorizedMessage(who), UNAUTHORIZED_HEADERS);
+    if (key !== null && !allowedBytes(who, key, 0, key.length, Perm.Write)) {
+      access.forbiddenItems++;
+      return refuseEarly('FORBIDDEN', 'this credential may not write this key');
+    }
     if (empty) {
       ended = true;
       return onBody(NO_BYTES, true);

@@ -19,11 +19,16 @@ import { ItemFields, Op, RequestFields } from '../decode/request-fields';
 import { Kind } from '../stream/entry-writer';
 import { CloseCode, WsSession } from '../stream/ws-session';
 import { GetWindow } from '../flow/get-window';
-import type { TemplatedApp, WebSocket } from '../uws';
+import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket } from '../uws';
 import { RateLimitedLog } from '../core/log';
 import { refuseFraming } from './framing';
 import { refuseBrowser } from './browser-gate';
 import { Front, TallyOp } from '../core/tally';
+import { TOKEN_QUERY_PARAM, upgradeCredential, WS_PROTOCOL, type Access } from '../security/access';
+import type { ConnectionRefusal } from '../security/address-limits';
+import { forwardedFor } from '../security/client-address';
+import { Perm, type Principal } from '../security/principal';
+import { rateLimitedMessage, retryHeaders, UNAUTHORIZED_HEADERS, unauthorizedMessage } from './access-gate';
 
 export interface WsCounters {
   connections: number;
@@ -51,11 +56,20 @@ export function uwsPayloadBound(maxPayloadBytes: number): number {
   return maxPayloadBytes + Math.min(maxPayloadBytes, 4 * 1024 * 1024);
 }
 
-/** One connection: its output side and its get window. */
+/** setTimeout's longest delay; a credential valid for longer is looked at again after this. */
+const MAX_TIMER_MS = 0x7fffffff;
+
+/** One connection: its output side, its get window, and who it is. */
 export class WsConn {
+  /** Closes the connection when its credential expires (null: it does not). */
+  expiry: NodeJS.Timeout | null = null;
   constructor(
     readonly s: WsSession,
     readonly w: GetWindow,
+    /** Replaced by an `auth` message that refreshes the credential. */
+    public p: Principal,
+    /** The client's address as the connection limits counted it ('' when they were not). */
+    readonly address: string,
   ) {}
 }
 
@@ -66,6 +80,9 @@ class WsRequest extends Request {
   /** get / mget: the items are the window's to account for. */
   read = false;
   free!: WsRequest[];
+  /** Set when rate limits are on: the answers' bytes are charged to `principal`. */
+  access: Access | null = null;
+  principal: Principal | null = null;
 
   protected override accepts(i: number, total: number, whole: boolean): boolean {
     return !this.read || this.w.accepts(this, i, total, whole);
@@ -85,6 +102,7 @@ class WsRequest extends Request {
     off: number,
     len: number,
   ): void {
+    if (offset === 0 && this.access !== null) this.access.charge(this.principal!, total, 0);
     this.s.value(this.id, i, flags, total, offset, buf, off, len);
   }
   protected onMiss(i: number): void {
@@ -105,13 +123,15 @@ class WsRequest extends Request {
     if (this.free.length < 65536) this.free.push(this);
     if (s.closeWhenIdle) s.closeIfIdle();
   }
-  init(c: WsConn, id: number, read: boolean, free: WsRequest[]): this {
+  init(c: WsConn, id: number, read: boolean, free: WsRequest[], access: Access | null): this {
     this.reinit();
     this.s = c.s;
     this.w = c.w;
     this.id = id;
     this.read = read;
     this.free = free;
+    this.access = access;
+    this.principal = access === null ? null : c.p;
     return this;
   }
 }
@@ -123,7 +143,7 @@ export interface WsFront {
 }
 
 export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront {
-  const { router } = ctx;
+  const { router, access } = ctx;
   // Limits and the `wait` bound come from the configuration running now: a reload replaces ctx.config,
   // and what is derived from it is rebuilt at the next message (ws.* settings are uWS's, fixed at mount).
   let config = ctx.config;
@@ -172,7 +192,15 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     s.simple(id, -1, Kind.End);
   };
 
-  const dispatch = (c: WsConn, f: RequestFields): void => {
+  /** False after failing `req` as a whole because its principal is over a rate. */
+  const admitted = (c: WsConn, req: WsRequest, ops: number, bytes: number, writeBytes: number): boolean => {
+    const ms = access.admit(c.p, ops, bytes, writeBytes);
+    if (ms === 0) return true;
+    req.reject(-1, 'RATE_LIMITED', rateLimitedMessage(access, ms));
+    return false;
+  };
+
+  const dispatch = (c: WsConn, f: RequestFields, start: number): void => {
     const s = c.s;
     const id = f.id;
     const op = f.op;
@@ -184,14 +212,19 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     if (read && c.w.parkedBytes > config.ws.maxPayloadBytes) {
       return requestError(s, id, op, 'BUSY', 'too many keys wait for this connection to read its answers');
     }
-    const req = (freeRequests.pop() ?? new WsRequest()).init(c, id, read, freeRequests);
+    const limited = access.rates.limited;
+    const req = (freeRequests.pop() ?? new WsRequest()).init(c, id, read, freeRequests, limited ? access : null);
     // Op's numbers are TallyOp's (test/metrics.test.ts holds them together).
     req.countInto(tally, tally.at(Front.Ws, op), op === Op.Get || op === Op.Set || op === Op.Del);
     s.inflight++;
     counters.requests++;
     const next = reader.pos;
     try {
-      items(c, req, f);
+      // One request, one admission: its item count, and its bytes as they came (the map's length).
+      if (!limited) items(c, req, f);
+      else if (f.op === Op.MGet || f.op === Op.MDel || f.op === Op.MSet) items(c, req, f, next - start);
+      else if (f.op === Op.Auth || admitted(c, req, 1, next - start, f.op === Op.Set ? f.valueLen : 0))
+        items(c, req, f);
     } catch (e) {
       // A bug: this request fails as a whole (items already handed to shards still settle), the rest go on,
       // read from where this request's map ended.
@@ -202,32 +235,92 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     req.seal();
   };
 
-  const items = (c: WsConn, req: WsRequest, f: RequestFields): void => {
+  /** `span`: the request's bytes, when a bulk request must be admitted once its item count is known (-1: no). */
+  const items = (c: WsConn, req: WsRequest, f: RequestFields, span = -1): void => {
     const buf = reader.buf;
+    const p = c.p;
     switch (f.op) {
       case Op.Get:
         if (f.keyOff < 0) req.reject(0, 'BAD_KEY', 'key missing');
-        else c.w.get(req, 0, buf, f.keyOff, f.keyLen, f.wait);
+        else if (access.scope(p, req, 0, buf, f.keyOff, f.keyLen, Perm.Read))
+          c.w.get(req, 0, access.key, access.keyOff, access.keyLen, f.wait);
         break;
       case Op.Del:
         if (f.keyOff < 0) req.reject(0, 'BAD_KEY', 'key missing');
-        else router.del(req, 0, buf, f.keyOff, f.keyLen, f.wait);
+        else if (access.scope(p, req, 0, buf, f.keyOff, f.keyLen, Perm.Delete))
+          router.del(req, 0, access.key, access.keyOff, access.keyLen, f.wait);
         break;
       case Op.Set:
         if (f.keyOff < 0) req.reject(0, 'BAD_KEY', 'key missing');
         else if (f.valueOff < 0) req.reject(0, 'BAD_VALUE', 'value missing');
-        else router.set(req, 0, buf, f.keyOff, f.keyLen, f.ttl, f.flags, buf, f.valueOff, f.valueLen, f.wait);
+        else if (access.scope(p, req, 0, buf, f.keyOff, f.keyLen, Perm.Write))
+          router.set(
+            req,
+            0,
+            access.key,
+            access.keyOff,
+            access.keyLen,
+            f.ttl,
+            f.flags,
+            buf,
+            f.valueOff,
+            f.valueLen,
+            f.wait,
+          );
         break;
       case Op.MGet:
       case Op.MDel:
-        bulkKeys(c.w, req, f, f.op === Op.MGet);
+        bulkKeys(c, req, f, f.op === Op.MGet, span);
         break;
       case Op.MSet:
-        bulkItems(req, f);
+        bulkItems(c, req, f, span);
+        break;
+      case Op.Auth:
+        reauthenticate(c, req, f);
         break;
       default:
         req.reject(-1, 'UNKNOWN_OP', 'op missing');
     }
+  };
+
+  /**
+   * Closes `c` when its credential expires (CloseCode.AuthExpired), unless an `auth` message replaces it
+   * first; a credential valid for longer than a timer can wait is looked at again then.
+   */
+  const armExpiry = (c: WsConn): void => {
+    if (c.expiry !== null) clearTimeout(c.expiry);
+    c.expiry = null;
+    const at = c.p.expiresAt;
+    if (at === Infinity) return;
+    const ms = at - Date.now();
+    c.expiry = setTimeout(
+      () => {
+        c.expiry = null;
+        if (c.p.expiresAt > Date.now()) return armExpiry(c);
+        access.expiredConnections++;
+        c.s.end(CloseCode.AuthExpired, 'AUTH_EXPIRED');
+      },
+      Math.max(0, Math.min(ms, MAX_TIMER_MS)),
+    );
+  };
+
+  /**
+   * `{op: "auth", token}`: a fresh credential for this connection (a JWT about to expire). It must stand
+   * for the same principal, tenant and namespace (a connection never changes whose keys it touches); its
+   * rules and expiry replace the old ones. Refused: the connection keeps the credential it has.
+   */
+  const reauthenticate = (c: WsConn, req: WsRequest, f: RequestFields): void => {
+    if (f.tokenOff < 0) return req.reject(-1, 'UNAUTHORIZED', 'token missing');
+    const token = Buffer.from(reader.buf.buffer, reader.buf.byteOffset + f.tokenOff, f.tokenLen).toString('utf8');
+    const r = access.authenticate(token);
+    if (!r.ok) return req.reject(-1, 'UNAUTHORIZED', unauthorizedMessage(r.reason));
+    const p = r.principal;
+    if (p.id !== c.p.id || p.tenant !== c.p.tenant || p.namespace !== c.p.namespace)
+      return req.reject(-1, 'FORBIDDEN', 'the new credential must stand for the same principal and namespace');
+    c.p = p;
+    armExpiry(c);
+    req.submitted();
+    req.ok(0);
   };
 
   /**
@@ -252,36 +345,51 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     return n;
   };
 
-  const bulkKeys = (w: GetWindow, req: WsRequest, f: RequestFields, isGet: boolean): void => {
+  const bulkKeys = (c: WsConn, req: WsRequest, f: RequestFields, isGet: boolean, span: number): void => {
     const save = reader.pos;
     const n = openBulk(req, f.keysAt, 'keys');
+    const w = c.w;
+    const p = c.p;
+    const perm = isGet ? Perm.Read : Perm.Delete;
+    if (n > 0 && span >= 0 && !admitted(c, req, n, span, 0)) {
+      reader.pos = save;
+      return;
+    }
     for (let i = 0; i < n; i++) {
       if (!reader.readBytes()) {
         reader.skip();
         req.reject(i, 'BAD_KEY', 'key must be a str or bin');
         continue;
       }
-      if (isGet) w.get(req, i, reader.buf, reader.off, reader.len, f.wait);
-      else router.del(req, i, reader.buf, reader.off, reader.len, f.wait);
+      if (!access.scope(p, req, i, reader.buf, reader.off, reader.len, perm)) continue;
+      if (isGet) w.get(req, i, access.key, access.keyOff, access.keyLen, f.wait);
+      else router.del(req, i, access.key, access.keyOff, access.keyLen, f.wait);
     }
     reader.pos = save;
   };
 
-  const bulkItems = (req: WsRequest, f: RequestFields): void => {
+  const bulkItems = (c: WsConn, req: WsRequest, f: RequestFields, span: number): void => {
     const save = reader.pos;
     const n = openBulk(req, f.itemsAt, 'items');
+    const p = c.p;
+    // The values are most of an mset's bytes: its length counts as written bytes too.
+    if (n > 0 && span >= 0 && !admitted(c, req, n, span, span)) {
+      reader.pos = save;
+      return;
+    }
     for (let i = 0; i < n; i++) {
       item.read(reader);
       if (item.error !== null) {
         req.reject(i, item.error, item.errorMessage);
         continue;
       }
+      if (!access.scope(p, req, i, reader.buf, item.keyOff, item.keyLen, Perm.Write)) continue;
       router.set(
         req,
         i,
-        reader.buf,
-        item.keyOff,
-        item.keyLen,
+        access.key,
+        access.keyOff,
+        access.keyLen,
         item.ttl,
         item.flags,
         reader.buf,
@@ -303,6 +411,27 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
       // Refusals are decided here, synchronously (asynchronous upgrades have known crash reports).
       if (refuseFraming(res, req)) return;
       if (refuseBrowser(res, req, ctx.browser, 'GET')) return;
+      const cred = upgradeCredential(
+        req.getHeader('authorization'),
+        req.getHeader('sec-websocket-protocol'),
+        req.getQuery(TOKEN_QUERY_PARAM),
+      );
+      if (cred.tokenInProtocol && cred.protocol === '')
+        return refuseUpgrade(
+          res,
+          '400 Bad Request',
+          'BAD_REQUEST',
+          `offer the subprotocol ${WS_PROTOCOL} with the token's`,
+        );
+      const auth = access.authenticate(cred.token);
+      if (!auth.ok)
+        return refuseUpgrade(
+          res,
+          '401 Unauthorized',
+          'UNAUTHORIZED',
+          unauthorizedMessage(auth.reason),
+          UNAUTHORIZED_HEADERS,
+        );
       if (ctx.config !== config) refresh();
       if (ctx.draining || ctx.gate.refuse()) {
         const code: ErrorCode = ctx.draining ? 'SHUTTING_DOWN' : 'BUSY';
@@ -316,12 +445,28 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
         });
         return;
       }
+      // Counted from here (AddressLimits.open) until `close`: uWS calls `open` within res.upgrade.
+      let address = '';
+      if (access.connections.limited) {
+        address = clientAddress(res, req, access);
+        const no = access.open(address, auth.principal);
+        if (no !== null) {
+          const ms = no.retryAfterMs;
+          return refuseUpgrade(
+            res,
+            '429 Too Many Requests',
+            'RATE_LIMITED',
+            connectionRefusal(no.kind),
+            retryHeaders(ms),
+          );
+        }
+      }
       const s = new WsSession(ctx.pool, ctx.budget, hardCap);
       const w = new GetWindow(router, ctx.budget, s, limits.maxBufferedBytesPerConnection);
       res.upgrade(
-        { c: new WsConn(s, w) },
+        { c: new WsConn(s, w, auth.principal, address) },
         req.getHeader('sec-websocket-key'),
-        req.getHeader('sec-websocket-protocol'),
+        cred.protocol,
         req.getHeader('sec-websocket-extensions'),
         context,
       );
@@ -337,6 +482,7 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
       sessions.add(c);
       counters.connections++;
       ctx.gate.ws++;
+      armExpiry(c);
     },
     message: (ws: WebSocket<{ c: WsConn }>, message: ArrayBuffer, isBinary: boolean) => {
       const c = ws.getUserData().c;
@@ -355,7 +501,9 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
       }
       if (ctx.config !== config) refresh();
       reader.reset(new Uint8Array(message), 0, message.byteLength);
+      if (access.rates.limited) access.tick();
       while (reader.remaining > 0) {
+        const start = reader.pos;
         try {
           fields.read(reader);
         } catch (e) {
@@ -378,7 +526,7 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
           continue;
         }
         try {
-          dispatch(c, fields);
+          dispatch(c, fields, start);
         } catch (e) {
           bug(e);
           tally.request(Front.Ws, fields.op, 'INTERNAL');
@@ -388,10 +536,46 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     },
     drain: (ws: WebSocket<{ c: WsConn }>) => ws.getUserData().c.s.drain(),
     close: (ws: WebSocket<{ c: WsConn }>) => {
-      ws.getUserData().c.s.closed();
+      const c = ws.getUserData().c;
+      if (c.expiry !== null) clearTimeout(c.expiry);
+      if (access.connections.limited) access.close(c.address, c.p);
+      c.s.closed();
       counters.connections--;
       ctx.gate.ws--;
     },
   });
   return { counters, sessions };
+}
+
+/** Refuses an upgrade with a JSON error body; the connection closes after it. */
+function refuseUpgrade(
+  res: HttpResponse,
+  status: string,
+  code: ErrorCode,
+  message: string,
+  headers?: [string, string][],
+): void {
+  res.cork(() => {
+    res.writeStatus(status).writeHeader('content-type', 'application/json');
+    for (const [k, v] of headers ?? []) res.writeHeader(k, v);
+    res.end(errorBody(code, message), true);
+  });
+}
+
+const REFUSAL_MESSAGES = [
+  'too many connections from this address',
+  'too many connections with this credential',
+  'too many new connections from this address',
+];
+
+function connectionRefusal(kind: ConnectionRefusal): string {
+  return REFUSAL_MESSAGES[kind];
+}
+
+/** The client's address, from a trusted proxy's PROXY header or X-Forwarded-For, else the peer's. */
+function clientAddress(res: HttpResponse, req: HttpRequest, access: Access): string {
+  const peer = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
+  const proxied = Buffer.from(res.getProxiedRemoteAddressAsText()).toString('latin1');
+  if (proxied !== '') return access.clients.resolveProxied(peer, proxied);
+  return access.clients.resolve(peer, forwardedFor(req));
 }

@@ -6,10 +6,14 @@
  *  - GET  /readyz        200 when the gateway takes traffic (listening, not draining, a shard up), else 503
  *  - POST /admin/reload  re-read and apply the config file; 200 with what changed, 400/409 with why not
  * The handlers are given by whoever starts it: one gateway (gateway.ts), or a supervisor that asks its
- * workers (cluster/).
+ * workers (cluster/). With authentication on, every route but /readyz (a probe, which tells nothing a
+ * client could use) needs a credential with the admin role: 401 without one, 403 with a client's.
  */
 import { statusLine } from '../stream/http-out';
-import { uws, type HttpResponse, type us_listen_socket } from '../uws';
+import { uws, type HttpRequest, type HttpResponse, type us_listen_socket } from '../uws';
+
+/** What the admin listener asks of the `Authorization` header of a request. */
+export type AdminVerdict = 'ok' | 'unauthorized' | 'forbidden';
 
 export interface AdminAnswer {
   status: number;
@@ -22,6 +26,8 @@ export interface AdminHandlers {
   stats?(): Promise<unknown>;
   ready(): Promise<AdminAnswer>;
   reload(): Promise<AdminAnswer>;
+  /** Decides on a request's `Authorization` header (absent: every request may). */
+  authorize?(authorization: string): AdminVerdict;
 }
 
 export interface AdminServer {
@@ -48,19 +54,49 @@ function serve(res: HttpResponse, run: (state: { aborted: boolean }) => Promise<
   );
 }
 
+const REFUSALS = {
+  unauthorized: {
+    status: 401,
+    body: JSON.stringify({
+      error: { code: 'UNAUTHORIZED', message: 'a credential with the admin role is required', retry: 'no' },
+    }),
+  },
+  forbidden: {
+    status: 403,
+    body: JSON.stringify({ error: { code: 'FORBIDDEN', message: 'this credential has no admin role', retry: 'no' } }),
+  },
+} as const;
+
 export function startAdmin(host: string, port: number, h: AdminHandlers): Promise<AdminServer> {
   const app = uws.App();
-  app.get('/metrics', (res) =>
+  /** False after refusing the request (read synchronously: uWS's request object lives only this call). */
+  const allowed = (res: HttpResponse, req: HttpRequest): boolean => {
+    if (h.authorize === undefined) return true;
+    const v = h.authorize(req.getHeader('authorization'));
+    if (v === 'ok') return true;
+    const r = REFUSALS[v];
+    res.cork(() => {
+      res.writeStatus(statusLine(r.status)).writeHeader('content-type', 'application/json');
+      if (v === 'unauthorized') res.writeHeader('www-authenticate', 'Bearer realm="kvgate-admin"');
+      res.end(r.body);
+    });
+    return false;
+  };
+  app.get('/metrics', (res, req) => {
+    if (!allowed(res, req)) return;
     serve(res, async (st) => {
       const m = await h.metrics();
       answer(res, st, 200, m.contentType, m.body);
-    }),
-  );
+    });
+  });
   const stats = h.stats;
   if (stats !== undefined)
-    app.get('/debug/stats', (res) => serve(res, async (st) => json(res, st, { status: 200, body: await stats() })));
+    app.get('/debug/stats', (res, req) => {
+      if (allowed(res, req)) serve(res, async (st) => json(res, st, { status: 200, body: await stats() }));
+    });
   app.get('/readyz', (res) => serve(res, async (st) => json(res, st, await h.ready())));
-  app.post('/admin/reload', (res) => {
+  app.post('/admin/reload', (res, req) => {
+    if (!allowed(res, req)) return;
     // The body is not used; it is read to its end so that the answer comes after it.
     serve(res, async (st) => {
       await new Promise<void>((resolve) => res.onData((_chunk, last) => last && resolve()));

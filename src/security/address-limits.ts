@@ -255,6 +255,11 @@ export class AddressLimits {
     this.grouper = new AddressGrouper(spec.ipv4PrefixLength, spec.ipv6PrefixLength);
   }
 
+  /** Some connection limit is configured (else there is nothing to count). */
+  get limited(): boolean {
+    return this.perAddress || this.maxPerPrincipal > 0;
+  }
+
   /** Address entries held (with and without open connections). */
   get addressEntries(): number {
     return this.addresses.size;

@@ -136,6 +136,11 @@ export class TenantLimits {
     this.maxTenants = Math.max(1, options.maxTenants ?? DEFAULT_MAX_TENANTS);
   }
 
+  /** Some limit is configured (else admit and charge cost a counter bump). */
+  get limited(): boolean {
+    return !this.unlimited;
+  }
+
   /** Principal entries held. */
   get principals(): number {
     return this.principalMap.size;

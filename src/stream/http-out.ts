@@ -194,8 +194,9 @@ export class HttpOut implements OutputMeter {
     });
   }
 
-  error(code: ErrorCode, message?: string): void {
-    this.simple(errorRow(code).status, errorBody(code, message), 'application/json', errorHeaders(code));
+  /** An error answer; `headers` replace the table's (a computed Retry-After, WWW-Authenticate). */
+  error(code: ErrorCode, message?: string, headers?: [string, string][]): void {
+    this.simple(errorRow(code).status, errorBody(code, message), 'application/json', headers ?? errorHeaders(code));
   }
 
   /** Sized mode: the first call sends the status line and headers; chunks must add up to `total`. */

@@ -21,6 +21,8 @@ export const enum CloseCode {
   GoingAway = 1001,
   PolicyViolation = 1008,
   MessageTooBig = 1009,
+  /** The connection's credential expired and no `auth` message replaced it (docs/PROTOCOL.md). */
+  AuthExpired = 4001,
 }
 
 export class WsSession extends EntryWriter implements OutputMeter {

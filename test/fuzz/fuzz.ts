@@ -3,7 +3,7 @@
  * running, `target`), WebSocket and HTTP fuzz workers and the canary driving it at once, the watcher on
  * the process and its log, and at the end a graceful stop that must exit 0. Returns the report.
  */
-import { defaultConfig } from '../../src/config/schema';
+import { testConfig } from '../helpers/harness';
 import { LocalFleet } from '../../src/fleet/local-fleet';
 import { spawnGateway, GatewayProcess } from '../helpers/gateway-process';
 import { httpCanary, wsCanary } from './canary';
@@ -54,7 +54,7 @@ export const DEFAULTS: FuzzOptions = {
 export async function runFuzz(o: FuzzOptions): Promise<Report> {
   const report = new Report(o.seed);
   const log = o.log ?? (() => {});
-  const cfg = defaultConfig();
+  const cfg = testConfig();
   const lim: Limits = {
     maxValueBytes: cfg.limits.maxValueBytes,
     maxTtlSeconds: cfg.limits.maxTtlSeconds,

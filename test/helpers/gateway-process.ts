@@ -45,7 +45,10 @@ export async function spawnGateway(
   const dir = mkdtempSync(join(tmpdir(), 'kvgate-proc-'));
   const file = join(dir, 'config.json');
   const port = opts.port ?? (await freePort());
-  writeFileSync(file, JSON.stringify({ host: '127.0.0.1', admin: { port: 0 }, ...config, port }));
+  // Authentication off unless the test configures it (a loopback test gateway may run so).
+  const sec = (config.security ?? {}) as Record<string, unknown>;
+  const security = { ...sec, auth: { mode: 'off', ...((sec.auth ?? {}) as Record<string, unknown>) } };
+  writeFileSync(file, JSON.stringify({ host: '127.0.0.1', admin: { port: 0 }, ...config, security, port }));
   const proc =
     opts.openFiles === undefined
       ? spawn(process.execPath, [MAIN, '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })

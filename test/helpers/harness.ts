@@ -20,10 +20,20 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
+/**
+ * The defaults with authentication explicitly off, as a loopback gateway may run: for tests that are not
+ * about credentials (test/security.test.ts is).
+ */
+export function testConfig(): Config {
+  const d = defaultConfig();
+  d.security.auth.mode = 'off';
+  return d;
+}
+
 export async function startHarness(over: Record<string, unknown> = {}, shards = 3): Promise<Harness> {
   const fleet = await LocalFleet.start({ count: shards, memoryMb: 64, itemSizeMb: 2 });
   const config = validateConfig(
-    mergeConfig(defaultConfig(), {
+    mergeConfig(testConfig(), {
       port: 0,
       admin: { port: 0 },
       log: { level: 'silent' },
@@ -73,7 +83,7 @@ export interface PoolsHarness {
  */
 export async function startPoolsHarness(over: Record<string, unknown>): Promise<PoolsHarness> {
   const config = validateConfig(
-    mergeConfig(defaultConfig(), { port: 0, admin: { port: 0 }, log: { level: 'silent' }, ...over }),
+    mergeConfig(testConfig(), { port: 0, admin: { port: 0 }, log: { level: 'silent' }, ...over }),
   );
   const gw = await startGateway(config);
   const base = `http://127.0.0.1:${gw.port}`;
