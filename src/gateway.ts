@@ -375,6 +375,9 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
       }
   }, 1000);
   watchdog.unref();
+  // Rate and connection limiters keep entries for principals and addresses seen lately: full idle ones go.
+  const sweeper = setInterval(() => ctx.access.sweep(), 10_000);
+  sweeper.unref();
 
   // The admin listener: what an operator needs and a client must not see (ops/admin.ts).
   const ready = (): boolean => listening && !ctx.draining && pools.every((p) => p.backend.shards.some((s) => s.up));
@@ -394,6 +397,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     draining: () => ctx.draining,
     generation: () => generation,
     reloads: () => reloads,
+    access: ctx.access,
   });
   const registry = metrics.registry;
   const adminHandlers: AdminHandlers = {
@@ -428,6 +432,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     admin?.close();
     metrics.close();
     clearInterval(watchdog);
+    clearInterval(sweeper);
     clearInterval(fdWatch);
     fds.close();
     (app as unknown as { close?: () => void }).close?.();
@@ -506,10 +511,27 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     ctx.gate.resize(next.limits.maxConnections);
     if (ctx.gate.clampedBy) events.emit('config', 'config.clamped', 'warn', ctx.gate.clampedBy, {}, null);
     log.level = next.log.level;
+    const securityChanged = d.changed.some((p) => p.startsWith('security.'));
+    if (securityChanged) {
+      ctx.access.reload(current.security, next.security);
+      ctx.browser = new BrowserPolicy({ ...next.security, listenHost: next.host });
+    }
     const before = pools;
     pools = nextPools;
     current = next;
     generation++;
+    if (securityChanged) {
+      const closed = ws.recheck();
+      if (closed > 0)
+        events.emit(
+          'reload',
+          'auth.revoked',
+          'warn',
+          `closed ${closed} WebSocket connections whose credential a reload revoked`,
+          { closed },
+          null,
+        );
+    }
     for (const p of before) if (!nextPools.some((q) => q.backend === p.backend)) retire(p.backend);
     return outcome('applied', 200, `configuration generation ${generation} applied`, d.changed);
   };

@@ -24,8 +24,8 @@ export interface GatewayContext {
   readonly gate: ConnectionGate;
   /** Requests and items by front, op and outcome (core/tally.ts), read by ops/metrics.ts. */
   readonly tally: Tally;
-  /** Which pages and Host names may use the public routes (front/browser-gate.ts). */
-  readonly browser: BrowserPolicy;
+  /** Which pages and Host names may use the public routes (front/browser-gate.ts); a reload replaces it. */
+  browser: BrowserPolicy;
   /** Credentials, key namespaces and rules, rate and connection limits (security/access.ts). */
   readonly access: Access;
   /** HTTP bulk requests in progress (the drain fails what they have parked when time is up). */

@@ -68,6 +68,8 @@ export class WsConn {
     readonly w: GetWindow,
     /** Replaced by an `auth` message that refreshes the credential. */
     public p: Principal,
+    /** The credential `p` came from, checked again when a reload changes the credentials (never logged). */
+    public token: string,
     /** The client's address as the connection limits counted it ('' when they were not). */
     readonly address: string,
   ) {}
@@ -136,10 +138,16 @@ class WsRequest extends Request {
   }
 }
 
-/** The gateway's view of its WebSocket sessions, for the drain. */
+/** The gateway's view of its WebSocket sessions, for the drain and for reloads. */
 export interface WsFront {
   counters: WsCounters;
   sessions: Set<WsConn>;
+  /**
+   * Checks every open connection's credential again (a reload changed the credentials): one no longer
+   * accepted, or now standing for another principal or namespace, is closed with CloseCode.AuthRevoked;
+   * the others take the new rules and expiry. Returns how many were closed.
+   */
+  recheck(): number;
 }
 
 export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront {
@@ -318,6 +326,7 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
     if (p.id !== c.p.id || p.tenant !== c.p.tenant || p.namespace !== c.p.namespace)
       return req.reject(-1, 'FORBIDDEN', 'the new credential must stand for the same principal and namespace');
     c.p = p;
+    c.token = token;
     armExpiry(c);
     req.submitted();
     req.ok(0);
@@ -464,7 +473,7 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
       const s = new WsSession(ctx.pool, ctx.budget, hardCap);
       const w = new GetWindow(router, ctx.budget, s, limits.maxBufferedBytesPerConnection);
       res.upgrade(
-        { c: new WsConn(s, w, auth.principal, address) },
+        { c: new WsConn(s, w, auth.principal, cred.token, address) },
         req.getHeader('sec-websocket-key'),
         cred.protocol,
         req.getHeader('sec-websocket-extensions'),
@@ -544,7 +553,23 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
       ctx.gate.ws--;
     },
   });
-  return { counters, sessions };
+  const recheck = (): number => {
+    let closed = 0;
+    for (const c of sessions) {
+      const r = access.authenticate(c.token);
+      const p = r.ok ? r.principal : null;
+      if (p === null || p.id !== c.p.id || p.tenant !== c.p.tenant || p.namespace !== c.p.namespace) {
+        closed++;
+        access.revokedConnections++;
+        c.s.end(CloseCode.AuthRevoked, 'AUTH_REVOKED');
+        continue;
+      }
+      c.p = p;
+      armExpiry(c);
+    }
+    return closed;
+  };
+  return { counters, sessions, recheck };
 }
 
 /** Refuses an upgrade with a JSON error body; the connection closes after it. */

@@ -11,6 +11,8 @@ import { Registry, type Metric } from 'prom-client';
 import { Histogram } from '../core/histogram';
 import type { Pool } from '../core/router';
 import type { Tally } from '../core/tally';
+import { AUTH_FAILURES } from '../security/jwt';
+import type { Access } from '../security/access';
 
 export type Labels = Record<string, string>;
 interface Sample {
@@ -33,6 +35,8 @@ export interface MetricsSources {
   generation(): number;
   /** Reloads so far by result (`applied`, `failed`, `unchanged`). */
   reloads(): Record<string, number>;
+  /** Credentials, rules and limits (security/access.ts); absent: not counted. */
+  access?: Access;
 }
 
 export interface GatewayMetrics {
@@ -257,6 +261,73 @@ export function createMetrics(src: MetricsSources): GatewayMetrics {
       out.push({ labels: { front: 'ws' }, value: c.ws }, { labels: { front: 'http' }, value: c.http });
     }),
   );
+  const access = src.access;
+  if (access !== undefined) {
+    add(
+      new Family(
+        'kvgate_auth_total',
+        'Credentials checked (HTTP requests, WebSocket upgrades and auth messages, admin requests) by result: ok, or why refused.',
+        'counter',
+        (out) => {
+          out.push({ labels: { result: 'ok' }, value: access.authOk });
+          AUTH_FAILURES.forEach((reason, k) => out.push({ labels: { result: reason }, value: access.authFailures[k] }));
+        },
+      ),
+    );
+    add(
+      new Family(
+        'kvgate_forbidden_items_total',
+        "Items refused with FORBIDDEN: the credential's rules do not allow that op on that key.",
+        'counter',
+        (out) => out.push({ labels: {}, value: access.forbiddenItems }),
+      ),
+    );
+    add(
+      new Family(
+        'kvgate_rate_limited_total',
+        'Requests (or bulk HTTP items) refused with RATE_LIMITED, by the limit that refused them.',
+        'counter',
+        (out) => {
+          const r = access.rates;
+          out.push({ labels: { kind: 'ops' }, value: r.refusedOps });
+          out.push({ labels: { kind: 'bytes' }, value: r.refusedBytes });
+          out.push({ labels: { kind: 'write_bytes' }, value: r.refusedWriteBytes });
+        },
+      ),
+    );
+    add(
+      new Family(
+        'kvgate_connection_limit_refusals_total',
+        'WebSocket upgrades refused by security.limits.connections, by the limit that refused them.',
+        'counter',
+        (out) => {
+          const c = access.connections;
+          out.push({ labels: { kind: 'address_connections' }, value: c.refusedAddress });
+          out.push({ labels: { kind: 'principal_connections' }, value: c.refusedPrincipal });
+          out.push({ labels: { kind: 'new_connection_rate' }, value: c.refusedRate });
+        },
+      ),
+    );
+    add(
+      new Family(
+        'kvgate_auth_closed_total',
+        'WebSocket connections closed because their credential expired (4001) or a reload revoked it (4003).',
+        'counter',
+        (out) => {
+          out.push({ labels: { reason: 'expired' }, value: access.expiredConnections });
+          out.push({ labels: { reason: 'revoked' }, value: access.revokedConnections });
+        },
+      ),
+    );
+    add(
+      new Family(
+        'kvgate_rate_limit_principals',
+        'Principals whose rate-limit buckets are held (bounded; idle full ones are swept).',
+        'gauge',
+        (out) => out.push({ labels: {}, value: access.rates.principals }),
+      ),
+    );
+  }
   add(
     new Family(
       'kvgate_connections_refused_total',

@@ -6,7 +6,11 @@
  *   new backends (new connections; batches in flight finish on the old ones);
  * - `batch.*` and the other `limits.*`: new requests see them (the fronts read the running configuration
  *   per request; clients already connected stay, even past a lowered `limits.maxConnections`);
- * - `log.level`.
+ * - `log.level`;
+ * - `security.auth` (keys and JWT settings: open WebSockets are checked again, and those whose credential
+ *   no longer passes are closed), `security.limits` rates (their buckets start full again),
+ *   `security.trustedProxies`, `security.allowedOrigins` and `security.allowedHosts`, for requests and
+ *   connections from then on.
  * Everything else is read once at start (listeners, workers, uWS's WebSocket settings, the descriptor
  * reserve, the buffer pool, the drain), so a change to it refuses the whole reload and names each such
  * setting: half a reload is worse than none.
@@ -16,6 +20,14 @@ import type { PoolConfig } from '../core/pools';
 
 /** Top-level settings a reload applies whole. */
 const APPLIED = new Set(['servers', 'hash', 'failure', 'pools', 'routes', 'defaultPool', 'batch', 'shard', 'log']);
+/** Of `security`, what a reload applies (the connection limits count connections open now: restart-only). */
+const SECURITY_APPLIED = new Set([
+  'security.auth',
+  'security.limits',
+  'security.trustedProxies',
+  'security.allowedOrigins',
+  'security.allowedHosts',
+]);
 /** Of `limits`, the one that holds real descriptors open from the start. */
 const LIMITS_RESTART_ONLY = new Set(['reservedDescriptors']);
 /** Settings a backend is built with: a change rebuilds every pool. */
@@ -70,8 +82,15 @@ export function diffConfig(running: Config, next: Config): ConfigDiff {
       : [key];
     for (const path of paths) {
       changed.push(path);
-      const applied = key === 'limits' ? !LIMITS_RESTART_ONLY.has(path.slice('limits.'.length)) : APPLIED.has(key);
+      const applied =
+        key === 'limits'
+          ? !LIMITS_RESTART_ONLY.has(path.slice('limits.'.length))
+          : key === 'security'
+            ? SECURITY_APPLIED.has(path)
+            : APPLIED.has(key);
       if (!applied) restartOnly.push(path);
+      if (path === 'security.limits' && connectionLimitsDiffer(running, next))
+        restartOnly.push('security.limits.connections');
     }
   }
   const before: Record<string, PoolConfig> = resolvedPools(running);
@@ -88,4 +107,8 @@ export function diffConfig(running: Config, next: Config): ConfigDiff {
     removed,
     batchChanged: changed.some((p) => p.startsWith('batch.')),
   };
+}
+
+function connectionLimitsDiffer(a: Config, b: Config): boolean {
+  return canonical(a.security?.limits?.connections) !== canonical(b.security?.limits?.connections);
 }

@@ -38,15 +38,18 @@ const DENIED: Readonly<Record<number, string>> = {
 
 export class Access {
   readonly auth: Authenticator;
+  /** Replaced by a reload that changes the rates (every bucket starts full again). */
   rates: TenantLimits;
   readonly connections: AddressLimits;
-  readonly clients: ClientAddress;
+  /** Replaced by a reload that changes security.trustedProxies (for connections from then on). */
+  clients: ClientAddress;
   /** Refusals by reason (AUTH_FAILURES order), items refused by the rules, requests and connections limited. */
   readonly authFailures = new Float64Array(AUTH_FAILURES.length);
   authOk = 0;
   forbiddenItems = 0;
-  /** Connections closed because their credential expired. */
+  /** Connections closed because their credential expired, or because a reload no longer accepts it. */
   expiredConnections = 0;
+  revokedConnections = 0;
   /** The clock the rate limits read, refreshed by `tick` once per message or chunk. */
   nowMs = Date.now();
 
@@ -61,6 +64,19 @@ export class Access {
     this.rates = new TenantLimits(sec.limits.default, { tenants: sec.limits.tenants });
     this.connections = new AddressLimits(sec.limits.connections);
     this.clients = new ClientAddress(sec.trustedProxies);
+  }
+
+  /**
+   * A reload's new settings (already validated): credentials, rates and trusted proxies. Connection limits
+   * count connections open now and are restart-only (ops/reload.ts refuses a change to them).
+   */
+  reload(before: SecurityConfig, next: SecurityConfig): void {
+    if (canonicalJson(before.auth) !== canonicalJson(next.auth)) this.auth.reload(next.auth);
+    const rates = (s: SecurityConfig): string => canonicalJson({ d: s.limits.default, t: s.limits.tenants });
+    if (rates(before) !== rates(next))
+      this.rates = new TenantLimits(next.limits.default, { tenants: next.limits.tenants });
+    if (canonicalJson(before.trustedProxies) !== canonicalJson(next.trustedProxies))
+      this.clients = new ClientAddress(next.trustedProxies);
   }
 
   /** Credentials are checked (mode "required"); false: everyone is the anonymous principal. */
@@ -191,4 +207,15 @@ export function upgradeCredential(
   }
   if (token === '' && query !== undefined) token = query;
   return { token, protocol, tokenInProtocol };
+}
+
+/** JSON with object keys sorted: two equal settings compare equal whatever their key order. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v !== null && typeof v === 'object')
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(v) ?? 'null';
 }

@@ -23,6 +23,8 @@ export const enum CloseCode {
   MessageTooBig = 1009,
   /** The connection's credential expired and no `auth` message replaced it (docs/PROTOCOL.md). */
   AuthExpired = 4001,
+  /** A reload changed the credentials and this connection's is no longer accepted (docs/PROTOCOL.md). */
+  AuthRevoked = 4003,
 }
 
 export class WsSession extends EntryWriter implements OutputMeter {
