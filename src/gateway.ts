@@ -487,7 +487,21 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
         d.changed,
         d.restartOnly.map((p) => `${p} takes a restart`),
       );
-    if (d.changed.length === 0) return outcome('unchanged', 200, 'the configuration is unchanged');
+    // The identity provider's keys may have rotated: the JWKS file is read again on every reload.
+    const jwks = ctx.access.auth.reloadJwks();
+    if (jwks.length > 0)
+      return outcome(
+        'failed',
+        400,
+        'the JWKS file could not be read again: the keys in use stay, nothing changed',
+        [],
+        jwks.map((p) => `${p.path}: ${p.message}`),
+      );
+    const jwksFile = (current.security.auth.jwt?.jwksFile ?? null) !== null;
+    if (d.changed.length === 0) {
+      if (jwksFile) ws.recheck();
+      return outcome('unchanged', 200, 'the configuration is unchanged');
+    }
     const fresh = buildBackends(next, d.rebuilt);
     await Promise.all(fresh.map((b) => b.connect()));
     if (ctx.draining || closed) {
@@ -520,7 +534,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     pools = nextPools;
     current = next;
     generation++;
-    if (securityChanged) {
+    if (securityChanged || jwksFile) {
       const closed = ws.recheck();
       if (closed > 0)
         events.emit(
