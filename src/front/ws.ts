@@ -231,8 +231,8 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
       // One request, one admission: its item count, and its bytes as they came (the map's length).
       if (!limited) items(c, req, f);
       else if (f.op === Op.MGet || f.op === Op.MDel || f.op === Op.MSet) items(c, req, f, next - start);
-      else if (f.op === Op.Auth || admitted(c, req, 1, next - start, f.op === Op.Set ? f.valueLen : 0))
-        items(c, req, f);
+      // An auth message counts as an op too: each may cost a signature check.
+      else if (admitted(c, req, 1, next - start, f.op === Op.Set ? f.valueLen : 0)) items(c, req, f);
     } catch (e) {
       // A bug: this request fails as a whole (items already handed to shards still settle), the rest go on,
       // read from where this request's map ended.
