@@ -58,6 +58,8 @@ export class Access {
   keyOff = 0;
   keyLen = 0;
   private readonly scratch = Buffer.alloc(MAX_NAMESPACE_BYTES + MAX_KEY_BYTES);
+  /** The namespace the scratch buffer starts with now. */
+  private scratchNs: Buffer | null = null;
 
   constructor(sec: SecurityConfig) {
     this.auth = new Authenticator(sec.auth);
@@ -129,8 +131,13 @@ export class Access {
       return false;
     }
     const s = this.scratch;
-    ns.copy(s, 0);
-    s.set(buf.subarray(off, off + len), n);
+    // The namespace stays in place between keys of the same principal (most keys follow one of theirs).
+    if (this.scratchNs !== ns) {
+      ns.copy(s, 0);
+      this.scratchNs = ns;
+    }
+    // A byte loop, not set(subarray()): a key is at most 250 bytes, and a view would be an object per key.
+    for (let k = 0; k < len; k++) s[n + k] = buf[off + k];
     this.key = s;
     this.keyOff = 0;
     this.keyLen = n + len;
