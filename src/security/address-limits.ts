@@ -9,8 +9,9 @@
  * pick a new address per connection, so IPv6 addresses are grouped by their first `ipv6PrefixLength`
  * bits (64), IPv4 ones by `ipv4PrefixLength` (32). Addresses come as text, as uWS's
  * `getRemoteAddressAsText()` gives them: dotted IPv4, long-form IPv6 (`0000:...:0001`), or any RFC 4291
- * form; an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, `0000:...:ffff:7f00:0001`) counts as its IPv4
- * address. Text that is no address is counted as itself (its first 64 characters).
+ * form (parsed by src/security/ip-text.ts); an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`,
+ * `0000:...:ffff:7f00:0001`) counts as its IPv4 address. Text that is no address is counted as itself
+ * (its first 64 characters).
  *
  * Memory is bounded: an address with open connections keeps its entry (those are bounded by the
  * connection limit); one with none keeps it only for its new-connection bucket, and at most
@@ -24,6 +25,7 @@
  */
 import { TokenBucket } from './token-bucket';
 import { isPlainObject, shown, type LimitsProblem } from './tenant-limits';
+import { isMapped, newIpScratch, parseIp, QuadParts } from './ip-text';
 
 export interface AddressLimitsSpec {
   /** Connections open at once from one address group; 0 or absent: no limit. */
@@ -78,8 +80,8 @@ export class AddressGrouper {
   private readonly v6Masks = new Uint16Array(8);
   /** Groups that can be non-zero after masking. */
   private readonly v6Groups: number;
-  /** Parse scratch: the eight groups of an IPv6 address. */
-  private readonly g = new Uint16Array(8);
+  /** Parse scratch. */
+  private readonly sc = newIpScratch();
 
   constructor(
     readonly ipv4PrefixLength = DEFAULT_IPV4_PREFIX,
@@ -106,15 +108,11 @@ export class AddressGrouper {
       start = 1;
       if (address.charCodeAt(end - 1) === 0x5d /* ] */) end--;
     }
-    const colon = address.indexOf(':', start);
-    if (colon < 0 || colon >= end) {
-      const v4 = parseV4(address, start, end);
-      return v4 < 0 ? raw(address) : (v4 & this.v4Mask) >>> 0;
-    }
-    const g = this.g;
-    if (!parseV6(address, start, end, g)) return raw(address);
-    if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff)
-      return ((g[6] * 0x10000 + g[7]) & this.v4Mask) >>> 0;
+    // Leading zeros in a dotted quad are read as decimal: uWS writes none, and only grouping is at stake.
+    const sc = this.sc;
+    if (parseIp(address, start, end, sc, QuadParts.LeadingZeros) === 0) return raw(address);
+    if (isMapped(sc.words)) return (sc.words[3] & this.v4Mask) >>> 0;
+    const g = sc.groups;
     let key = '6:';
     for (let i = 0; i < this.v6Groups; i++) key += (i === 0 ? '' : ':') + (g[i] & this.v6Masks[i]).toString(16);
     return key;
@@ -123,87 +121,6 @@ export class AddressGrouper {
 
 function raw(address: string): string {
   return '?' + (address.length > MAX_RAW_KEY ? address.slice(0, MAX_RAW_KEY) : address);
-}
-
-/** Dotted IPv4 in `s[start, end)` as an unsigned number, or -1. */
-function parseV4(s: string, start: number, end: number): number {
-  let v = 0;
-  let parts = 0;
-  let i = start;
-  while (parts < 4) {
-    let n = 0;
-    let digits = 0;
-    while (i < end) {
-      const c = s.charCodeAt(i) - 0x30;
-      if (c < 0 || c > 9) break;
-      n = n * 10 + c;
-      digits++;
-      i++;
-    }
-    if (digits === 0 || digits > 3 || n > 255) return -1;
-    v = v * 256 + n;
-    parts++;
-    if (parts < 4) {
-      if (i >= end || s.charCodeAt(i) !== 0x2e /* . */) return -1;
-      i++;
-    }
-  }
-  return i === end ? v : -1;
-}
-
-function hexDigit(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  c |= 0x20; // lower case
-  if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
-  return -1;
-}
-
-/** Any RFC 4291 text form in `s[start, end)` into eight groups; false if it is not one. */
-function parseV6(s: string, start: number, end: number, out: Uint16Array): boolean {
-  let n = 0;
-  let gap = -1;
-  let i = start;
-  if (end - i >= 2 && s.charCodeAt(i) === 0x3a && s.charCodeAt(i + 1) === 0x3a) {
-    gap = 0;
-    i += 2;
-  } else if (i < end && s.charCodeAt(i) === 0x3a) return false;
-  while (i < end) {
-    let j = i;
-    let v = 0;
-    while (j < end) {
-      const d = hexDigit(s.charCodeAt(j));
-      if (d < 0) break;
-      v = v * 16 + d;
-      j++;
-    }
-    if (j < end && s.charCodeAt(j) === 0x2e /* . */) {
-      // An IPv4 tail (::ffff:1.2.3.4): the last two groups.
-      if (n > 6) return false;
-      const v4 = parseV4(s, i, end);
-      if (v4 < 0) return false;
-      out[n++] = v4 >>> 16;
-      out[n++] = v4 & 0xffff;
-      break;
-    }
-    if (j === i || j - i > 4 || n >= 8) return false;
-    out[n++] = v;
-    if (j === end) break;
-    if (s.charCodeAt(j) !== 0x3a) return false;
-    if (j + 1 < end && s.charCodeAt(j + 1) === 0x3a) {
-      if (gap >= 0) return false;
-      gap = n;
-      i = j + 2;
-    } else {
-      i = j + 1;
-      if (i === end) return false; // a trailing single colon
-    }
-  }
-  if (gap < 0) return n === 8;
-  if (n >= 8) return false; // '::' stands for at least one group
-  const tail = n - gap;
-  for (let k = tail - 1; k >= 0; k--) out[8 - tail + k] = out[gap + k];
-  for (let k = gap; k < 8 - tail; k++) out[k] = 0;
-  return true;
 }
 
 class AddressEntry {

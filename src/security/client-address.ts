@@ -10,10 +10,11 @@
  * Addresses are compared as 128 bits (IPv4 as IPv4-mapped IPv6, `::ffff:a.b.c.d`), so "127.0.0.1/32"
  * matches both "127.0.0.1" and the long form uWS gives for an IPv4 client of a dual-stack listener,
  * "0000:0000:0000:0000:0000:ffff:7f00:0001". Results are canonical text: dotted quad for IPv4 (mapped or
- * not), RFC 5952 for IPv6 ("::1"). Parsing works on indexes into the header string, with scratch arrays
- * owned by the instance: one `resolve` allocates at most the returned string (none for a dotted-quad
- * answer that is the whole input).
+ * not), RFC 5952 for IPv6 ("::1"). Parsing (src/security/ip-text.ts) works on indexes into the header
+ * string, with scratch arrays owned by the instance: one `resolve` allocates at most the returned string
+ * (none for a dotted-quad answer that is the whole input).
  */
+import { isMapped, newIpScratch, parseIp, QuadParts, type IpKind, type IpScratch } from './ip-text';
 
 /** One bad entry of the setting: `path` is where (`security.trustedProxies[2]`), `text` the whole sentence. */
 export interface AddressProblem {
@@ -26,138 +27,19 @@ export interface HeaderList {
   forEach(cb: (key: string, value: string) => void): void;
 }
 
-const COLON = 0x3a;
-const DOT = 0x2e;
 const SPACE = 0x20;
 const TAB = 0x09;
-/** Longest address text accepted ("0000:0000:0000:0000:0000:ffff:255.255.255.255" is 45). */
-const MAX_TEXT = 45;
-
-/** Scratch space for one parse: the 8 groups of an IPv6 address and the 4 words of the result. */
-interface Scratch {
-  groups: Uint16Array;
-  words: Int32Array;
-}
-
-const newScratch = (): Scratch => ({ groups: new Uint16Array(8), words: new Int32Array(4) });
-
-function hexValue(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  const l = c | 0x20;
-  if (l >= 0x61 && l <= 0x66) return l - 0x61 + 10;
-  return -1;
-}
 
 /**
- * A strict dotted quad in `t[s, e)` as a uint32, or -1: four decimal parts 0-255, no leading zeros (an
- * "010" is octal to some parsers and decimal to others, so it is refused rather than guessed).
+ * Parses `t[s, e)` into `sc` (IPv4 mapped); returns 4 for a dotted quad, 6 for IPv6 text, 0 for anything
+ * else (including leading zeros in a dotted quad, zone ids, brackets and ports: none belongs in
+ * X-Forwarded-For or a trusted range as we accept them).
  */
-function parse4(t: string, s: number, e: number): number {
-  let value = 0;
-  let parts = 0;
-  let i = s;
-  while (parts < 4) {
-    let part = 0;
-    let digits = 0;
-    const first = i;
-    while (i < e) {
-      const c = t.charCodeAt(i);
-      if (c < 0x30 || c > 0x39) break;
-      part = part * 10 + (c - 0x30);
-      if (++digits > 3) return -1;
-      i++;
-    }
-    if (digits === 0 || part > 255 || (digits > 1 && t.charCodeAt(first) === 0x30)) return -1;
-    value = value * 256 + part;
-    parts++;
-    if (parts < 4) {
-      if (i >= e || t.charCodeAt(i) !== DOT) return -1;
-      i++;
-    }
-  }
-  return i === e ? value : -1;
-}
-
-/** An IPv6 address in `t[s, e)` (with `::`, and an IPv4 tail) into `sc.words`; false if it is not one. */
-function parse6(t: string, s: number, e: number, sc: Scratch): boolean {
-  const g = sc.groups;
-  let n = 0;
-  let gap = -1;
-  let i = s;
-  if (t.charCodeAt(i) === COLON) {
-    if (i + 1 >= e || t.charCodeAt(i + 1) !== COLON) return false;
-    gap = 0;
-    i += 2;
-  }
-  while (i < e) {
-    let v = 0;
-    let digits = 0;
-    let j = i;
-    while (j < e && digits < 5) {
-      const h = hexValue(t.charCodeAt(j));
-      if (h < 0) break;
-      v = v * 16 + h;
-      digits++;
-      j++;
-    }
-    if (j < e && t.charCodeAt(j) === DOT) {
-      // An IPv4 tail ("::ffff:1.2.3.4") takes the last two groups and ends the address.
-      if (n > 6) return false;
-      const v4 = parse4(t, i, e);
-      if (v4 < 0) return false;
-      g[n++] = v4 >>> 16;
-      g[n++] = v4 & 0xffff;
-      i = e;
-      break;
-    }
-    if (digits === 0 || digits > 4 || n === 8) return false;
-    g[n++] = v;
-    i = j;
-    if (i === e) break;
-    if (t.charCodeAt(i) !== COLON) return false;
-    i++;
-    if (i < e && t.charCodeAt(i) === COLON) {
-      if (gap >= 0) return false;
-      gap = n;
-      i++;
-    } else if (i === e) return false;
-  }
-  if (gap < 0) {
-    if (n !== 8) return false;
-  } else {
-    if (n > 7) return false;
-    const tail = n - gap;
-    for (let k = 0; k < tail; k++) g[7 - k] = g[n - 1 - k];
-    for (let k = gap; k < 8 - tail; k++) g[k] = 0;
-  }
-  const w = sc.words;
-  for (let k = 0; k < 4; k++) w[k] = (g[2 * k] << 16) | g[2 * k + 1];
-  return true;
-}
-
-/**
- * Parses `t[s, e)` into `sc.words` (IPv4 mapped); returns 4 for a dotted quad, 6 for IPv6 text, 0 for
- * anything else (including zone ids, brackets and ports: none belongs in X-Forwarded-For as we accept it).
- */
-function parseInto(t: string, s: number, e: number, sc: Scratch): 0 | 4 | 6 {
-  if (e <= s || e - s > MAX_TEXT) return 0;
-  for (let i = s; i < e; i++) {
-    if (t.charCodeAt(i) === COLON) return parse6(t, s, e, sc) ? 6 : 0;
-  }
-  const v4 = parse4(t, s, e);
-  if (v4 < 0) return 0;
-  const w = sc.words;
-  w[0] = 0;
-  w[1] = 0;
-  w[2] = 0xffff;
-  w[3] = v4 | 0;
-  return 4;
-}
-
-const isMapped = (w: Int32Array): boolean => w[0] === 0 && w[1] === 0 && w[2] === 0xffff;
+const parseInto = (t: string, s: number, e: number, sc: IpScratch): IpKind =>
+  parseIp(t, s, e, sc, QuadParts.NoLeadingZeros);
 
 /** Canonical text of the address in `sc.words`: a dotted quad for IPv4-mapped, else RFC 5952. */
-function format(sc: Scratch): string {
+function format(sc: IpScratch): string {
   const w = sc.words;
   if (isMapped(w)) {
     const v = w[3];
@@ -198,7 +80,7 @@ function format(sc: Scratch): string {
 }
 
 /** Canonical text of `t[s, e)`, the slice itself when it already is (a dotted quad). */
-function canonicalOf(t: string, s: number, e: number, kind: 4 | 6, sc: Scratch): string {
+function canonicalOf(t: string, s: number, e: number, kind: 4 | 6, sc: IpScratch): string {
   if (kind === 4) return s === 0 && e === t.length ? t : t.slice(s, e);
   return format(sc);
 }
@@ -208,7 +90,7 @@ function canonicalOf(t: string, s: number, e: number, kind: 4 | 6, sc: Scratch):
  * "::ffff:127.0.0.1" -> "127.0.0.1"), or null if `text` is not an IP address.
  */
 export function canonicalAddress(text: string): string | null {
-  const sc = newScratch();
+  const sc = newIpScratch();
   const kind = parseInto(text, 0, text.length, sc);
   return kind === 0 ? null : canonicalOf(text, 0, text.length, kind, sc);
 }
@@ -231,7 +113,7 @@ export function forwardedFor(req: HeaderList): string | undefined {
 function parseCidr(text: string): { net: Int32Array; mask: Int32Array } | string {
   const slash = text.indexOf('/');
   const addrEnd = slash < 0 ? text.length : slash;
-  const sc = newScratch();
+  const sc = newIpScratch();
   const kind = parseInto(text, 0, addrEnd, sc);
   if (kind === 0)
     return `${JSON.stringify(text)} is not an IPv4 or IPv6 address or CIDR ("10.0.0.0/8", "::1/128", "127.0.0.1")`;
@@ -285,7 +167,7 @@ export class ClientAddress {
   /** Network and mask words of each trusted range, four per range, in configured order. */
   private readonly nets: Int32Array;
   private readonly masks: Int32Array;
-  private readonly sc = newScratch();
+  private readonly sc = newIpScratch();
 
   /** Throws, naming every bad entry, unless `validateTrustedProxies(trustedProxies, ...)` finds nothing. */
   constructor(trustedProxies: readonly string[]) {
