@@ -10,6 +10,7 @@
  *   options: --runs N --seconds S --warmup S --keys N --workers N --noise-limit PCT --retries N --retry-budget N
  *            --pin-gateway CPUS --pin-loadgen CPUS --pin-memcached CPUS --no-pin --no-profile --no-micro
  *            --tag NAME (result files <stamp>-<scenario>-NAME.json) --report PATH
+ *            --auth on|off (default on, or KVGATE_BENCH_AUTH: kvgate requires the bench's API key, bench/suite/auth.ts)
  * A run with --only writes its report to bench/results/<stamp>-report.md, so that a partial run never
  * replaces the full run's bench/RESULTS.md.
  */
@@ -25,6 +26,7 @@ import { runC10k } from './suite/c10k';
 import { runFlow } from './suite/flow';
 import { runRedis } from './suite/redis';
 import { runMetricsCost } from './suite/metrics-cost';
+import { runAuthCost } from './suite/auth-cost';
 import { profileGateway, allocProfile, type ProfileResult } from './suite/profile';
 import { fullScenarios, quickScenarios } from './suite/scenarios';
 import { writeReport, type MicroResult } from './report/report';
@@ -61,6 +63,8 @@ async function main(): Promise<void> {
           loadgen: opt('pin-loadgen') ?? String(cores - 1),
           memcached: opt('pin-memcached') ?? '',
         };
+  const auth = opt('auth') ?? process.env.KVGATE_BENCH_AUTH ?? 'on';
+  if (auth !== 'on' && auth !== 'off') throw new Error(`--auth ${auth}: on or off`);
   const settings: SuiteSettings = {
     mode: quick ? 'quick' : 'full',
     runs: Number(opt('runs') ?? 3),
@@ -75,6 +79,7 @@ async function main(): Promise<void> {
     retryBudget: Number(opt('retry-budget') ?? (quick ? 6 : 40)),
     localAddresses: Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`),
     command: `npm run bench --${argv.length ? ' ' + argv.join(' ') : ''}`.replace(/ --$/, ''),
+    auth,
   };
   if (settings.runs < 3) log(`warning: --runs ${settings.runs}: the issue asks for medians of at least 3 runs`);
   const only = opt('only');
@@ -92,7 +97,8 @@ async function main(): Promise<void> {
   const env: Env = { machine: machine(), versions: versions(), settings };
   log(
     `kvgate bench (${settings.mode}), stamp ${stamp}: ${scenarios.length} scenarios, ${settings.runs} x ${settings.seconds} s windows; ` +
-      `pinning: gateway cpu ${pin.gateway || 'any'}, load generator cpu ${pin.loadgen || 'any'}, memcached ${pin.memcached || 'any'}`,
+      `pinning: gateway cpu ${pin.gateway || 'any'}, load generator cpu ${pin.loadgen || 'any'}, memcached ${pin.memcached || 'any'}; ` +
+      `kvgate auth ${auth === 'on' ? 'on (API key, namespace bench:, rules)' : 'off'}`,
   );
 
   const fleet = await LocalFleet.start({ ...settings.fleet, itemSizeMb: 2 });
@@ -140,6 +146,8 @@ async function main(): Promise<void> {
           extra = (await runRedis(runner, sc, log, tmpDir)) as unknown as Record<string, unknown>;
         } else if (sc.kind === 'metrics') {
           extra = (await runMetricsCost(runner, sc, log)) as unknown as Record<string, unknown>;
+        } else if (sc.kind === 'auth') {
+          extra = (await runAuthCost(runner, sc, log)) as unknown as Record<string, unknown>;
         }
       } catch (e) {
         log(`  ${sc.name} failed: ${(e as Error).message}`);

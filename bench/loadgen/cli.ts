@@ -2,6 +2,7 @@
  * Runs the load generator by hand against something already listening, e.g.
  *   node dist/bench/loadgen/cli.js --proto ws --target 127.0.0.1:8080 --conns 1000 --op get --preload --seconds 5
  *   node dist/bench/loadgen/cli.js --proto mc --ceiling --servers 127.0.0.1:11211 --op mget --bulk 100
+ * `--token T` (or KVGATE_TOKEN) sends `Authorization: Bearer T` (kvgate requires a credential by default).
  */
 import { LoadGen } from './index';
 import type { Endpoint, Op, Proto } from './types';
@@ -16,7 +17,10 @@ const ep = (s: string): Endpoint => ({ host: s.split(':')[0], port: Number(s.spl
 async function main(): Promise<void> {
   const gen = await LoadGen.start({
     proto: arg('proto', 'ws') as Proto,
-    target: ep(arg('target', '127.0.0.1:8080')),
+    target: {
+      ...ep(arg('target', '127.0.0.1:8080')),
+      token: arg('token', process.env.KVGATE_TOKEN ?? '') || undefined,
+    },
     servers: arg('servers', '').split(',').filter(Boolean).map(ep),
     ceiling: flag('ceiling'),
     conns: Number(arg('conns', '100')),

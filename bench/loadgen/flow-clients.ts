@@ -14,7 +14,7 @@ import { KeySpace } from '../lib/keys';
 import { Writer, mapHeader, arrayHeader, uint, str, F } from '../lib/mp';
 import { ReqOp, type Conn, type Sink } from './conn';
 import { WsConn } from './ws-conn';
-import type { Endpoint } from './types';
+import { authHeader, type Endpoint } from './types';
 
 const HS_END = Buffer.from('\r\n\r\n');
 const nowMs = (): number => performance.now();
@@ -122,7 +122,7 @@ export class HttpMget {
       sock.once('connect', () => {
         clearTimeout(timer);
         sock.write(
-          `POST /v1/mget HTTP/1.1\r\nHost: ${cfg.target.host}:${cfg.target.port}\r\nContent-Type: ${type}\r\n` +
+          `POST /v1/mget HTTP/1.1\r\nHost: ${cfg.target.host}:${cfg.target.port}\r\n${authHeader(cfg.target)}Content-Type: ${type}\r\n` +
             `Content-Length: ${body.length}\r\n\r\n`,
         );
         sock.write(body, () => {
@@ -259,7 +259,7 @@ export class NonReaders {
       );
       s.once('connect', () => {
         s.write(
-          `GET /v1/ws HTTP/1.1\r\nHost: ${target.host}:${target.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          `GET /v1/ws HTTP/1.1\r\nHost: ${target.host}:${target.port}\r\n${authHeader(target)}Upgrade: websocket\r\nConnection: Upgrade\r\n` +
             'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
         );
       });

@@ -6,7 +6,7 @@
 import { Writer, Reader, arrayHeader, str } from '../lib/mp';
 import { ReqOp, type Sink } from './conn';
 import { StreamConn } from './stream-conn';
-import type { Endpoint } from './types';
+import { authHeader, type Endpoint } from './types';
 
 interface Pending {
   op: ReqOp;
@@ -27,7 +27,7 @@ export class HttpConn extends StreamConn {
 
   constructor(sink: Sink, target: Endpoint, localAddress: string | undefined) {
     super(sink, target, localAddress);
-    this.hostHeader = `Host: ${target.host}:${target.port}\r\n`;
+    this.hostHeader = `Host: ${target.host}:${target.port}\r\n${authHeader(target)}`;
   }
 
   send(op: ReqOp, idx: number, idxs: number[] | null, startNs: number): void {

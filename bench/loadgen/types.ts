@@ -5,6 +5,13 @@ export type Op = 'get' | 'set' | 'mget' | 'mset' | 'mix';
 export interface Endpoint {
   host: string;
   port: number;
+  /** A gateway's credential: sent as `Authorization: Bearer <token>` by every HTTP and WebSocket client. */
+  token?: string;
+}
+
+/** The `Authorization` header line (CRLF included) a client sends to `e`; '' when it has no token. */
+export function authHeader(e: Endpoint): string {
+  return e.token ? `Authorization: Bearer ${e.token}\r\n` : '';
 }
 
 export interface WorkerConfig {

@@ -6,7 +6,7 @@
 import { Writer, Reader, mapHeader, arrayHeader, uint, str, binHeader, F } from '../lib/mp';
 import { ReqOp, type Sink } from './conn';
 import { StreamConn } from './stream-conn';
-import type { Endpoint } from './types';
+import { authHeader, type Endpoint } from './types';
 
 interface Pending {
   op: ReqOp;
@@ -57,7 +57,7 @@ export class WsConn extends StreamConn {
       sock.once('error', fail);
       sock.once('connect', () => {
         sock.write(
-          `GET ${this.path} HTTP/1.1\r\nHost: ${this.target.host}:${this.target.port}\r\n` +
+          `GET ${this.path} HTTP/1.1\r\nHost: ${this.target.host}:${this.target.port}\r\n${authHeader(this.target)}` +
             'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
             'Sec-WebSocket-Version: 13\r\n\r\n',
         );

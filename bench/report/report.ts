@@ -510,7 +510,8 @@ export function writeReport(input: ReportInput): { files: string[]; targets: Tar
       r.scenario.kind === 'c10k' ||
       r.scenario.kind === 'flow' ||
       r.scenario.kind === 'redis' ||
-      r.scenario.kind === 'metrics'
+      r.scenario.kind === 'metrics' ||
+      r.scenario.kind === 'auth'
     )
       continue;
     L.push(`### ${r.scenario.name}: ${r.scenario.title}`, '');

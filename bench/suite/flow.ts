@@ -12,6 +12,7 @@
  * The misbehaving clients run in their own process (loadgen/flow-worker.ts) or as a load generator
  * (the hint hammer), on the load generator's CPU; the bystander is the load generator itself.
  */
+import { ADMIN_HEADERS } from './auth';
 import { LoadGen, sleep, type LoadOptions, type LoadSample } from '../loadgen';
 import { FlowWorker } from '../loadgen/flow-worker';
 import type { FlowClientConfig, FlowClientResult } from '../loadgen/flow-clients';
@@ -128,7 +129,9 @@ const mb = (b: number): number => Math.round((b / 1048576) * 10) / 10;
 async function gatewayStats(front: Front): Promise<GatewayStats | null> {
   if (!front.statsUrl) return null;
   try {
-    const j = (await (await fetch(front.statsUrl, { signal: AbortSignal.timeout(1500) })).json()) as {
+    const j = (await (
+      await fetch(front.statsUrl, { signal: AbortSignal.timeout(1500), headers: ADMIN_HEADERS })
+    ).json()) as {
       ws?: { connections?: number };
       pool?: { inUse?: number; free?: number };
       memory?: { heapUsed?: number; arrayBuffers?: number };

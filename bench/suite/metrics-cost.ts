@@ -6,6 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LoadGen } from '../loadgen';
+import { ADMIN_HEADERS } from './auth';
 import type { Log, Runner } from './runner';
 import { fmt, summarize } from './runner';
 import type { RunMetrics, Scenario, Summary } from './types';
@@ -47,7 +48,7 @@ export async function runMetricsCost(runner: Runner, sc: Scenario, log: Log): Pr
             ? (async () => {
                 while (!stop) {
                   const t0 = Date.now();
-                  const text = await (await fetch(metricsUrl)).text();
+                  const text = await (await fetch(metricsUrl, { headers: ADMIN_HEADERS })).text();
                   sizes.push(text.length);
                   await sleep(Math.max(0, everyMs - (Date.now() - t0)));
                 }

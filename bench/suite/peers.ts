@@ -4,6 +4,7 @@
  * themselves. `loadPlan` says how each peer drives a scenario, and notes where it can only do the nearest
  * equivalent.
  */
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, type LocalFleet } from '../../src/fleet/local-fleet';
 import { startServer, type ServerProc } from '../lib/proc';
@@ -11,6 +12,7 @@ import { startTwemproxy } from '../baselines/twemproxy';
 import type { LoadOptions } from '../loadgen';
 import type { Endpoint } from '../loadgen/types';
 import type { PeerName, Scenario, SuiteSettings } from './types';
+import { describeAuth, kvgateSecurity, suiteVariant, tokenFor, type AuthVariant } from './auth';
 
 export const PEER_LABEL: Record<PeerName, string> = {
   kvgate: 'kvgate (batched)',
@@ -25,8 +27,10 @@ export interface Front {
   peer: PeerName;
   endpoint: Endpoint;
   proc: ServerProc;
-  /** kvgate and the naive gateway expose /debug/stats. */
+  /** kvgate and the naive gateway expose /debug/stats (kvgate's needs ADMIN_HEADERS, bench/suite/auth.ts). */
   statsUrl?: string;
+  /** kvgate: how it authenticates (the token is on `endpoint`); null for every other peer. */
+  auth: Record<string, unknown> | null;
   stop(): Promise<void>;
 }
 
@@ -53,15 +57,30 @@ export class Peers {
     return this.fleet.members.map((m) => m.proc?.pid ?? 0).filter(Boolean);
   }
 
-  /** Starts the peer's front process; null for peers that have none. */
-  async startFront(peer: PeerName, gatewayArgs: string[] = [], nodeFlags: string[] = []): Promise<Front | null> {
+  /** How kvgate authenticates in this run (`--auth`): the API key with namespace and rules, or off. */
+  get authVariant(): AuthVariant {
+    return suiteVariant(this.s.auth);
+  }
+
+  /**
+   * Starts the peer's front process; null for peers that have none. kvgate gets a `--config` file with
+   * the `security` section of `auth` (default: the run's `--auth`), and its endpoint the token to send.
+   */
+  async startFront(
+    peer: PeerName,
+    gatewayArgs: string[] = [],
+    nodeFlags: string[] = [],
+    auth: AuthVariant = this.authVariant,
+  ): Promise<Front | null> {
     const port = await freePort();
     // kvgate serves /debug/stats on its admin listener only; the naive gateway on its one port.
     const adminPort = await freePort();
     const cpus = this.s.pin.gateway;
     let proc: ServerProc;
     switch (peer) {
-      case 'kvgate':
+      case 'kvgate': {
+        const file = join(this.tmpDir, `kvgate-security-${port}.json`);
+        writeFileSync(file, JSON.stringify({ security: kvgateSecurity(auth) }, null, 1) + '\n');
         proc = await startServer({
           name: 'kvgate',
           cmd: process.execPath,
@@ -70,6 +89,8 @@ export class Peers {
           args: [
             ...nodeFlags,
             join(DIST, 'src', 'main.js'),
+            '--config',
+            file,
             '--port',
             String(port),
             '--admin-port',
@@ -80,6 +101,7 @@ export class Peers {
           ],
         });
         break;
+      }
       case 'naive':
         proc = await startServer({
           name: 'naive',
@@ -118,11 +140,13 @@ export class Peers {
       default:
         return null;
     }
-    const endpoint = { host: '127.0.0.1', port };
+    const token = peer === 'kvgate' ? tokenFor(auth) : undefined;
+    const endpoint = { host: '127.0.0.1', port, ...(token === undefined ? {} : { token }) };
     return {
       peer,
       endpoint,
       proc,
+      auth: peer === 'kvgate' ? describeAuth(auth) : null,
       statsUrl:
         peer === 'kvgate'
           ? `http://127.0.0.1:${adminPort}/debug/stats`

@@ -29,6 +29,7 @@ import { runWrk } from './wrk';
 import { summarize, fmt, type Log, type Runner } from './runner';
 import { ROOT } from './env';
 import type { RunMetrics, Scenario, Summary, SuiteSettings } from './types';
+import { ADMIN_HEADERS, describeAuth, kvgateSecurity, storedKey, suiteVariant, tokenFor } from './auth';
 
 export type RedisPeer = 'kvgate-redis' | 'naive-redis' | 'autopipe-redis' | 'webdis' | 'redis-benchmark';
 
@@ -128,7 +129,13 @@ function pkgVersion(name: string): string {
 const benchKey = (i: number): string => `key:${String(i).padStart(12, '0')}`;
 
 /** Writes every key the peers read, in pipelines of 1,000 SETs. */
-async function fill(r: RedisServer, ks: KeySpace, sentinel: { key: string; value: Buffer }): Promise<void> {
+/** `prefix`: kvgate's namespace (bench/suite/auth.ts), whose copies of the keys kvgate reads; '' for none. */
+async function fill(
+  r: RedisServer,
+  ks: KeySpace,
+  sentinel: { key: string; value: Buffer },
+  prefix: string,
+): Promise<void> {
   const c = new Redis(r.port, r.host, { lazyConnect: true, maxRetriesPerRequest: 0 });
   try {
     await c.connect();
@@ -138,12 +145,14 @@ async function fill(r: RedisServer, ks: KeySpace, sentinel: { key: string; value
         const v = ks.value(j);
         p.set(ks.keys[j], v);
         p.set(benchKey(j), v);
+        if (prefix !== '') p.set(prefix + ks.keyStrings[j], v);
       }
       const res = await p.exec();
       const bad = res?.find(([e]) => e);
       if (bad) throw bad[0] as Error;
     }
     await c.set(sentinel.key, sentinel.value);
+    if (prefix !== '') await c.set(prefix + sentinel.key, sentinel.value);
   } finally {
     c.disconnect();
   }
@@ -244,9 +253,13 @@ class Measure {
 }
 
 /** Why the front cannot be measured (it is not serving this Redis), or null. */
-async function servesFromRedis(port: number, sentinel: { key: string; value: Buffer }): Promise<string | null> {
+async function servesFromRedis(
+  port: number,
+  sentinel: { key: string; value: Buffer },
+  headers: Record<string, string>,
+): Promise<string | null> {
   try {
-    const res = await fetch(`http://127.0.0.1:${port}/v1/kv/${encodeURIComponent(sentinel.key)}`);
+    const res = await fetch(`http://127.0.0.1:${port}/v1/kv/${encodeURIComponent(sentinel.key)}`, { headers });
     const body = Buffer.from(await res.arrayBuffer());
     if (res.status === 200 && body.equals(sentinel.value)) return null;
     return `GET of a key written only to this Redis answered ${res.status} ${body.toString('latin1').slice(0, 120)}`;
@@ -256,10 +269,15 @@ async function servesFromRedis(port: number, sentinel: { key: string; value: Buf
 }
 
 /** Spot-checks `n` keys over HTTP against the values written: wrk counts status codes only. */
-async function httpSpotCheck(url: (key: string) => string, ks: KeySpace, n: number): Promise<string | null> {
+async function httpSpotCheck(
+  url: (key: string) => string,
+  ks: KeySpace,
+  n: number,
+  headers: Record<string, string>,
+): Promise<string | null> {
   for (let k = 0; k < n; k++) {
     const i = Math.floor((k * ks.count) / n);
-    const res = await fetch(url(ks.keyStrings[i]));
+    const res = await fetch(url(ks.keyStrings[i]), { headers });
     const body = Buffer.from(await res.arrayBuffer());
     if (res.status !== 200 || !ks.check(i, body, 0, body.length))
       return `${ks.keyStrings[i]}: ${res.status}, ${body.length} bytes, not the value written`;
@@ -272,7 +290,13 @@ async function startFront(
   r: RedisServer,
   s: SuiteSettings,
   tmpDir: string,
-): Promise<{ proc: ServerProc; port: number; statsPort: number; setup: Record<string, unknown> } | null> {
+): Promise<{
+  proc: ServerProc;
+  port: number;
+  statsPort: number;
+  setup: Record<string, unknown>;
+  token?: string;
+} | null> {
   const port = await freePort();
   const cpusList = s.pin.gateway;
   switch (peer) {
@@ -284,6 +308,7 @@ async function startFront(
         admin: { port: statsPort },
         pools: { redis: { backend: 'redis', servers: [`${r.host}:${r.port}`] } },
         defaultPool: 'redis',
+        security: kvgateSecurity(suiteVariant(s.auth)),
       };
       const file = join(tmpDir, `kvgate-redis-${port}.json`);
       writeFileSync(file, JSON.stringify(config, null, 1) + '\n');
@@ -295,7 +320,15 @@ async function startFront(
           readyText: 'listening',
           args: [join(DIST, 'src', 'main.js'), '--config', file],
         });
-        return { proc, port, statsPort, setup: { config } };
+        const v = suiteVariant(s.auth);
+        // The config in the result file without the hashes of the bench's keys.
+        return {
+          proc,
+          port,
+          statsPort,
+          setup: { config: { ...config, security: describeAuth(v) }, auth: describeAuth(v) },
+          token: tokenFor(v),
+        };
       } catch (e) {
         // the config problems kvgate printed, without the file's path: `- <file>: unknown setting "pools"`
         const msg = (e as Error).message;
@@ -443,15 +476,18 @@ async function runPeer(
 
   const front = await startFront(peer, r, s, tmpDir);
   if (!front) return { peer, skipped: `${label} does not serve this scenario`, runs: [], summary: {} };
+  const headers: Record<string, string> = front.token ? { authorization: `Bearer ${front.token}` } : {};
   try {
     if (peer !== 'webdis') {
-      const why = await servesFromRedis(front.port, sentinel);
+      const why = await servesFromRedis(front.port, sentinel, headers);
       if (why) throw new Skip(`${label} is not serving from the bench's Redis: ${why}`);
     }
     const stats = async (): Promise<unknown> => {
       if (peer === 'webdis') return undefined;
       try {
-        return await (await fetch(`http://127.0.0.1:${front.statsPort}/debug/stats`)).json();
+        return await (
+          await fetch(`http://127.0.0.1:${front.statsPort}/debug/stats`, { headers: ADMIN_HEADERS })
+        ).json();
       } catch {
         return undefined;
       }
@@ -459,14 +495,23 @@ async function runPeer(
     if (sc.transport === 'http') {
       const path = peer === 'webdis' ? '/GET/' : '/v1/kv/';
       const suffix = peer === 'webdis' ? '.bin' : '';
-      const bad = await httpSpotCheck((k) => `http://127.0.0.1:${front.port}${path}${k}${suffix}`, ks, 20);
+      const bad = await httpSpotCheck((k) => `http://127.0.0.1:${front.port}${path}${k}${suffix}`, ks, 20, headers);
       if (bad) throw new Error(`wrong answer before measuring: ${bad}`);
       const url = `http://127.0.0.1:${front.port}/`;
       const env = { KV_PATH: path, KV_SUFFIX: suffix, KV_PREFIX: `k${sc.valueSize}` };
-      await runWrk(url, sc.conns, Math.max(1, Math.round(s.warmupSeconds)), s.pin.loadgen, ks.count, 1, env);
+      await runWrk(
+        url,
+        sc.conns,
+        Math.max(1, Math.round(s.warmupSeconds)),
+        s.pin.loadgen,
+        ks.count,
+        1,
+        env,
+        front.token,
+      );
       const runs = await meas.windows(label, () =>
         meas.window(front.proc, r.pid, async () => {
-          const w = await runWrk(url, sc.conns, s.seconds, s.pin.loadgen, ks.count, 1, env);
+          const w = await runWrk(url, sc.conns, s.seconds, s.pin.loadgen, ks.count, 1, env, front.token);
           return {
             keysPerSec: w.reqPerSec,
             reqPerSec: w.reqPerSec,
@@ -507,7 +552,7 @@ async function runPeer(
 
     const opts: LoadOptions = {
       proto: 'ws',
-      target: { host: '127.0.0.1', port: front.port },
+      target: { host: '127.0.0.1', port: front.port, ...(front.token ? { token: front.token } : {}) },
       servers: [],
       ceiling: false,
       conns: sc.conns,
@@ -604,7 +649,7 @@ export async function runRedis(runner: Runner, sc: Scenario, log: Log, tmpDir: s
       key: `kvgate-bench:sentinel:${r.port}`,
       value: Buffer.from(`only in redis ${r.port} ${Date.now()}`),
     };
-    await fill(r, ks, sentinel);
+    await fill(r, ks, sentinel, storedKey(suiteVariant(s.auth), ''));
     log(
       `  redis-server ${r.host}:${r.port} (${extra.redis.version.replace(/ sha=.*/, '')}), ${ks.count.toLocaleString('en-US')} keys written`,
     );

@@ -10,6 +10,7 @@ import { spread } from '../lib/stats';
 import { Peers, PEER_LABEL, type Front } from './peers';
 import { runWrk } from './wrk';
 import type { PeerName, PeerResult, RunMetrics, Scenario, Summary, SuiteSettings } from './types';
+import { ADMIN_HEADERS } from './auth';
 
 export type Log = (msg: string) => void;
 
@@ -22,7 +23,7 @@ interface GcSnap {
 async function gcOf(front: Front | null): Promise<GcSnap | null> {
   if (!front?.statsUrl) return null;
   try {
-    const r = await fetch(front.statsUrl);
+    const r = await fetch(front.statsUrl, { headers: ADMIN_HEADERS });
     const j = (await r.json()) as { gc?: { young?: number; major?: number; pauseMs?: number } | null };
     if (!j.gc) return null;
     return { young: j.gc.young ?? 0, major: j.gc.major ?? 0, pauseMs: j.gc.pauseMs ?? 0 };
@@ -34,7 +35,7 @@ async function gcOf(front: Front | null): Promise<GcSnap | null> {
 async function statsOf(front: Front | null): Promise<unknown> {
   if (!front?.statsUrl) return undefined;
   try {
-    return await (await fetch(front.statsUrl)).json();
+    return await (await fetch(front.statsUrl, { headers: ADMIN_HEADERS })).json();
   } catch {
     return undefined;
   }
@@ -193,6 +194,7 @@ export class Runner {
           loadgenCpus: opts.cpus,
           frontCpus: front ? this.s.pin.gateway : '',
           gatewayArgs,
+          auth: front?.auth ?? null,
         },
       };
     } finally {
@@ -207,6 +209,7 @@ export class Runner {
       await this.preload(peer, front, 100);
       const url = `http://127.0.0.1:${front.endpoint.port}/v1/kv/`;
       const threads = 1;
+      const token = front.endpoint.token;
       await runWrk(
         url,
         sc.conns,
@@ -214,6 +217,8 @@ export class Runner {
         this.s.pin.loadgen,
         this.s.keyCount,
         threads,
+        {},
+        token,
       );
       const runs: RunMetrics[] = [];
       let retries = 0;
@@ -223,7 +228,7 @@ export class Runner {
         const mc0 = this.peers.memcachedPids.map(procSnap);
         const peak = new RssPeak([front.proc.pid]);
         const ma = machineSnap();
-        const w = await runWrk(url, sc.conns, this.s.seconds, this.s.pin.loadgen, this.s.keyCount, threads);
+        const w = await runWrk(url, sc.conns, this.s.seconds, this.s.pin.loadgen, this.s.keyCount, threads, {}, token);
         const mb = machineSnap();
         const peakBytes = peak.stop();
         const f1 = procSnap(front.proc.pid);
@@ -281,7 +286,8 @@ export class Runner {
             ? 'Node.js http server answering every request with a fixed 100-byte body (no memcached)'
             : undefined,
         setup: {
-          tool: `wrk -t${threads} -c${sc.conns} -d${this.s.seconds}s (Lua: rotating keys)`,
+          tool: `wrk -t${threads} -c${sc.conns} -d${this.s.seconds}s${token ? " -H 'Authorization: Bearer <token>'" : ''} (Lua: rotating keys)`,
+          auth: front.auth,
           loadgenCpus: this.s.pin.loadgen,
           frontCpus: this.s.pin.gateway,
         },

@@ -103,6 +103,7 @@ export function fullScenarios(): Scenario[] {
   out.push(...flowScenarios());
   out.push(...redisScenarios());
   out.push(metricsScenario());
+  out.push(authScenario());
   return out;
 }
 
@@ -175,6 +176,18 @@ export function metricsScenario(): Scenario {
       },
     ),
     kind: 'metrics',
+  };
+}
+
+/** What authentication, namespaces and rate limits cost (issue 10): bench/suite/auth-cost.ts, `--only auth`. */
+export function authScenario(): Scenario {
+  return {
+    ...ws(
+      'auth-cost',
+      'Security checks cost: single-key gets (WebSocket 1,000 connections x 8; HTTP wrk -c50), 100 B, auth off vs API key vs API key + rate limits vs JWT',
+      { peers: ['kvgate'] },
+    ),
+    kind: 'auth',
   };
 }
 

@@ -24,6 +24,8 @@ export interface SuiteSettings {
   /** Source addresses the load generator spreads big connection counts over. */
   localAddresses: string[];
   command: string;
+  /** kvgate authenticates (an API key with a namespace and rules, bench/suite/auth.ts) or not: `--auth on|off`. */
+  auth: 'on' | 'off';
 }
 
 export interface Env {
@@ -32,7 +34,7 @@ export interface Env {
   settings: SuiteSettings;
 }
 
-export type ScenarioKind = 'load' | 'wrk' | 'curve' | 'c10k' | 'flow' | 'redis' | 'metrics';
+export type ScenarioKind = 'load' | 'wrk' | 'curve' | 'c10k' | 'flow' | 'redis' | 'metrics' | 'auth';
 
 export interface Scenario {
   name: string;

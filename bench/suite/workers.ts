@@ -1,6 +1,6 @@
 /**
  * `workers` (issue 9 item 6): keys/s and the front's CPU per key with 1 and 2 gateway workers, standalone:
- *   node_modules/.bin/tsc -p bench && node dist/bench/suite/workers.js [--seconds 5] [--runs 3]
+ *   node_modules/.bin/tsc -p bench && node dist/bench/suite/workers.js [--seconds 5] [--runs 3] [--auth on|off]
  * Writes bench/results/<stamp>-workers.json and prints a table.
  *
  * Pinned as the suite pins on a 2-core machine (bench/run.ts): the load generator on the last core, the
@@ -18,6 +18,7 @@ import { LocalFleet, freePort } from '../../src/fleet/local-fleet';
 import { LoadGen, type LoadSample } from '../loadgen';
 import { machineCpu, machineSnap, procSnap } from '../lib/proc';
 import { ROOT, machine, versions } from './env';
+import { ADMIN_HEADERS, describeAuth, kvgateSecurity, suiteVariant, tokenFor, type AuthVariant } from './auth';
 
 interface Case {
   name: string;
@@ -53,6 +54,7 @@ const median = (xs: number[]): number => {
 async function startGateway(
   c: Case,
   servers: { host: string; port: number }[],
+  auth: AuthVariant,
 ): Promise<{ proc: ChildProcess; port: number; pids: number[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'kvgate-bench-workers-'));
   const file = join(dir, 'config.json');
@@ -67,6 +69,7 @@ async function startGateway(
       servers,
       workers: c.workers,
       log: { level: 'warn' },
+      security: kvgateSecurity(auth),
     }),
   );
   const main = join(ROOT, 'dist', 'src', 'main.js');
@@ -88,10 +91,9 @@ async function startGateway(
   }
   let pids = [proc.pid ?? 0];
   if (c.workers > 1) {
-    const stats = (await (await fetch(`http://127.0.0.1:${adminPort}/debug/stats`)).json()) as Record<
-      string,
-      { pid: number }
-    >;
+    const stats = (await (
+      await fetch(`http://127.0.0.1:${adminPort}/debug/stats`, { headers: ADMIN_HEADERS })
+    ).json()) as Record<string, { pid: number }>;
     pids = [...pids, ...Object.values(stats).map((w) => w.pid)];
   }
   return { proc, port, pids };
@@ -100,12 +102,21 @@ async function startGateway(
 async function measureCase(
   c: Case,
   fleet: LocalFleet,
-  o: { seconds: number; runs: number; conns: number; depth: number; loadgenCpus: string; loadgenWorkers: number },
+  o: {
+    seconds: number;
+    runs: number;
+    conns: number;
+    depth: number;
+    loadgenCpus: string;
+    loadgenWorkers: number;
+    auth: AuthVariant;
+  },
 ): Promise<{ windows: Window[]; median: Window }> {
-  const gw = await startGateway(c, fleet.servers());
+  const gw = await startGateway(c, fleet.servers(), o.auth);
+  const token = tokenFor(o.auth);
   const gen = await LoadGen.start({
     proto: 'ws',
-    target: { host: '127.0.0.1', port: gw.port },
+    target: { host: '127.0.0.1', port: gw.port, ...(token === undefined ? {} : { token }) },
     servers: [],
     ceiling: false,
     conns: o.conns,
@@ -174,6 +185,7 @@ async function main(): Promise<void> {
     depth: Number(arg('depth', '8')),
     loadgenCpus: last,
     loadgenWorkers: 2,
+    auth: suiteVariant(arg('auth', process.env.KVGATE_BENCH_AUTH ?? 'on') === 'off' ? 'off' : 'on'),
   };
   const cases: Case[] = [
     { name: '1 worker, core 0', workers: 1, gatewayCpus: '0' },
@@ -202,7 +214,12 @@ async function main(): Promise<void> {
       {
         scenario: 'workers',
         what: `WebSocket single-key gets, 100 B values, ${o.conns} connections x ${o.depth} in flight, 10,000 keys`,
-        settings: { ...o, loadgenPinned: o.loadgenCpus, memcached: '3 x 1 thread, unpinned' },
+        settings: {
+          ...o,
+          auth: describeAuth(o.auth),
+          loadgenPinned: o.loadgenCpus,
+          memcached: '3 x 1 thread, unpinned',
+        },
         machine: machine(),
         versions: versions(),
         results,

@@ -26,8 +26,24 @@ export function runWrk(
   threads = 1,
   /** KV_PATH / KV_SUFFIX for the Lua script: the URL of a key is path + `k<size>:<index>` + suffix. */
   env: Record<string, string> = {},
+  /** kvgate's token: every request carries `Authorization: Bearer <token>` (wrk -H; the Lua script's requests include it). */
+  token?: string,
 ): Promise<WrkResult> {
-  const wrk = ['wrk', `-t${threads}`, `-c${conns}`, `-d${seconds}s`, '--timeout', '5s', '-s', SCRIPT, url].join(' ');
+  if (token !== undefined && !/^[A-Za-z0-9._~+/=-]+$/.test(token))
+    throw new Error('runWrk: the token has characters a shell would read');
+  const header = token === undefined ? [] : ['-H', `'Authorization: Bearer ${token}'`];
+  const wrk = [
+    'wrk',
+    `-t${threads}`,
+    `-c${conns}`,
+    `-d${seconds}s`,
+    '--timeout',
+    '5s',
+    ...header,
+    '-s',
+    SCRIPT,
+    url,
+  ].join(' ');
   const cmd = `${cpus ? `taskset -c ${cpus} ` : ''}${wrk}; times`;
   return new Promise((resolve, reject) => {
     const p = spawn('bash', ['-c', cmd], {

@@ -30,6 +30,7 @@ export const BEARER_PROTOCOL_PREFIX = 'kvgate.bearer.';
 /** The query parameter a browser may carry its token in instead (RFC 6750's name). */
 export const TOKEN_QUERY_PARAM = 'access_token';
 
+
 const DENIED: Readonly<Record<number, string>> = {
   [Perm.Read]: 'this credential may not read this key',
   [Perm.Write]: 'this credential may not write this key',
