@@ -488,7 +488,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
         d.restartOnly.map((p) => `${p} takes a restart`),
       );
     // The identity provider's keys may have rotated: the JWKS file is read again on every reload.
-    const jwks = ctx.access.auth.reloadJwks();
+    const jwks = ctx.access.reloadJwks();
     if (jwks.length > 0)
       return outcome(
         'failed',

@@ -934,6 +934,24 @@ describe('connection limits at the WebSocket upgrade', () => {
       await h.stop();
     }
   });
+
+  it('attempts with bad credentials count against newConnectionsPerSecondPerAddress (no signature-check flood)', async () => {
+    const h = await startHarness(
+      { security: security({ newConnectionsPerSecondPerAddress: 1, newConnectionsBurst: 3 }) },
+      1,
+    );
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await rawUpgrade(h.gw.port, '/v1/ws', bearer(`not-a-key-${i}-0123456789`));
+        assert.equal(r.status, 401, 'within the burst, a bad credential is checked and refused');
+      }
+      assert.equal(await refusedWith429(h, K1.key), 429, 'the burst was spent by the bad attempts');
+      const bad = await rawUpgrade(h.gw.port, '/v1/ws', bearer('not-a-key-x-0123456789'));
+      assert.equal(bad.status, 429, 'past the rate a bad credential is not even checked');
+    } finally {
+      await h.stop();
+    }
+  });
 });
 
 // ---- 7. nothing secret in logs, metrics or stats ----

@@ -25,7 +25,7 @@ import { refuseFraming } from './framing';
 import { refuseBrowser } from './browser-gate';
 import { Front, TallyOp } from '../core/tally';
 import { TOKEN_QUERY_PARAM, upgradeCredential, WS_PROTOCOL, type Access } from '../security/access';
-import type { ConnectionRefusal } from '../security/address-limits';
+import type { Refusal } from '../security/address-limits';
 import { forwardedFor } from '../security/client-address';
 import { Perm, type Principal } from '../security/principal';
 import { rateLimitedMessage, retryHeaders, UNAUTHORIZED_HEADERS, unauthorizedMessage } from './access-gate';
@@ -432,6 +432,13 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
           'BAD_REQUEST',
           `offer the subprotocol ${WS_PROTOCOL} with the token's`,
         );
+      // Counted from the attempt, before the credential: a flood of bad tokens is held to the rate too.
+      let address = '';
+      if (access.connections.limited) {
+        address = clientAddress(res, req, access);
+        const no = access.attempt(address);
+        if (no !== null) return refuseConnection(res, no);
+      }
       const auth = access.authenticate(cred.token);
       if (!auth.ok)
         return refuseUpgrade(
@@ -455,20 +462,9 @@ export function mountWebSocket(app: TemplatedApp, ctx: GatewayContext): WsFront 
         return;
       }
       // Counted from here (AddressLimits.open) until `close`: uWS calls `open` within res.upgrade.
-      let address = '';
       if (access.connections.limited) {
-        address = clientAddress(res, req, access);
         const no = access.open(address, auth.principal);
-        if (no !== null) {
-          const ms = no.retryAfterMs;
-          return refuseUpgrade(
-            res,
-            '429 Too Many Requests',
-            'RATE_LIMITED',
-            connectionRefusal(no.kind),
-            retryHeaders(ms),
-          );
-        }
+        if (no !== null) return refuseConnection(res, no);
       }
       const s = new WsSession(ctx.pool, ctx.budget, hardCap);
       const w = new GetWindow(router, ctx.budget, s, limits.maxBufferedBytesPerConnection);
@@ -593,8 +589,9 @@ const REFUSAL_MESSAGES = [
   'too many new connections from this address',
 ];
 
-function connectionRefusal(kind: ConnectionRefusal): string {
-  return REFUSAL_MESSAGES[kind];
+function refuseConnection(res: HttpResponse, no: Refusal): void {
+  const why = REFUSAL_MESSAGES[no.kind];
+  refuseUpgrade(res, '429 Too Many Requests', 'RATE_LIMITED', why, retryHeaders(no.retryAfterMs));
 }
 
 /** The client's address, from a trusted proxy's PROXY header or X-Forwarded-For, else the peer's. */

@@ -17,6 +17,7 @@ import { MAX_KEY_BYTES } from '../core/key';
 import type { Request } from '../core/request';
 import { AddressLimits, type Refusal } from './address-limits';
 import { Authenticator, type AuthResult } from './authenticator';
+import type { AuthProblem } from './problems';
 import { ClientAddress } from './client-address';
 import { AUTH_FAILURES, type AuthFailure } from './jwt';
 import { allowedBytes, MAX_NAMESPACE_BYTES, Perm, type Principal } from './principal';
@@ -30,6 +31,8 @@ export const BEARER_PROTOCOL_PREFIX = 'kvgate.bearer.';
 /** The query parameter a browser may carry its token in instead (RFC 6750's name). */
 export const TOKEN_QUERY_PARAM = 'access_token';
 
+/** Accepted tokens remembered by their text at most (a few hundred KB). */
+const RECENT_TOKENS = 4096;
 
 const DENIED: Readonly<Record<number, string>> = {
   [Perm.Read]: 'this credential may not read this key',
@@ -54,6 +57,9 @@ export class Access {
   /** The clock the rate limits read, refreshed by `tick` once per message or chunk. */
   nowMs = Date.now();
 
+  /** Tokens accepted lately, by their text (see `authenticate`); emptied when it fills and on reload. */
+  private readonly recent = new Map<string, AuthResult & { ok: true }>();
+
   /** Where `scope` left the stored key. */
   key: Uint8Array = Buffer.alloc(0);
   keyOff = 0;
@@ -74,7 +80,10 @@ export class Access {
    * count connections open now and are restart-only (ops/reload.ts refuses a change to them).
    */
   reload(before: SecurityConfig, next: SecurityConfig): void {
-    if (canonicalJson(before.auth) !== canonicalJson(next.auth)) this.auth.reload(next.auth);
+    if (canonicalJson(before.auth) !== canonicalJson(next.auth)) {
+      this.auth.reload(next.auth);
+      this.recent.clear();
+    }
     const rates = (s: SecurityConfig): string => canonicalJson({ d: s.limits.default, t: s.limits.tenants });
     if (rates(before) !== rates(next))
       this.rates = new TenantLimits(next.limits.default, { tenants: next.limits.tenants });
@@ -87,12 +96,35 @@ export class Access {
     return this.auth.mode === 'required';
   }
 
-  /** The principal a token stands for, counted by outcome. */
+  /**
+   * The principal a token stands for, counted by outcome. A token that passed lately is found by its own
+   * text first, skipping the SHA-256 the Authenticator starts with (most of an HTTP request's auth cost,
+   * bench/PROFILING.md). That lookup cannot leak the token through timing: a Map compares strings only
+   * when their 32-bit hashes are equal, so a guess learns nothing byte by byte, and a string is only put
+   * here after the full check (hash, constant-time compare or signature) accepted it.
+   */
   authenticate(token: string): AuthResult {
+    const seen = this.recent.get(token);
+    if (seen !== undefined && (seen.principal.expiresAt === Infinity || seen.principal.expiresAt > Date.now())) {
+      this.authOk++;
+      return seen;
+    }
     const r = this.auth.authenticate(token);
-    if (r.ok) this.authOk++;
-    else this.authFailures[AUTH_FAILURES.indexOf(r.reason)]++;
+    if (r.ok) {
+      this.authOk++;
+      if (token.length > 0) {
+        if (this.recent.size >= RECENT_TOKENS) this.recent.clear();
+        this.recent.set(token, r);
+      }
+    } else this.authFailures[AUTH_FAILURES.indexOf(r.reason)]++;
     return r;
+  }
+
+  /** Re-reads the JWKS file (Authenticator.reloadJwks): tokens passed before are checked again. */
+  reloadJwks(): AuthProblem[] {
+    const problems = this.auth.reloadJwks();
+    if (problems.length === 0) this.recent.clear();
+    return problems;
   }
 
   /** Failures counted for `reason` (tests, metrics). */
@@ -158,9 +190,14 @@ export class Access {
     this.rates.charge(p.id, p.tenant, bytes, writeBytes, this.nowMs);
   }
 
-  /** A connection (WebSocket, bulk stream) from `address` for `p`: null when admitted (close it later). */
+  /** A connection attempt from `address`, before its credential is checked (the new-connections rate). */
+  attempt(address: string): Refusal | null {
+    return this.connections.attempt(address, Date.now());
+  }
+
+  /** The attempt's connection, authenticated as `p`: null when admitted (close it later). */
   open(address: string, p: Principal): Refusal | null {
-    return this.connections.open(address, p.id, Date.now());
+    return this.connections.open(address, p.id, Date.now(), true);
   }
 
   close(address: string, p: Principal): void {
@@ -185,9 +222,15 @@ export class Access {
 /** The token of an `Authorization: Bearer <token>` header; '' when there is none or the scheme differs. */
 export function bearerToken(header: string): string {
   if (header.length < 8) return '';
-  if (header.slice(0, 7).toLowerCase() !== 'bearer ') return '';
-  return header.slice(7).trim();
+  // "Bearer " in any case (RFC 9110: the scheme is case-insensitive), without making a lower-cased copy.
+  for (let i = 0; i < 6; i++) if ((header.charCodeAt(i) | 0x20) !== BEARER.charCodeAt(i)) return '';
+  if (header.charCodeAt(6) !== 0x20) return '';
+  const last = header.charCodeAt(header.length - 1);
+  const token = header.slice(7);
+  return header.charCodeAt(7) <= 0x20 || last <= 0x20 ? token.trim() : token;
 }
+
+const BEARER = 'bearer';
 
 /**
  * A WebSocket upgrade's token and the subprotocol to answer with: from `Authorization`, else a

@@ -202,7 +202,25 @@ export class AddressLimits {
    * Null: admitted and counted (close it later with `close`). Else why not, and when to try again: the
    * returned object is reused by the next call. A refused connection takes nothing.
    */
-  open(address: string, principalId: string | null, nowMs: number): Refusal | null {
+  /**
+   * A connection attempt from `address`, before its credential is checked: takes one from the address's
+   * new-connections bucket, so attempts with bad credentials are held to the rate too. Null: go on (then
+   * `open(..., true)`, which does not take from the bucket again).
+   */
+  attempt(address: string, nowMs: number): Refusal | null {
+    if (this.rate === 0) return null;
+    const key = this.grouper.group(address);
+    const e = this.addresses.get(key) ?? this.create(key, nowMs);
+    const w = e.bucket!.retryAfterMs(1, nowMs);
+    if (w > 0) {
+      this.refusedRate++;
+      return this.refuse(ConnectionRefusal.NewConnectionRate, w);
+    }
+    e.bucket!.charge(1, nowMs);
+    return null;
+  }
+
+  open(address: string, principalId: string | null, nowMs: number, attempted = false): Refusal | null {
     let e: AddressEntry | null = null;
     if (this.perAddress) {
       const key = this.grouper.group(address);
@@ -221,7 +239,7 @@ export class AddressLimits {
         return this.refuse(ConnectionRefusal.PrincipalConnections, COUNT_RETRY_MS);
       }
     }
-    if (e !== null && e.bucket !== null) {
+    if (e !== null && e.bucket !== null && !attempted) {
       const w = e.bucket.retryAfterMs(1, nowMs);
       if (w > 0) {
         this.refusedRate++;
