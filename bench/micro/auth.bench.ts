@@ -10,6 +10,9 @@ import { createHmac, createSign, generateKeyPairSync, type KeyObject } from 'nod
 import { measure, print, type MicroRow } from './harness';
 import { Authenticator, type AuthOptions } from '../../src/security/authenticator';
 import { allowedBytes, makePrincipal, Perm } from '../../src/security/principal';
+import { Access, bearerToken } from '../../src/security/access';
+import type { SecurityConfig } from '../../src/security/settings';
+import { Request } from '../../src/core/request';
 
 const NOW = 1_800_000_000_000;
 const SECRET = 'a-benchmark-hs256-secret-of-32-bytes-or-more';
@@ -91,7 +94,72 @@ function main(): void {
       return acc;
     }),
   );
+  // Everything a single-key HTTP GET pays for security, through the gateway's own Access object: the
+  // Bearer header parsed, the credential (remembered by its text after the first check), the rate
+  // admission and the answer's charge, and the key's rules and namespace. Compare with the gateway's
+  // whole CPU per request (bench/PROFILING.md, "Security checks").
+  const cfg = (limits: boolean): SecurityConfig => ({
+    allowedOrigins: [],
+    allowedHosts: [],
+    trustedProxies: [],
+    insecurePublic: false,
+    auth: {
+      mode: 'required',
+      apiKeys: [
+        {
+          id: 'bench',
+          hash: Authenticator.hashKey(API_KEY),
+          namespace: 'bench:',
+          rules: [
+            { prefix: '', perms: 'read' },
+            { prefix: 'key:', perms: 'all' },
+            { prefix: 'key:admin:', perms: 'none' },
+          ],
+        },
+      ],
+      jwt: null,
+      cacheSize: 10_000,
+    },
+    limits: {
+      default: limits ? { opsPerSecond: 1e9, bytesPerSecond: 1e12, writeBytesPerSecond: 1e12 } : {},
+      tenants: {},
+      connections: {},
+    },
+  });
+  const header = `Bearer ${API_KEY}`;
+  const key = Buffer.from('key:000123');
+  const req = new NullRequest();
+  for (const limits of [false, true]) {
+    const access = new Access(cfg(limits));
+    rows.push(
+      measure(`HTTP request's checks: Bearer, key, rules + namespace${limits ? ', admit + charge' : ''}`, (n) => {
+        let acc = 0;
+        for (let i = 0; i < n; i++) {
+          const r = access.authenticate(bearerToken(header));
+          if (!r.ok) continue;
+          if (limits) {
+            access.tick();
+            acc += access.admit(r.principal, 1, key.length, 0);
+            access.charge(r.principal, 100, 0);
+          }
+          if (access.scope(r.principal, req, 0, key, 0, key.length, Perm.Read)) acc += access.keyLen;
+        }
+        return acc;
+      }),
+    );
+  }
   print('auth', rows);
+}
+
+/** A request the checks can reject into (they never do here). */
+class NullRequest extends Request {
+  protected onValue(): void {}
+  protected onMiss(): void {}
+  protected onOk(): void {}
+  protected onError(): void {
+    throw new Error('a benchmark item was refused');
+  }
+  protected onFinish(): void {}
 }
 
 main();
