@@ -148,6 +148,28 @@ function main(): void {
       }),
     );
   }
+  // A WebSocket request pays less: its credential was checked at the upgrade; per request (one per
+  // message here, the worst case) the clock, the admission and the charge; per key the rules and namespace.
+  for (const limits of [false, true]) {
+    const access = new Access(cfg(limits));
+    const r = access.authenticate(API_KEY);
+    if (!r.ok) throw new Error('the benchmark key is refused');
+    const p = r.principal;
+    rows.push(
+      measure(`WebSocket request's checks: rules + namespace${limits ? ', clock + admit + charge' : ''}`, (n) => {
+        let acc = 0;
+        for (let i = 0; i < n; i++) {
+          if (limits) {
+            access.tick();
+            acc += access.admit(p, 1, key.length + 16, 0);
+            access.charge(p, 100, 0);
+          }
+          if (access.scope(p, req, 0, key, 0, key.length, Perm.Read)) acc += access.keyLen;
+        }
+        return acc;
+      }),
+    );
+  }
   print('auth', rows);
 }
 

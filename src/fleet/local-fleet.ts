@@ -43,6 +43,27 @@ export function freePort(): Promise<number> {
 }
 
 /**
+ * `n` distinct free ports: all held open at once, then released. One `freePort` after another may get
+ * the same port back (it is free again once closed), and two members on one port is a fleet of one.
+ */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const srv = createServer();
+          srv.once('error', reject);
+          srv.listen(0, '127.0.0.1', () => resolve(srv));
+        }),
+    ),
+  );
+  const ports = servers.map((srv) => (srv.address() as { port: number }).port);
+  await Promise.all(servers.map((srv) => new Promise<void>((resolve) => srv.close(() => resolve()))));
+  return ports;
+}
+
+/**
  * Polls 127.0.0.1:`port` until something accepts a connection; rejects once `deadlineMs` (an absolute
  * `Date.now()` time, not a duration) has passed.
  */
@@ -105,8 +126,9 @@ export class LocalFleet {
       process.once('exit', killAll);
     }
     const fleet = new LocalFleet();
+    const free = await freePorts(opts.count);
     for (let i = 0; i < opts.count; i++) {
-      const port = opts.ports?.[i] ?? (await freePort());
+      const port = opts.ports?.[i] ?? free[i];
       const args = [
         '-l',
         '127.0.0.1',

@@ -32,16 +32,24 @@ export function testConfig(): Config {
 
 export async function startHarness(over: Record<string, unknown> = {}, shards = 3): Promise<Harness> {
   const fleet = await LocalFleet.start({ count: shards, memoryMb: 64, itemSizeMb: 2 });
-  const config = validateConfig(
-    mergeConfig(testConfig(), {
-      port: 0,
-      admin: { port: 0 },
-      log: { level: 'silent' },
-      ...over,
-      servers: fleet.servers(),
-    }),
-  );
-  const gw = await startGateway(config);
+  let config: Config;
+  let gw: Gateway;
+  try {
+    config = validateConfig(
+      mergeConfig(testConfig(), {
+        port: 0,
+        admin: { port: 0 },
+        log: { level: 'silent' },
+        ...over,
+        servers: fleet.servers(),
+      }),
+    );
+    gw = await startGateway(config);
+  } catch (e) {
+    // The memcached children would keep the test file's process alive until its timeout.
+    await fleet.stop();
+    throw e;
+  }
   const base = `http://127.0.0.1:${gw.port}`;
   const wsUrl = `ws://127.0.0.1:${gw.port}/v1/ws`;
   const clients: KvWsClient[] = [];
