@@ -31,8 +31,9 @@ export const BEARER_PROTOCOL_PREFIX = 'kvgate.bearer.';
 /** The query parameter a browser may carry its token in instead (RFC 6750's name). */
 export const TOKEN_QUERY_PARAM = 'access_token';
 
-/** Accepted tokens remembered by their text at most (a few hundred KB). */
+/** Accepted tokens remembered by their text at most, and the longest remembered: at most 8 MiB of text. */
 const RECENT_TOKENS = 4096;
+const RECENT_TOKEN_CHARS = 2048;
 
 const DENIED: Readonly<Record<number, string>> = {
   [Perm.Read]: 'this credential may not read this key',
@@ -112,7 +113,7 @@ export class Access {
     const r = this.auth.authenticate(token);
     if (r.ok) {
       this.authOk++;
-      if (token.length > 0) {
+      if (token.length > 0 && token.length <= RECENT_TOKEN_CHARS) {
         if (this.recent.size >= RECENT_TOKENS) this.recent.clear();
         this.recent.set(token, r);
       }
