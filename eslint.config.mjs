@@ -23,6 +23,22 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
+    // The admin console's page script runs in a browser (src/ops/console.ts serves it), as a classic script.
+    files: ['src/ops/console/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: {
+        document: 'readonly',
+        location: 'readonly',
+        sessionStorage: 'readonly',
+        fetch: 'readonly',
+        setTimeout: 'readonly',
+        TextEncoder: 'readonly',
+        URLSearchParams: 'readonly',
+      },
+    },
+  },
+  {
     // The launcher is plain CommonJS run by Node (no extension, so named here).
     files: ['bin/kvgate'],
     languageOptions: {

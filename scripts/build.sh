@@ -6,3 +6,5 @@ cd "$(dirname "$0")/.."
 rm -rf dist
 # Under c8 (NODE_V8_COVERAGE set) the compiler's own coverage is not wanted: tens of MB of profiles of tsc.
 env -u NODE_V8_COVERAGE node_modules/.bin/tsc -p .
+# The admin console's page (src/ops/console/: HTML, CSS, JS) is served from files next to the compiled module.
+cp -r src/ops/console dist/src/ops/console

@@ -36,6 +36,7 @@ import { answerPreflight } from './front/browser-gate';
 import { Events } from './core/events';
 import { createLogger, loggerSink } from './ops/logger';
 import { startAdmin, type AdminHandlers, type AdminServer } from './ops/admin';
+import { consoleRoutes } from './ops/console';
 
 export interface StartOptions {
   /** Start the admin listener (config.admin.enabled). A worker process leaves it to its supervisor. */
@@ -412,6 +413,27 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
       return { status: o.status, body: o };
     },
     authorize: (authorization) => ctx.access.admin(authorization),
+    routes: consoleRoutes({
+      router,
+      pools: () => pools,
+      routes: () => current.routes,
+      defaultPool: () => current.defaultPool,
+      tally: ctx.tally,
+      connections: () => ({
+        ws: ctx.gate.ws,
+        http: ctx.gate.http,
+        max: ctx.gate.max,
+        refused: ctx.gate.refused,
+        kicked: ws.counters.stalled,
+      }),
+      buffered: () => ({ used: ctx.budget.used, limit: ctx.budget.limit }),
+      buffers: () => pool.stats(),
+      generation: () => generation,
+      draining: () => ctx.draining,
+      maxValueBytes: () => current.limits.maxValueBytes,
+      ketama: (p, key) => (p.backend instanceof MemcachedBackend ? p.backend.explain(key) : null),
+      spread: (p) => (p.backend instanceof MemcachedBackend ? p.backend.ring.spread() : null),
+    }),
   };
   let admin: AdminServer | null = null;
   if (config.admin.enabled && start.admin !== false) {

@@ -19,6 +19,7 @@ type WorkerMetrics = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 import type { Config } from '../config/schema';
 import { Events } from '../core/events';
 import { startAdmin, type AdminAnswer, type AdminHandlers, type AdminServer } from '../ops/admin';
+import { noConsoleRoutes } from '../ops/console';
 import { Access } from '../security/access';
 import { ENV_CONFIG, ENV_NAME, isFromWorker, type Question, type ToWorker } from './protocol';
 import { ENV_WORKERS } from './share';
@@ -261,6 +262,10 @@ export async function startSupervisor(config: Config, count: number, events: Eve
       return { status, body: { workers: all } };
     },
     authorize: (authorization) => access.admin(authorization),
+    routes: noConsoleRoutes(
+      'the console is served by a single gateway: with workers > 1 each worker has its own pools and counters ' +
+        '(use /metrics and /debug/stats here, or run one worker to use the console)',
+    ),
   };
 
   const reload = async (): Promise<Record<string, AdminAnswer>> => {

@@ -91,6 +91,22 @@ export class Router {
     return this.fallback;
   }
 
+  /**
+   * Why a key goes to its pool, for tools (the admin console; allocates): the prefix that matched, or null
+   * when none did and the key goes to the default pool. The same walk as `poolFor`.
+   */
+  routeOf(key: Uint8Array): { pool: Pool; prefix: string | null } {
+    for (let k = 0; k < this.lens.length; k++) {
+      const plen = this.lens[k];
+      if (plen > key.length) continue;
+      const s = this.starts[k];
+      let j = 0;
+      while (j < plen && this.bytes[s + j] === key[j]) j++;
+      if (j === plen) return { pool: this.pools[this.poolOf[k]], prefix: this.bytes.toString('utf8', s, s + plen) };
+    }
+    return { pool: this.fallback, prefix: null };
+  }
+
   /** False when the item was rejected (and answered) instead of handed to a shard's batch. */
   get(req: Request, i: number, key: Uint8Array, off: number, len: number, wait: number): boolean {
     if (!isValidKey(key, off, len)) {

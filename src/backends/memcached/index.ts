@@ -79,6 +79,35 @@ export class MemcachedBackend implements Backend {
     return map === null ? i : map[i];
   }
 
+  /**
+   * Where a key is placed and why (the admin console; allocates): its hash on the ring in use now, the
+   * ring point chosen and the shard it belongs to (an index into `shards`). `live` is false while the
+   * failure policy has ejected shards and keys are placed on a ring over the others.
+   */
+  explain(key: Uint8Array): {
+    hash: string;
+    keyHash: number;
+    pointIndex: number;
+    point: number;
+    points: number;
+    ringServer: string;
+    shard: number;
+    configuredRing: boolean;
+  } {
+    const at = this.live.locate(key);
+    const map = this.liveIndex;
+    return {
+      hash: this.pool.hash,
+      keyHash: at.hash,
+      pointIndex: at.pointIndex,
+      point: at.point,
+      points: this.live.size,
+      ringServer: at.name,
+      shard: map === null ? at.server : map[at.server],
+      configuredRing: map === null,
+    };
+  }
+
   async connect(): Promise<void> {
     await Promise.all(this.shards.map((s) => s.connect()));
   }

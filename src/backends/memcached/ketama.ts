@@ -171,9 +171,17 @@ export class KetamaRing {
   /** Index into the servers array that owns the key bytes `buf[off, off+len)`. Allocates nothing. */
   lookup(buf: Uint8Array, off: number, len: number): number {
     if (this.single) return 0;
-    let h = 0;
-    if (len !== 0) h = this.useMd5 ? md5First32(buf, off, len) : fnv1a32Signed(buf, off, len);
-    // first point >= h (twemproxy's ketama_dispatch), wrapping to the first point
+    return this.owners[this.pointFor(this.hashOf(buf, off, len))];
+  }
+
+  /** The key's hash on this ring (0 for an empty key, as twemproxy). */
+  private hashOf(buf: Uint8Array, off: number, len: number): number {
+    if (len === 0) return 0;
+    return this.useMd5 ? md5First32(buf, off, len) : fnv1a32Signed(buf, off, len);
+  }
+
+  /** The index in `points` of the first point >= h (twemproxy's ketama_dispatch), wrapping to the first. */
+  private pointFor(h: number): number {
     const points = this.points;
     const bucket = h >>> this.shift;
     let lo = this.starts[bucket];
@@ -183,7 +191,24 @@ export class KetamaRing {
       if (points[mid] < h) lo = mid + 1;
       else hi = mid;
     }
-    return this.owners[lo === points.length ? 0 : lo];
+    return lo === points.length ? 0 : lo;
+  }
+
+  /**
+   * Why a key lands where it does, for tools (the admin console): the key's hash, the ring point chosen
+   * (the first >= the hash, wrapping) and its server. With one server twemproxy does not hash at all: the
+   * hash is still shown, and the server is the only one. Allocates.
+   */
+  locate(key: Uint8Array): { hash: number; pointIndex: number; point: number; server: number; name: string } {
+    const hash = this.hashOf(key, 0, key.length);
+    const pointIndex = this.pointFor(hash);
+    const server = this.single ? 0 : this.owners[pointIndex];
+    return { hash, pointIndex, point: this.points[pointIndex], server, name: ketamaName(this.servers[server]) };
+  }
+
+  /** How many points the ring holds. */
+  get size(): number {
+    return this.points.length;
   }
 
   /** Convenience for tests and tools: a string key is taken as its UTF-8 bytes. Allocates. */
