@@ -1,0 +1,105 @@
+/**
+ * What npm publishes of @kvgate/client works when installed: `npm pack` of packages/client, installed
+ * offline into an empty temporary project, then imported there from ESM (`import`) and CommonJS
+ * (`require`), both entries. Node 20 has no global WebSocket, so the browser entry is checked by
+ * constructing a client with a WebSocket class given as an option; the /node entry opens a real connection
+ * to a gateway through the `ws` peer (linked from this repository's node_modules, as an installed peer).
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtempSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startHarness, type Harness } from './helpers/harness';
+
+const ROOT = join(__dirname, '..', '..');
+
+describe('npm pack of @kvgate/client, installed into an empty project', () => {
+  let dir: string;
+  let h: Harness;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'kvgate-client-pack-'));
+    const out = execFileSync('npm', ['pack', '--pack-destination', dir, '--json', join(ROOT, 'packages/client')], {
+      encoding: 'utf8',
+    });
+    const tgz = (JSON.parse(out) as { filename: string }[])[0].filename;
+    const app = join(dir, 'app');
+    mkdirSync(app);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true }));
+    execFileSync('npm', ['install', '--offline', '--no-audit', '--no-fund', '--ignore-scripts', join(dir, tgz)], {
+      cwd: app,
+      stdio: 'pipe',
+    });
+    symlinkSync(join(ROOT, 'node_modules', 'ws'), join(app, 'node_modules', 'ws'));
+    h = await startHarness({}, 1);
+  });
+  after(async () => {
+    await h?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('ships dist/ (bundles, .d.ts, the browser build) and the README, not the sources', () => {
+    const pkg = join(dir, 'app', 'node_modules', '@kvgate', 'client');
+    const files = readdirSync(join(pkg, 'dist'));
+    for (const f of [
+      'index.mjs',
+      'index.cjs',
+      'index.d.ts',
+      'node.mjs',
+      'node.cjs',
+      'node.d.ts',
+      'kvgate-client.min.mjs',
+    ])
+      assert.ok(files.includes(f), `${f} is shipped`);
+    assert.deepEqual(readdirSync(pkg).sort(), ['README.md', 'dist', 'package.json']);
+  });
+
+  // Asynchronous: the gateway runs in this process and must keep answering while the script runs.
+  const run = async (file: string, code: string): Promise<string> => {
+    writeFileSync(join(dir, 'app', file), code);
+    const { stdout } = await promisify(execFile)(process.execPath, [file], {
+      cwd: join(dir, 'app'),
+      encoding: 'utf8',
+      env: { ...process.env, WS: h.wsUrl },
+      timeout: 20_000,
+    });
+    return stdout.trim();
+  };
+
+  const body = `
+    class FakeWs { constructor(url, protocols) { FakeWs.made = [url, protocols]; } close() {} }
+    const c = new main.KvClient('ws://example.invalid/v1/ws', { WebSocket: FakeWs, token: 'tok' });
+    c.start().catch(() => {});
+    const real = await node.connect(process.env.WS);
+    await real.set('pack:k', 'from ' + kind);
+    const v = new TextDecoder().decode(await real.get('pack:k'));
+    await real.close();
+    console.log(JSON.stringify({ kind, made: FakeWs.made, v, err: new main.KvError('BUSY', 'x').retry,
+      http: typeof main.createHttpClient('http://x').mget }));`;
+
+  it('imports from ESM', async () => {
+    const out = await run(
+      'esm.mjs',
+      `import * as main from '@kvgate/client'; import * as node from '@kvgate/client/node'; const kind = 'esm';${body}`,
+    );
+    assert.deepEqual(JSON.parse(out), {
+      kind: 'esm',
+      made: ['ws://example.invalid/v1/ws', ['kvgate.v1', 'kvgate.bearer.tok']],
+      v: 'from esm',
+      err: 'after',
+      http: 'function',
+    });
+  });
+
+  it('requires from CommonJS', async () => {
+    const out = await run(
+      'cjs.cjs',
+      `const main = require('@kvgate/client'); const node = require('@kvgate/client/node'); const kind = 'cjs';
+       (async () => {${body}})();`,
+    );
+    assert.equal(JSON.parse(out).v, 'from cjs');
+    assert.deepEqual(JSON.parse(out).made, ['ws://example.invalid/v1/ws', ['kvgate.v1', 'kvgate.bearer.tok']]);
+  });
+});
