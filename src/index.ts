@@ -1,6 +1,7 @@
 /**
  * The package's entry (`main`/`exports` "."): the gateway as a library. `kvgate` (bin/kvgate, src/main.ts)
- * is the same thing behind the command line; the typed client is `kvgate/client` (src/client/).
+ * is the same thing behind the command line; applications use the client package, `@kvgate/client`
+ * (packages/client/).
  * Importing this loads the native uWebSockets.js binding (src/uws.ts), and fails if it cannot.
  */
 export { startGateway } from './gateway';

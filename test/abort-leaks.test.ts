@@ -12,7 +12,7 @@ import { pack } from 'msgpackr';
 import { mergeConfig, validateConfig } from '../src/config/schema';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { startGateway, type Gateway } from '../src/gateway';
-import { isItemError, KvError, KvHttpClient } from '../src/client';
+import { isItemError, KvError, KvHttpClient } from './client';
 import { freeze, startHarness, until, type Harness, testConfig } from './helpers/harness';
 import { keysByShard, prng } from './helpers/mc-raw';
 import { frame, nonReadingWs } from './helpers/raw-ws';

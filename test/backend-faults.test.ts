@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { mergeConfig, validateConfig } from '../src/config/schema';
 import { startGateway, type Gateway } from '../src/gateway';
 import { LocalFleet } from '../src/fleet/local-fleet';
-import { KvWsClient, type MgetResult, type MsetResult } from '../src/client';
+import { KvWsClient, type MgetResult, type MsetResult } from './client';
 import { FakeMemcached, type FakeCommand } from './helpers/fake-memcached';
 import { keysByShard, rawGet } from './helpers/mc-raw';
 import { until, testConfig } from './helpers/harness';

@@ -18,7 +18,7 @@ import type { Request } from '../src/core/request';
 import { Histogram, LATENCY_BUCKETS } from '../src/core/histogram';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { startGateway, type Gateway } from '../src/gateway';
-import { KvWsClient, isItemError, type MgetResult } from '../src/client';
+import { KvWsClient, isItemError, type MgetResult } from './client';
 
 interface Item {
   req: Request;

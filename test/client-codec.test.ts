@@ -1,5 +1,5 @@
 /**
- * Unit tests of the client's wire codec (src/client): request encoding, entry decoding, and turning a
+ * Unit tests of the test client's wire codec (test/client): request encoding, entry decoding, and turning a
  * request's entries into results. No gateway needed: responses are built by hand with msgpackr.
  */
 import { test } from 'node:test';
@@ -22,7 +22,7 @@ import {
   ResultAssembler,
   type Entry,
   type PartEntry,
-} from '../src/client';
+} from './client';
 
 /** A server message: entries packed one by one and concatenated, as the gateway writes them. */
 const msg = (...entries: unknown[]): Buffer => Buffer.concat(entries.map((e) => pack(e)));

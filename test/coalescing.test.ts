@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startHarness, Harness, memcachedStats } from './helpers/harness';
-import { KvWsClient } from '../src/client';
+import { KvWsClient } from './client';
 
 type ShardStat = { writes: number; keys: number; cuts: number; batches: number };
 const shardStats = (h: Harness): ShardStat[] => h.gw.stats().shards as ShardStat[];

@@ -247,7 +247,9 @@ describe('package.json', () => {
       assert.equal(typeof api[name], 'function', `kvgate exports ${name}`);
     }
     assert.equal(typeof api.ErrorTable.BAD_KEY.status, 'number');
-    assert.equal(typeof load('kvgate/client').KvHttpClient, 'function');
+    // The client is its own package (@kvgate/client); the server neither exports one nor depends on ws.
+    assert.throws(() => load.resolve('kvgate/client'), /ERR_PACKAGE_PATH_NOT_EXPORTED|not exported/);
+    assert.equal((pkg.dependencies as Record<string, string>).ws, undefined, 'ws is not a server dependency');
     assert.ok(existsSync(join(ROOT, pkg.types)), `${pkg.types} is built`);
   });
 

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createConnection, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { KvError, KvWsClient } from '../src/client';
+import { KvError, KvWsClient } from './client';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { KetamaRing } from '../src/backends/memcached/ketama';
 import { startHarness, until, type Harness } from './helpers/harness';

@@ -27,7 +27,7 @@ import { apiKey } from './helpers/tokens';
 import { browserSkip, startBrowser, type BrowserKit } from './helpers/browser';
 import { spawnGateway } from './helpers/gateway-process';
 import { LocalFleet } from '../src/fleet/local-fleet';
-import { KvHttpClient, KvWsClient } from '../src/client';
+import { KvHttpClient, KvWsClient } from './client';
 
 const ROOT = join(__dirname, '..', '..');
 

@@ -15,7 +15,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { pack } from 'msgpackr';
 import { performance } from 'node:perf_hooks';
-import { KvError, KvWsClient, parseMsgpackBulk, type CloseInfo } from '../src/client';
+import { KvError, KvWsClient, parseMsgpackBulk, type CloseInfo } from './client';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { KetamaRing } from '../src/backends/memcached/ketama';
 import { freeze, memcachedCommand, until } from './helpers/harness';

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { freeze, startHarness, until, type Harness } from './helpers/harness';
 import { keysByShard, rawGet } from './helpers/mc-raw';
-import type { ItemResult } from '../src/client';
+import type { ItemResult } from './client';
 import { channelName, quietEvents, type OpsEvent } from '../src/core/events';
 import { MemcachedBackend } from '../src/backends/memcached';
 import { Ejection } from '../src/backends/memcached/ejection';

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { freeze, startHarness, until, type Harness } from './helpers/harness';
 import { keysByShard, rawGet, rawSet } from './helpers/mc-raw';
-import { KvError, KvHttpClient, encodeRaw, type ItemResult, type MgetResult } from '../src/client';
+import { KvError, KvHttpClient, encodeRaw, type ItemResult, type MgetResult } from './client';
 import { startGateway } from '../src/gateway';
 
 const hit = (r: ItemResult | undefined): { value: Buffer; flags: number } => {

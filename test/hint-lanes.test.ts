@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { memcachedCommand, startHarness, until, type Harness } from './helpers/harness';
-import { KvWsClient } from '../src/client';
+import { KvWsClient } from './client';
 
 type ShardStat = { writes: number; keys: number; cuts: number; batches: number };
 const shardStat = (h: Harness): ShardStat => (h.gw.stats().shards as ShardStat[])[0];

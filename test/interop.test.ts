@@ -11,7 +11,7 @@ import memjs from 'memjs';
 import { startHarness, type Harness } from './helpers/harness';
 import { exchange, keysByShard, rawGet, rawSet } from './helpers/mc-raw';
 import { NutcrackerProcess } from './helpers/nutcracker-runner';
-import type { KvWsClient, MgetResult } from '../src/client';
+import type { KvWsClient, MgetResult } from './client';
 
 /**
  * A memjs client for one server whose sets carry `flags`: memjs writes its set extras (flags, expiry)

@@ -11,7 +11,7 @@ import { pack } from 'msgpackr';
 import { mergeConfig, validateConfig } from '../src/config/schema';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { memoryBound } from '../src/flow/memory-bound';
-import { KvWsClient } from '../src/client';
+import { KvWsClient } from './client';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process';
 import { memcachedStats, until, testConfig } from './helpers/harness';
 import { frame, nonReadingWs } from './helpers/raw-ws';

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Op } from '../src/decode/request-fields';
 import { TallyOp, OP_NAMES } from '../src/core/tally';
 import { startHarness, type Harness } from './helpers/harness';
-import type { KvWsClient } from '../src/client';
+import type { KvWsClient } from './client';
 
 /** One sample line: name, labels, value. */
 interface Sample {

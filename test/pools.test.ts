@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { ConfigError, defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { startGateway, type Gateway } from '../src/gateway';
-import { KvHttpClient, KvWsClient, isItemError, type MgetResult } from '../src/client';
+import { KvHttpClient, KvWsClient, isItemError, type MgetResult } from './client';
 import { Router, type Pool } from '../src/core/router';
 import type { Backend } from '../src/core/backend';
 import type { Coalescer } from '../src/core/coalescer';

@@ -22,14 +22,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, Redis } from 'ioredis';
-import {
-  isItemError,
-  KvError,
-  type KvHttpClient,
-  type KvWsClient,
-  type ItemResult,
-  type MgetResult,
-} from '../src/client';
+import { isItemError, KvError, type KvHttpClient, type KvWsClient, type ItemResult, type MgetResult } from './client';
 import { startPoolsHarness, until, type PoolsHarness } from './helpers/harness';
 import { parseInfo, startRedisCluster, type RedisCluster } from './helpers/redis-local';
 import { ALL_BYTES, assertHit, KIB16, MIB, pattern, show } from './helpers/redis-values';

@@ -22,7 +22,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { isItemError, KvError, KvWsClient, type KeyInput, type MgetResult } from '../src/client';
+import { isItemError, KvError, KvWsClient, type KeyInput, type MgetResult } from './client';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { adminJson, freeze, startPoolsHarness, until, type PoolsHarness } from './helpers/harness';
 import { rawGet } from './helpers/mc-raw';

@@ -13,7 +13,7 @@ import { ConfigError, mergeConfig, validateConfig, type Config } from '../src/co
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { startGateway, type Gateway } from '../src/gateway';
 import { KetamaRing } from '../src/backends/memcached/ketama';
-import { KvWsClient, isItemError } from '../src/client';
+import { KvWsClient, isItemError } from './client';
 import type { ServerSpec } from '../src/core/pools';
 import { adminJson, until, testConfig } from './helpers/harness';
 import { spawnGateway } from './helpers/gateway-process';

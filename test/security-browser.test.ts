@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { startHarness, type Harness } from './helpers/harness';
 import { browserSkip, startBrowser, type BrowserKit } from './helpers/browser';
 import { apiKey } from './helpers/tokens';
-import { KvHttpClient } from '../src/client';
+import { KvHttpClient } from './client';
 
 const KEY_A = apiKey('page-a', { namespace: 'tenantA:', tenant: 'A', perms: 'all' });
 const KEY_B = apiKey('page-b', { namespace: 'tenantB:', tenant: 'B', perms: 'all' });

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { defaultConfig, mergeConfig, validateConfig, type Config } from '../src/config/schema';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { startGateway, type Gateway } from '../src/gateway';
-import { KvHttpClient, KvWsClient } from '../src/client';
+import { KvHttpClient, KvWsClient } from './client';
 import { Authenticator } from '../src/security/authenticator';
 
 const KEY_A = 'reload-test-key-a-0123456789';

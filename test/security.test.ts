@@ -36,7 +36,7 @@ import {
   type Entry,
   type ItemResult,
   type Request,
-} from '../src/client';
+} from './client';
 import { ConfigError, defaultConfig, mergeConfig, validateConfig } from '../src/config/schema';
 import { loadArgs } from '../src/config/args';
 import { LocalFleet } from '../src/fleet/local-fleet';

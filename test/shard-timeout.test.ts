@@ -11,7 +11,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { freeze, startHarness, type Harness, testConfig } from './helpers/harness';
 import { keysByShard } from './helpers/mc-raw';
-import { KvError, KvWsClient } from '../src/client';
+import { KvError, KvWsClient } from './client';
 import { mergeConfig, validateConfig } from '../src/config/schema';
 import { startGateway, type Gateway } from '../src/gateway';
 import type { ShardConnection } from '../src/backends/memcached/shard-connection';

@@ -12,7 +12,7 @@ import { createConnection } from 'node:net';
 import { mergeConfig, validateConfig } from '../src/config/schema';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { startGateway, type Gateway } from '../src/gateway';
-import { KvError, KvHttpClient, KvWsClient, type MgetResult } from '../src/client';
+import { KvError, KvHttpClient, KvWsClient, type MgetResult } from './client';
 import { prng, randomBytesFrom, rawGet, rawSet } from './helpers/mc-raw';
 import { SplitProxy, type SplitMode } from './helpers/split-proxy';
 import { until, testConfig } from './helpers/harness';

@@ -19,7 +19,7 @@ import WebSocket from 'ws';
 import { startHarness, type Harness } from './helpers/harness';
 import { holders } from './helpers/holders';
 import { startTlsProxy, type TlsProxy } from './helpers/tls-proxy';
-import { KvWsClient, parseNdjsonBulk, type MgetResult } from '../src/client';
+import { KvWsClient, parseNdjsonBulk, type MgetResult } from './client';
 import { uws, type TemplatedApp, type us_listen_socket } from '../src/uws';
 import { ClientAddress, forwardedFor } from '../src/security/client-address';
 

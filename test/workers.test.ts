@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { defaultConfig } from '../src/config/schema';
-import { KvHttpClient, KvWsClient } from '../src/client';
+import { KvHttpClient, KvWsClient } from './client';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process';
 
 interface WorkerStats {

@@ -12,7 +12,7 @@ import { createConnection, Socket } from 'node:net';
 import { pack } from 'msgpackr';
 import WebSocket from 'ws';
 import { startHarness, Harness, until } from './helpers/harness';
-import type { KvWsClient } from '../src/client';
+import type { KvWsClient } from './client';
 
 type E = { id: number; i: number; kind: string; code?: string; message?: string };
 

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pack } from 'msgpackr';
 import { startHarness, Harness, until } from './helpers/harness';
-import { KvWsClient } from '../src/client';
+import { KvWsClient } from './client';
 
 const SIZES = [
   0,

@@ -5,7 +5,7 @@
 import { defaultConfig, mergeConfig, validateConfig, Config } from '../../src/config/schema';
 import { LocalFleet } from '../../src/fleet/local-fleet';
 import { startGateway, Gateway } from '../../src/gateway';
-import { KvHttpClient, KvWsClient, type KvWsClientOptions } from '../../src/client';
+import { KvHttpClient, KvWsClient, type KvWsClientOptions } from '../client';
 import { createConnection } from 'node:net';
 import { readdirSync, readFileSync } from 'node:fs';
 

@@ -1,6 +1,6 @@
 /** Values and result checks shared by the Redis tests through the gateway. */
 import assert from 'node:assert/strict';
-import { isItemError, type ItemResult } from '../../src/client';
+import { isItemError, type ItemResult } from '../client';
 
 export const KIB16 = 16 * 1024;
 export const MIB = 1024 * 1024;

@@ -4,7 +4,7 @@
  * it to check the gateway: deviations surface as ProtocolError (code BAD_RESPONSE).
  */
 import { isUtf8 } from 'node:buffer';
-import { ErrorTable } from '../core/errors';
+import { ErrorTable } from '../../src/core/errors';
 import {
   decodeEntries,
   encodeBulkItems,
