@@ -23,18 +23,7 @@ import { Request } from '../core/request';
 import type { Pool, Router } from '../core/router';
 import type { Tally } from '../core/tally';
 import type { AdminReply, AdminRoute } from './admin';
-
-/** A memcached pool's placement of one key on its ketama ring (MemcachedBackend.explain). */
-export interface KetamaPlacement {
-  hash: string;
-  keyHash: number;
-  pointIndex: number;
-  point: number;
-  points: number;
-  ringServer: string;
-  shard: number;
-  configuredRing: boolean;
-}
+import type { KetamaPlacement } from '../backends/memcached';
 
 /** What the console reads; functions, because a reload replaces pools, routes and limits. */
 export interface ConsoleSources {

@@ -13,6 +13,18 @@ import { KetamaRing } from './ketama';
 import { probeVersion } from './probe';
 import { ShardConnection } from './shard-connection';
 
+/** Where one key lands on a memcached pool's ketama ring, and why (MemcachedBackend.explain). */
+export interface KetamaPlacement {
+  hash: string;
+  keyHash: number;
+  pointIndex: number;
+  point: number;
+  points: number;
+  ringServer: string;
+  shard: number;
+  configuredRing: boolean;
+}
+
 export class MemcachedBackend implements Backend {
   readonly kind = 'memcached' as const;
   readonly shards: ShardConnection[];
@@ -84,16 +96,7 @@ export class MemcachedBackend implements Backend {
    * ring point chosen and the shard it belongs to (an index into `shards`). `live` is false while the
    * failure policy has ejected shards and keys are placed on a ring over the others.
    */
-  explain(key: Uint8Array): {
-    hash: string;
-    keyHash: number;
-    pointIndex: number;
-    point: number;
-    points: number;
-    ringServer: string;
-    shard: number;
-    configuredRing: boolean;
-  } {
+  explain(key: Uint8Array): KetamaPlacement {
     const at = this.live.locate(key);
     const map = this.liveIndex;
     return {
