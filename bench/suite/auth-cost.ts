@@ -21,7 +21,7 @@ import { LoadGen, sleep } from '../loadgen';
 import { procSnap, cpuPct, machineSnap, machineCpu } from '../lib/proc';
 import { spread, type Spread } from '../lib/stats';
 import { cpus } from 'node:os';
-import { runWrk } from './wrk';
+import { runWrk, wrkLoadMetrics } from './wrk';
 import { fmt, summarize, type Log, type Runner } from './runner';
 import { ADMIN_HEADERS, AUTH_VARIANTS, describeAuth, type AuthVariant } from './auth';
 import type { Front } from './peers';
@@ -182,21 +182,7 @@ export async function runAuthCost(runner: Runner, sc: Scenario, log: Log): Promi
         const memcached = mc0.reduce((a, x, n) => a + cpuPct(x, mc1[n]), 0);
         const { procPct, irqPct, stealPct } = machineCpu(ma, mb, CORES);
         const m: AuthRun = {
-          keysPerSec: w.reqPerSec,
-          reqPerSec: w.reqPerSec,
-          p50Ms: w.p50Ms,
-          p99Ms: w.p99Ms,
-          p999Ms: w.p999Ms,
-          maxMs: w.maxMs,
-          requests: w.requests,
-          keys: w.requests,
-          errors: w.errors,
-          errorCount: w.errorCount,
-          misses: 0,
-          badValues: 0,
-          loadgenCpuPct: w.cpuPct,
-          loadgenMaxWorkerPct: w.cpuPct,
-          loadgenRssMb: NaN,
+          ...wrkLoadMetrics(w),
           frontCpuPct: front,
           frontRssMb: f1.rssBytes / 1048576,
           frontRssPeakMb: NaN,

@@ -25,7 +25,7 @@ import { LoadGen, sleep, type LoadOptions } from '../loadgen';
 import { KeySpace } from '../lib/keys';
 import { procSnap, machineSnap, machineCpu, RssPeak, startServer, type ServerProc, type ProcSnap } from '../lib/proc';
 import { startWebdis } from '../baselines/webdis';
-import { runWrk } from './wrk';
+import { runWrk, wrkLoadMetrics } from './wrk';
 import { summarize, fmt, type Log, type Runner } from './runner';
 import { ROOT } from './env';
 import type { RunMetrics, Scenario, Summary, SuiteSettings } from './types';
@@ -512,23 +512,7 @@ async function runPeer(
       const runs = await meas.windows(label, () =>
         meas.window(front.proc, r.pid, async () => {
           const w = await runWrk(url, sc.conns, s.seconds, s.pin.loadgen, ks.count, 1, env, front.token);
-          return {
-            keysPerSec: w.reqPerSec,
-            reqPerSec: w.reqPerSec,
-            p50Ms: w.p50Ms,
-            p99Ms: w.p99Ms,
-            p999Ms: w.p999Ms,
-            maxMs: w.maxMs,
-            requests: w.requests,
-            keys: w.requests,
-            errors: w.errors,
-            errorCount: w.errorCount,
-            misses: 0,
-            badValues: 0,
-            loadgenCpuPct: w.cpuPct,
-            loadgenMaxWorkerPct: w.cpuPct,
-            loadgenRssMb: NaN,
-          };
+          return wrkLoadMetrics(w);
         }),
       );
       return {

@@ -8,7 +8,7 @@ import { cpus } from 'node:os';
 import { procSnap, cpuPct, RssPeak, machineSnap, machineCpu } from '../lib/proc';
 import { spread } from '../lib/stats';
 import { Peers, PEER_LABEL, type Front } from './peers';
-import { runWrk } from './wrk';
+import { runWrk, wrkLoadMetrics } from './wrk';
 import type { PeerName, PeerResult, RunMetrics, Scenario, Summary, SuiteSettings } from './types';
 import { ADMIN_HEADERS } from './auth';
 
@@ -235,21 +235,7 @@ export class Runner {
         const mc1 = this.peers.memcachedPids.map(procSnap);
         const gc1 = await gcOf(front);
         const m: RunMetrics = {
-          keysPerSec: w.reqPerSec,
-          reqPerSec: w.reqPerSec,
-          p50Ms: w.p50Ms,
-          p99Ms: w.p99Ms,
-          p999Ms: w.p999Ms,
-          maxMs: w.maxMs,
-          requests: w.requests,
-          keys: w.requests,
-          errors: w.errors,
-          errorCount: w.errorCount,
-          misses: 0,
-          badValues: 0,
-          loadgenCpuPct: w.cpuPct,
-          loadgenMaxWorkerPct: w.cpuPct,
-          loadgenRssMb: NaN,
+          ...wrkLoadMetrics(w),
           frontCpuPct: cpuPct(f0, f1),
           frontRssMb: f1.rssBytes / 1048576,
           frontRssPeakMb: peakBytes / 1048576,
