@@ -51,6 +51,7 @@ describe('npm pack of @kvgate/client, installed into an empty project', () => {
       'node.cjs',
       'node.d.ts',
       'kvgate-client.min.mjs',
+      'cli.cjs',
     ])
       assert.ok(files.includes(f), `${f} is shipped`);
     assert.deepEqual(readdirSync(pkg).sort(), ['README.md', 'dist', 'package.json']);
@@ -101,5 +102,28 @@ describe('npm pack of @kvgate/client, installed into an empty project', () => {
     );
     assert.equal(JSON.parse(out).v, 'from cjs');
     assert.deepEqual(JSON.parse(out).made, ['ws://example.invalid/v1/ws', ['kvgate.v1', 'kvgate.bearer.tok']]);
+  });
+
+  it('installs the kvgate-cli bin (node_modules/.bin), which talks to a gateway', async () => {
+    const bin = join(dir, 'app', 'node_modules', '.bin', 'kvgate-cli');
+    const exec = promisify(execFile);
+    const env = { ...process.env, KVGATE_URL: h.wsUrl };
+    const help = await exec(bin, ['--help'], { env, encoding: 'utf8', timeout: 20_000 });
+    assert.match(help.stdout, /kvgate-cli get KEY/);
+    const mget = await new Promise<string>((resolve, reject) => {
+      const child = execFile(bin, ['mget'], { env, encoding: 'utf8', timeout: 20_000 }, (e, stdout) =>
+        e ? reject(e) : resolve(stdout),
+      );
+      child.stdin?.end('"pack:k"\n"pack:absent"\n');
+    });
+    const got = mget
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { key: string; miss?: boolean });
+    assert.deepEqual(
+      got.find((l) => l.key === 'pack:absent'),
+      { key: 'pack:absent', miss: true },
+    );
+    assert.ok(got.some((l) => l.key === 'pack:k'));
   });
 });

@@ -1,7 +1,10 @@
 // Builds @kvgate/client into dist/: ESM (.mjs) and CommonJS (.cjs) bundles of each entry (esbuild), the
 // browser bundle (index.mjs minified as kvgate-client.min.mjs: what the size budget measures), and .d.ts
-// files (tsc, in scripts/build.sh). `ws` stays external: it is the /node entry's optional peer.
+// files (tsc, in scripts/build.sh). `ws` stays external: it is the /node entry's optional peer. The
+// command-line client (dist/cli.cjs, the `kvgate-cli` bin) is a Node-only CommonJS bundle that includes `ws`
+// (so it runs without the peer installed); no other entry imports src/cli.ts.
 import { build } from 'esbuild';
+import { chmodSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,4 +28,17 @@ jobs.push(
     outfile: join(here, 'dist/kvgate-client.min.mjs'),
   }),
 );
+jobs.push(
+  build({
+    ...common,
+    entryPoints: [join(here, 'src/cli.ts')],
+    platform: 'node',
+    format: 'cjs',
+    // ws's optional native helpers: required in a try, absent is fine.
+    external: ['bufferutil', 'utf-8-validate'],
+    banner: { js: '#!/usr/bin/env node' },
+    outfile: join(here, 'dist/cli.cjs'),
+  }),
+);
 await Promise.all(jobs);
+chmodSync(join(here, 'dist/cli.cjs'), 0o755);
