@@ -1,6 +1,7 @@
 /** Runs wrk (pinned like the load generator) and reads its summary line and its CPU time. */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import type { RunMetrics } from './types';
 
 export interface WrkResult {
   requests: number;
@@ -22,23 +23,26 @@ const SCRIPT = join(__dirname, '..', '..', '..', 'bench', 'loadgen', 'wrk-get.lu
  * checked per request (misses and bad values are checked before the run, not counted by wrk), and wrk's
  * own CPU as the load generator's.
  */
-export function wrkLoadMetrics(w: WrkResult): {
-  keysPerSec: number;
-  reqPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  p999Ms: number;
-  maxMs: number;
-  requests: number;
-  keys: number;
-  errors: WrkResult['errors'];
-  errorCount: number;
-  misses: number;
-  badValues: number;
-  loadgenCpuPct: number;
-  loadgenMaxWorkerPct: number;
-  loadgenRssMb: number;
-} {
+export function wrkLoadMetrics(
+  w: WrkResult,
+): Pick<
+  RunMetrics,
+  | 'keysPerSec'
+  | 'reqPerSec'
+  | 'p50Ms'
+  | 'p99Ms'
+  | 'p999Ms'
+  | 'maxMs'
+  | 'requests'
+  | 'keys'
+  | 'errors'
+  | 'errorCount'
+  | 'misses'
+  | 'badValues'
+  | 'loadgenCpuPct'
+  | 'loadgenMaxWorkerPct'
+  | 'loadgenRssMb'
+> {
   return {
     keysPerSec: w.reqPerSec,
     reqPerSec: w.reqPerSec,
