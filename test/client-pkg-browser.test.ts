@@ -3,8 +3,9 @@
  * (test/helpers/browser.ts), served by a static server of the test's own and imported by a page of another
  * origin, against a real gateway (startHarness) that lists the page's 127.0.0.1 origin in
  * security.allowedOrigins: every op over WebSocket and HTTP, binary values past 16 KiB, 1,000 calls in one
- * tick as one frame (counted at the gateway), abort, timeout; the same page under localhost (not listed)
- * cannot connect.
+ * tick as one frame (counted at the gateway), abort, timeout; a connection cut while requests are held at
+ * the gateway and a real gateway restart (behind a TCP proxy, as behind a load balancer), which the page
+ * lives through; the same page under localhost (not listed) cannot connect.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,8 +13,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startHarness, type Harness } from './helpers/harness';
+import { startHarness, until, type Harness } from './helpers/harness';
 import { browserSkip, startBrowser, type BrowserKit } from './helpers/browser';
+import { startTcpProxy } from './helpers/tcp-proxy';
+import { mergeConfig, validateConfig } from '../src/config/schema';
+import { startGateway, type Gateway } from '../src/gateway';
 
 type ClientModule = typeof import('@kvgate/client');
 
@@ -130,6 +134,52 @@ async function batchOnly(arg: PageArg): Promise<number> {
   return got.filter((v) => v !== null).length;
 }
 
+/** The Node side of `acrossRestart`: what the page asks the test to do, and waits for. (A type, not an
+ * interface: it must fit PageHooks's index signature.) */
+type RestartHooks = {
+  /** Resolves once `n` more requests than at the previous call reached the gateway. */
+  requestsAtGateway(n: number): Promise<void>;
+  /** Drops the connection (no close frame), as a network would. */
+  cut(): Promise<void>;
+  /** Drains the gateway (its clients get 1001) and stops it. */
+  stopGateway(): Promise<void>;
+  /** Starts a new gateway over the same fleet, behind the same proxy address. */
+  startGateway(): Promise<void>;
+};
+
+async function acrossRestart(arg: PageArg): Promise<Record<string, unknown>> {
+  const m = await (new Function('u', 'return import(u)') as (u: string) => Promise<ClientModule>)(arg.module);
+  const g = globalThis as unknown as RestartHooks;
+  const text = (b: Uint8Array | null): string | null => (b === null ? null : new TextDecoder().decode(b));
+  const failure = (e: InstanceType<ClientModule['KvError']>): string => `${e.code}/${e.maybeApplied}/${e.retry}`;
+  const out: Record<string, unknown> = {};
+  const p = arg.prefix;
+  const c = await m.connect(arg.ws, { timeoutMs: 10_000, reconnect: { minMs: 20, maxMs: 200, jitter: 0.5 } });
+  await c.set(`${p}r:k`, 'before');
+  await g.requestsAtGateway(0);
+  // Both held at the gateway (the wait hint) when the connection drops.
+  const get = c.get(`${p}r:k`, { wait: 2000 });
+  const set = c.set(`${p}r:w`, 'maybe', { wait: 2000 });
+  await g.requestsAtGateway(2);
+  await g.cut();
+  out.setInFlight = await set.then(() => 'resolved', failure);
+  out.getInFlight = text(await get);
+  out.reconnectedAfterCut = c.stats.reconnects >= 1;
+  const reconnects = c.stats.reconnects;
+  await g.stopGateway();
+  const during = c.get(`${p}r:k`); // asked while no gateway listens
+  out.stateWhileDown = c.stats.state;
+  await g.startGateway();
+  out.getWhileDown = text(await during);
+  await c.set(`${p}r:k`, 'after');
+  out.afterRestart = text(await c.get(`${p}r:k`));
+  out.reconnectedAfterRestart = c.stats.reconnects > reconnects;
+  out.state = c.stats.state;
+  await c.close();
+  out.afterClose = await c.get(`${p}r:k`).then(() => 'resolved', failure);
+  return out;
+}
+
 async function connectOutcome(arg: PageArg): Promise<string> {
   const m = await (new Function('u', 'return import(u)') as (u: string) => Promise<ClientModule>)(arg.module);
   return m.connect(arg.ws).then(
@@ -192,6 +242,46 @@ describe('@kvgate/client in Chromium', { skip }, () => {
     const before = h.gw.ws.counters.messages;
     assert.equal(await kit.run(batchOnly, arg), 1000);
     assert.equal(h.gw.ws.counters.messages - before, 1);
+  });
+
+  it('a page lives through a dropped connection and a gateway restart: gets resent, writes maybe applied', async () => {
+    const config = validateConfig(mergeConfig(h.config, { shutdown: { drainMs: 2000 } }));
+    let gw: Gateway | undefined = await startGateway(config);
+    const proxy = await startTcpProxy(() => gw?.port ?? 1);
+    let mark = gw.ws.counters.requests;
+    const hooks: RestartHooks = {
+      async requestsAtGateway(n) {
+        await until(() => gw!.ws.counters.requests - mark >= n, 5000, `${n} requests at the gateway`);
+        mark = gw!.ws.counters.requests;
+      },
+      cut: async () => proxy.cut(),
+      async stopGateway() {
+        const old = gw!;
+        gw = undefined;
+        await old.drain();
+        await old.stop();
+      },
+      async startGateway() {
+        gw = await startGateway(config);
+      },
+    };
+    try {
+      const r = await kit.run(acrossRestart, { ...arg, ws: `ws://127.0.0.1:${proxy.port}/v1/ws` }, '127.0.0.1', hooks);
+      assert.deepEqual(r, {
+        setInFlight: 'CONNECTION_CLOSED/true/idempotent',
+        getInFlight: 'before',
+        reconnectedAfterCut: true,
+        stateWhileDown: 'reconnecting',
+        getWhileDown: 'before',
+        afterRestart: 'after',
+        reconnectedAfterRestart: true,
+        state: 'open',
+        afterClose: 'CLOSED/false/no',
+      });
+    } finally {
+      await proxy.close();
+      await gw?.stop();
+    }
   });
 
   it('a page of an origin the gateway does not list cannot connect', async () => {

@@ -14,8 +14,6 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, createConnection, type Server, type Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { connect, createHttpClient, isError, KvError, type KvClient } from '@kvgate/client/node';
 import { startHarness, testConfig, until, type Harness } from './helpers/harness';
@@ -24,6 +22,7 @@ import { LocalFleet } from '../src/fleet/local-fleet';
 import { startGateway, type Gateway } from '../src/gateway';
 import { Authenticator } from '../src/security/authenticator';
 import { hmacSecret, signJwt } from './helpers/tokens';
+import { startTcpProxy } from './helpers/tcp-proxy';
 
 const KB = 1024;
 const SIZES = [0, 1, 100, 16 * KB - 64, 16 * KB, 16 * KB + 1, 50 * KB, 300 * KB, 1000 * KB];
@@ -261,32 +260,6 @@ describe('@kvgate/client: maxInFlight keeps the excess queued client-side', () =
   });
 });
 
-/** A TCP proxy whose connections the test can cut. */
-async function startProxy(target: () => number): Promise<{ port: number; cut(): void; close(): Promise<void> }> {
-  const socks = new Set<Socket>();
-  const server: Server = createServer((a) => {
-    const b = createConnection({ host: '127.0.0.1', port: target() });
-    for (const s of [a, b]) {
-      socks.add(s);
-      s.on('close', () => socks.delete(s));
-      s.on('error', () => undefined);
-    }
-    a.on('close', () => b.destroy());
-    b.on('close', () => a.destroy());
-    a.pipe(b);
-    b.pipe(a);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as AddressInfo).port,
-    cut: () => socks.forEach((s) => s.destroy()),
-    close: () => {
-      socks.forEach((s) => s.destroy());
-      return new Promise((r) => server.close(() => r()));
-    },
-  };
-}
-
 describe('@kvgate/client: a dropped connection and a gateway restart', () => {
   let fleet: LocalFleet;
   let gw: Gateway;
@@ -314,7 +287,7 @@ describe('@kvgate/client: a dropped connection and a gateway restart', () => {
 
   it('resends gets, reports writes in flight as maybe applied, and reconnects across a restart', async () => {
     // The client's URL is the proxy's (a load balancer's, say); it forwards to whichever gateway runs now.
-    const proxy = await startProxy(() => gw.port);
+    const proxy = await startTcpProxy(() => gw.port);
     const c = await connect(`ws://127.0.0.1:${proxy.port}/v1/ws`, {
       reconnect: { minMs: 20, maxMs: 200, jitter: 0.5 },
     });

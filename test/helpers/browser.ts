@@ -42,6 +42,9 @@ export function browserSkip(path = CHROMIUM, uid = process.getuid?.()): string |
   return `${path} is missing and we are not root to install it: sudo apt-get install -y chromium (Debian's package)`;
 }
 
+/** Node functions a page may call by name, through `BrowserKit.run`'s `hooks`. */
+export type PageHooks = Record<string, (...args: never[]) => unknown>;
+
 /** The name a page is served under: two names of one server are two origins. */
 export type PageHost = '127.0.0.1' | 'localhost';
 
@@ -56,8 +59,12 @@ export interface BrowserKit {
    * own (nothing cached from another run: cookies, preflight answers), and returns its result (which must
    * be JSON-like, as page.evaluate carries it). `fn` is serialised into the page: it may use only its
    * argument and the page's globals, and must bound its own waits.
+   *
+   * `hooks` are Node functions the page can call as `globalThis[name](...args)` (Playwright's
+   * exposeFunction: each call returns a promise of the hook's JSON-like result), so a page can ask the test
+   * to act at a moment of its choosing (restart the gateway, cut a connection) and wait until it has.
    */
-  run<R, A>(fn: (arg: A) => R | Promise<R>, arg: A, host?: PageHost): Promise<R>;
+  run<R, A>(fn: (arg: A) => R | Promise<R>, arg: A, host?: PageHost, hooks?: PageHooks): Promise<R>;
   close(): Promise<void>;
 }
 
@@ -104,10 +111,16 @@ export async function startBrowser(): Promise<BrowserKit> {
     browser,
     pagePort,
     pageOrigin,
-    async run<R, A>(fn: (arg: A) => R | Promise<R>, arg: A, host: PageHost = '127.0.0.1'): Promise<R> {
+    async run<R, A>(
+      fn: (arg: A) => R | Promise<R>,
+      arg: A,
+      host: PageHost = '127.0.0.1',
+      hooks: PageHooks = {},
+    ): Promise<R> {
       const context = await browser.newContext();
       try {
         const page = await context.newPage();
+        for (const [name, hook] of Object.entries(hooks)) await page.exposeFunction(name, hook);
         page.setDefaultTimeout(15_000);
         const res = await page.goto(`${pageOrigin(host)}/`);
         if (res === null || res.status() !== 200) throw new Error(`page ${pageOrigin(host)}/ did not load`);
