@@ -166,6 +166,25 @@ export class Reader {
     throw new Error(`expected array, got 0x${b.toString(16)}`);
   }
 
+  mapLen(): number {
+    this.need(1);
+    const b = this.buf[this.pos++];
+    if ((b & 0xf0) === 0x80) return b & 0x0f;
+    if (b === 0xde) {
+      this.need(2);
+      const n = this.buf.readUInt16BE(this.pos);
+      this.pos += 2;
+      return n;
+    }
+    if (b === 0xdf) {
+      this.need(4);
+      const n = this.buf.readUInt32BE(this.pos);
+      this.pos += 4;
+      return n;
+    }
+    throw new Error(`expected map, got 0x${b.toString(16)}`);
+  }
+
   int(): number {
     this.need(1);
     const b = this.buf[this.pos++];

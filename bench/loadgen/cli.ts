@@ -3,8 +3,11 @@
  *   node dist/bench/loadgen/cli.js --proto ws --target 127.0.0.1:8080 --conns 1000 --op get --preload --seconds 5
  *   node dist/bench/loadgen/cli.js --proto mc --ceiling --servers 127.0.0.1:11211 --op mget --bulk 100
  * `--token T` (or KVGATE_TOKEN) sends `Authorization: Bearer T` (kvgate requires a credential by default).
+ * `--front-pid P` reads process P's CPU (utime + stime, /proc) over each measured window and prints it
+ * beside the sample as `frontCpuPct` and `frontUsPerKey`: the gateway's own CPU per key, by hand.
  */
 import { LoadGen } from './index';
+import { procSnap } from '../lib/proc';
 import type { Endpoint, Op, Proto } from './types';
 
 function arg(name: string, def: string): string {
@@ -34,14 +37,24 @@ async function main(): Promise<void> {
     connectConcurrency: Number(arg('connect-concurrency', '64')),
     wsPath: arg('path', '/v1/ws'),
     workers: Number(arg('workers', '2')),
+    framesPerWrite: Number(arg('frames-per-write', '0')),
     cpus: arg('cpus', ''),
   });
   if (flag('preload')) console.log('preload', await gen.preload());
   gen.run(Number(arg('rate', '0')));
   const seconds = Number(arg('seconds', '5'));
   for (let i = 0; i < Number(arg('runs', '1')); i++) {
+    const frontPid = Number(arg('front-pid', '0'));
+    const a = frontPid > 0 ? procSnap(frontPid) : null;
     const s = await gen.measure(seconds * 1000);
-    console.log(JSON.stringify(s));
+    if (a === null) {
+      console.log(JSON.stringify(s));
+      continue;
+    }
+    const b = procSnap(frontPid);
+    const cpuSec = b.cpuSec - a.cpuSec;
+    const front = { frontCpuPct: (cpuSec / s.durationS) * 100, frontUsPerKey: (cpuSec * 1e6) / s.keys };
+    console.log(JSON.stringify({ ...s, ...front }));
   }
   await gen.pause();
   await gen.close();

@@ -10,6 +10,8 @@ export const enum ReqOp {
 
 export interface Sink {
   readonly ks: KeySpace;
+  /** Requests per socket write (WorkerConfig.framesPerWrite): 0 stages a whole turn's in one write. */
+  readonly framesPerWrite: number;
   now(): number;
   /** A request finished: `ok` items succeeded (verified value, or stored). */
   done(conn: Conn, startNs: number, ok: number, now: number): void;

@@ -433,6 +433,7 @@ class OneRequest implements Sink {
   closed: string | undefined;
   ended: number | null = null;
   onSettled: (() => void) | null = null;
+  readonly framesPerWrite = 0;
   private readonly base = process.hrtime.bigint();
 
   constructor(readonly ks: KeySpace) {}

@@ -15,6 +15,8 @@ export abstract class StreamConn implements Conn {
   protected readonly out = new Writer(16 * 1024);
   protected open = false;
   private dirtyFlag = false;
+  /** Requests staged since the last write, against the sink's framesPerWrite. */
+  private stagedFrames = 0;
   private rest: Buffer | null = null;
 
   constructor(
@@ -60,6 +62,13 @@ export abstract class StreamConn implements Conn {
 
   /** Bytes were added to `out`: write them at the end of this turn. */
   protected staged(): void {
+    const per = this.sink.framesPerWrite;
+    if (per > 0 && ++this.stagedFrames >= per) {
+      // Written now, not at the end of the turn: each write leaves as its own segment (no delay).
+      this.stagedFrames = 0;
+      this.flush();
+      return;
+    }
     if (!this.dirtyFlag) {
       this.dirtyFlag = true;
       this.sink.dirty(this);
@@ -68,6 +77,7 @@ export abstract class StreamConn implements Conn {
 
   flush(): void {
     this.dirtyFlag = false;
+    this.stagedFrames = 0;
     if (this.out.pos === 0 || !this.sock || !this.open) {
       this.out.pos = 0;
       return;

@@ -44,6 +44,12 @@ export interface WorkerConfig {
   wsPath: string;
   /** ws only: the batching hint `wait` (ms) sent with every request; 0 or absent: none. */
   waitMs?: number;
+  /**
+   * Requests per socket write, for ws, http and mc: 1 writes each request's frame by itself (a browser
+   * with one request at a time per connection: one TCP segment each), N writes every Nth, 0 or absent
+   * writes everything a turn staged at once (a client that batches its writes).
+   */
+  framesPerWrite?: number;
 }
 
 export type ToWorker =

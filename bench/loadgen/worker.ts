@@ -17,6 +17,7 @@ const nowNs = (): number => Number(process.hrtime.bigint() - base);
 
 class Engine implements Sink {
   readonly ks: KeySpace;
+  readonly framesPerWrite: number;
   readonly conns: Conn[] = [];
   private readonly rng: Rng;
   private readonly hist = new Histogram();
@@ -45,6 +46,7 @@ class Engine implements Sink {
     this.ks = KeySpace.forSize(cfg.keyCount, cfg.valueSize);
     this.rng = new Rng(cfg.seed * 7919 + cfg.index + 1);
     this.serverCount = cfg.ceiling ? cfg.servers.length : 1;
+    this.framesPerWrite = cfg.framesPerWrite ?? 0;
   }
 
   now(): number {

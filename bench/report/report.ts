@@ -49,11 +49,15 @@ const PEER_COLOR: Record<PeerName, string> = {
   twemproxy: PALETTE[3],
   ceiling: PALETTE[4],
   'plain-http': PALETTE[5],
+  'uws-floor': PALETTE[6],
 };
 
 const med = (s: Spread | undefined): number => s?.median ?? NaN;
 const f1 = (v: number): string => (Number.isFinite(v) ? v.toFixed(1) : 'n/a');
 const f2 = (v: number): string => (Number.isFinite(v) ? (v < 10 ? v.toFixed(2) : v.toFixed(1)) : 'n/a');
+/** The figure, `wrap`ped (bold), or a dash where there is none (a peer without a front process). */
+const dash = (v: number, f: (v: number) => string, wrap = ''): string =>
+  Number.isFinite(v) ? `${wrap}${f(v)}${wrap}` : '–';
 const range = (s: Spread | undefined, f: (v: number) => string): string =>
   s && Number.isFinite(s.median) ? `${f(s.median)} (${f(s.min)}–${f(s.max)})` : 'n/a';
 
@@ -86,14 +90,14 @@ function scenarioTable(r: ScenarioResult, env: Env): string[] {
   const out: string[] = [];
   const http = r.scenario.kind === 'wrk';
   out.push(
-    `| peer | ${http ? 'req/s' : 'keys/s'} median (min–max) | p50 ms | p99 ms | p99.9 ms | front CPU % | front RSS MB | load gen CPU % | load gen RSS MB | memcached CPU % | other CPU % | in flight | answers checked |`,
+    `| peer | ${http ? 'req/s' : 'keys/s'} median (min–max) | p50 ms | p99 ms | p99.9 ms | front CPU % | **front µs/key** | front RSS MB | load gen CPU % | load gen µs/key | load gen RSS MB | memcached CPU % | other CPU % | in flight | answers checked |`,
   );
-  out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   const notes: string[] = [];
   for (const p of r.peers) {
     const label = p.label ? `${PEER_LABEL[p.peer]} ${p.label}` : PEER_LABEL[p.peer];
     if (!ok(p)) {
-      out.push(`| ${label} | ${(p as PeerResult).skipped ?? 'no data'} | | | | | | | | | | | |`);
+      out.push(`| ${label} | ${(p as PeerResult).skipped ?? 'no data'} | | | | | | | | | | | | | |`);
       continue;
     }
     const s = p.summary;
@@ -102,8 +106,8 @@ function scenarioTable(r: ScenarioResult, env: Env): string[] {
     const noteIdx = p.note ? notes.push(`${notes.length + 1}. ${PEER_LABEL[p.peer]}: ${p.note}`) : 0;
     out.push(
       `| ${label}${noteIdx ? ` [${noteIdx}]` : ''} | ${range(s.keysPerSec, fmtNum)} | ${range(s.p50Ms, f2)} | ${range(s.p99Ms, f2)} | ${f2(med(s.p999Ms))} | ` +
-        `${Number.isFinite(med(s.frontCpuPct)) ? f1(med(s.frontCpuPct)) : '–'} | ${Number.isFinite(med(s.frontRssMb)) ? f1(med(s.frontRssMb)) : '–'} | ` +
-        `${f1(med(s.loadgenCpuPct))}${bound ? ' **(saturated)**' : ''} | ${Number.isFinite(med(s.loadgenRssMb)) ? f1(med(s.loadgenRssMb)) : '–'} | ${f1(med(s.memcachedCpuPct))} | ${f1(med(s.otherCpuPct))}${retriesOf(p)} | ${setup.inFlight ?? (http ? r.scenario.conns : '')} | ${http ? `${p.runs.reduce((a, m) => a + m.requests, 0)} (status only; ${p.runs.reduce((a, m) => a + m.errorCount, 0)} errors)` : checked(p)} |`,
+        `${dash(med(s.frontCpuPct), f1)} | ${dash(med(s.frontUsPerKey), f2, '**')} | ${dash(med(s.frontRssMb), f1)} | ` +
+        `${f1(med(s.loadgenCpuPct))}${bound ? ' **(saturated)**' : ''} | ${dash(med(s.loadgenUsPerKey), f2)} | ${Number.isFinite(med(s.loadgenRssMb)) ? f1(med(s.loadgenRssMb)) : '–'} | ${f1(med(s.memcachedCpuPct))} | ${f1(med(s.otherCpuPct))}${retriesOf(p)} | ${setup.inFlight ?? (http ? r.scenario.conns : '')} | ${http ? `${p.runs.reduce((a, m) => a + m.requests, 0)} (status only; ${p.runs.reduce((a, m) => a + m.errorCount, 0)} errors)` : checked(p)} |`,
     );
   }
   if (notes.length) out.push('', ...notes);
@@ -122,34 +126,52 @@ function ratio(a: number, b: number): number {
 function targets(results: ScenarioResult[], env: Env): Target[] {
   const t: Target[] = [];
   const k = (sc: string, p: PeerName): number => med(findPeer(results, sc, p)?.summary.keysPerSec);
-  const lgNote = (sc: string, p: PeerName): string => {
+  const us = (sc: string, p: PeerName): number => med(findPeer(results, sc, p)?.summary.frontUsPerKey);
+  const satNote = (sc: string, p: PeerName): string => {
     const pr = findPeer(results, sc, p);
-    return pr && ok(pr) && loadgenBound(pr, env)
-      ? ` (load generator saturated on ${PEER_LABEL[p]}: a floor for it)`
-      : '';
+    return pr && ok(pr) && loadgenBound(pr, env) ? ` (${PEER_LABEL[p]}'s load generator saturated)` : '';
   };
+  /** Single-key get scenarios by connections and framing, as measured in this run. */
+  const singleGets = results
+    .filter((r) => r.scenario.kind === 'load' && r.scenario.op === 'get' && r.scenario.bulk === 1)
+    .filter((r) => r.scenario.valueSize === 100 && r.scenario.conns >= 100 && r.scenario.conns <= 1000)
+    .map((r) => r.scenario.name);
 
-  const r1 = ratio(k('ws-get-c1000', 'kvgate'), k('ws-get-c1000', 'naive'));
+  const nv = ratio(us('ws-get-c1000', 'naive'), us('ws-get-c1000', 'kvgate'));
   t.push({
-    name: 'batched vs naive, single-key gets at 1,000 connections >= 20x keys/s',
-    met: Number.isFinite(r1) ? r1 >= 20 : null,
-    figure: Number.isFinite(r1)
-      ? `${r1.toFixed(1)}x (${fmtNum(k('ws-get-c1000', 'kvgate'))} vs ${fmtNum(k('ws-get-c1000', 'naive'))} keys/s)${lgNote('ws-get-c1000', 'kvgate')}`
+    name: 'batched vs naive gateway, single-key gets at 1,000 connections: >= 20x less front CPU per key',
+    met: Number.isFinite(nv) ? nv >= 20 : null,
+    figure: Number.isFinite(nv)
+      ? `${nv.toFixed(1)}x (${f2(us('ws-get-c1000', 'kvgate'))} vs ${f2(us('ws-get-c1000', 'naive'))} µs/key; keys/s ${fmtNum(k('ws-get-c1000', 'kvgate'))} vs ${fmtNum(k('ws-get-c1000', 'naive'))})`
       : 'not measured in this run',
   });
 
-  const tw: string[] = [];
-  let twMet: boolean | null = null;
-  for (const c of [1, 100, 1000, 10000]) {
-    const r = ratio(k(`ws-get-c${c}`, 'kvgate'), k(`ws-get-c${c}`, 'twemproxy'));
-    if (!Number.isFinite(r)) continue;
-    tw.push(`${c.toLocaleString('en-US')} conns: ${r.toFixed(2)}x`);
-    if (c === 1000) twMet = r >= 2;
-  }
+  const cpuVs = (peer: PeerName, want: (r: number) => boolean, show: (r: number) => string): Target => {
+    const parts: string[] = [];
+    let met: boolean | null = null;
+    for (const sc of singleGets) {
+      const r = ratio(us(sc, peer), us(sc, 'kvgate'));
+      if (!Number.isFinite(r)) continue;
+      parts.push(`${sc}: ${show(r)} (${f2(us(sc, 'kvgate'))} vs ${f2(us(sc, peer))} µs/key)${satNote(sc, 'kvgate')}`);
+      met = (met ?? true) && want(r);
+    }
+    return { name: '', met, figure: parts.length ? parts.join('; ') : 'not measured in this run' };
+  };
   t.push({
-    name: "kvgate WS single-key gets >= 2x twemproxy's keys/s at the same concurrency (judged at 1,000 connections)",
-    met: twMet,
-    figure: tw.length ? tw.join(', ') + lgNote('ws-get-c1000', 'kvgate') : 'not measured in this run',
+    ...cpuVs(
+      'twemproxy',
+      (r) => r >= 3,
+      (r) => `${r.toFixed(2)}x less`,
+    ),
+    name: "single-key WebSocket gets: >= 3x less front CPU per key than twemproxy's at the same connections, in flight and framing (every scenario of 100-1,000 connections)",
+  });
+  t.push({
+    ...cpuVs(
+      'uws-floor',
+      (r) => 1 / r <= 1.3,
+      (r) => `${(1 / r).toFixed(2)}x the floor`,
+    ),
+    name: 'single-key WebSocket gets: front CPU per key within 1.3x of the uWS floor in the same run (every scenario of 100-1,000 connections)',
   });
 
   const bulk: string[] = [];
@@ -157,11 +179,15 @@ function targets(results: ScenarioResult[], env: Env): Target[] {
   for (const sc of ['ws-mget100', 'http-mget100', 'ws-mget100-4k']) {
     const r = ratio(k(sc, 'kvgate'), k(sc, 'ceiling'));
     if (!Number.isFinite(r)) continue;
-    bulk.push(`${sc}: ${(r * 100).toFixed(0)}% (${fmtNum(k(sc, 'kvgate'))} vs ${fmtNum(k(sc, 'ceiling'))})`);
-    if (sc === 'ws-mget100') bulkMet = r >= 0.5;
+    const ceilingSat = satNote(sc, 'ceiling');
+    bulk.push(
+      `${sc}: ${(r * 100).toFixed(0)}% (${fmtNum(k(sc, 'kvgate'))} vs ${fmtNum(k(sc, 'ceiling'))})${ceilingSat}`,
+    );
+    // Against a ceiling whose generator was saturated the ratio is flattering: never reported as met.
+    if (sc === 'ws-mget100') bulkMet = r >= 0.6 && ceilingSat === '';
   }
   t.push({
-    name: 'bulk get keys/s >= 50% of the memcached ceiling in the same run (judged on ws-mget100)',
+    name: "bulk 100-key gets >= 60% of memcached's own multi-get ceiling, measured unsaturated in the same run (judged on ws-mget100)",
     met: bulkMet,
     figure: bulk.length ? bulk.join('; ') : 'not measured in this run',
   });
@@ -174,10 +200,10 @@ function targets(results: ScenarioResult[], env: Env): Target[] {
     hs.push(
       `${c} conns: ${r.toFixed(2)}x (${fmtNum(k(`http-get-c${c}`, 'kvgate'))} vs ${fmtNum(k(`http-get-c${c}`, 'plain-http'))} req/s)`,
     );
-    hMet = (hMet ?? true) && r >= 1.5;
+    hMet = (hMet ?? true) && r >= 2;
   }
   t.push({
-    name: 'HTTP single-key GET req/s >= 1.5x a plain Node.js http server (fixed 100-byte body), same wrk command',
+    name: 'HTTP single-key GET req/s >= 2x a plain Node.js http server (fixed 100-byte body), same wrk command, at 50 and 1,000 connections',
     met: hMet,
     figure: hs.length ? hs.join('; ') : 'not measured in this run',
   });

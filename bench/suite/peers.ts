@@ -19,6 +19,7 @@ export const PEER_LABEL: Record<PeerName, string> = {
   naive: 'naive gateway',
   memjs: 'memjs direct',
   twemproxy: 'twemproxy',
+  'uws-floor': 'uWS floor',
   ceiling: 'memcached ceiling',
   'plain-http': 'plain Node http',
 };
@@ -118,6 +119,15 @@ export class Peers {
           ],
         });
         break;
+      case 'uws-floor':
+        proc = await startServer({
+          name: 'uws-floor',
+          cmd: process.execPath,
+          cpus,
+          readyText: 'listening',
+          args: [join(DIST, 'bench', 'baselines', 'uws-floor.js'), '--port', String(port)],
+        });
+        break;
       case 'plain-http':
         proc = await startServer({
           name: 'plain-http',
@@ -150,7 +160,7 @@ export class Peers {
       statsUrl:
         peer === 'kvgate'
           ? `http://127.0.0.1:${adminPort}/debug/stats`
-          : peer === 'naive'
+          : peer === 'naive' || peer === 'uws-floor'
             ? `http://127.0.0.1:${port}/debug/stats`
             : undefined,
       stop: () => proc.stop(),
@@ -200,6 +210,7 @@ export class Peers {
       depth: sc.depth,
       ceiling: false,
       localAddresses: spread,
+      framesPerWrite: sc.framesPerWrite ?? 0,
       connectConcurrency: many ? 128 : 64,
       target: front?.endpoint ?? { host: '127.0.0.1', port: 0 },
     };
@@ -207,6 +218,12 @@ export class Peers {
       case 'kvgate':
       case 'naive':
         return { opts: { ...common, proto: sc.transport === 'http' ? 'http' : 'ws' } };
+      case 'uws-floor':
+        if (sc.transport === 'http') return { skip: 'the uWS floor answers WebSocket only' };
+        return {
+          opts: { ...common, proto: 'ws' },
+          note: 'the same uWS binding and wire protocol, answered from a Map in the process: no backend, no coalescing, one send per message',
+        };
       case 'twemproxy':
         return {
           opts: { ...common, proto: 'mc' },
@@ -269,6 +286,7 @@ export class Peers {
     switch (peer) {
       case 'kvgate':
       case 'naive':
+      case 'uws-floor':
         return { ...common, proto: 'ws' };
       case 'twemproxy':
         return { ...common, proto: 'mc' };

@@ -110,6 +110,8 @@ export class Runner {
       loadgenMaxWorkerPct: sample.cpuMaxWorkerPct,
       loadgenRssMb: sample.rssMb,
       frontCpuPct: f0 && f1 ? cpuPct(f0, f1) : NaN,
+      frontUsPerKey: f0 && f1 ? usPerKey(f1.cpuSec - f0.cpuSec, sample.keys) : NaN,
+      loadgenUsPerKey: usPerKey((sample.cpuPct / 100) * sample.durationS, sample.keys),
       frontRssMb: f1 ? f1.rssBytes / 1048576 : NaN,
       frontRssPeakMb: front ? peakBytes / 1048576 : NaN,
       memcachedCpuPct: mc0.reduce((a, s, i) => a + cpuPct(s, mc1[i]), 0),
@@ -234,9 +236,12 @@ export class Runner {
         const f1 = procSnap(front.proc.pid);
         const mc1 = this.peers.memcachedPids.map(procSnap);
         const gc1 = await gcOf(front);
+        const load = wrkLoadMetrics(w);
         const m: RunMetrics = {
-          ...wrkLoadMetrics(w),
+          ...load,
           frontCpuPct: cpuPct(f0, f1),
+          frontUsPerKey: usPerKey(f1.cpuSec - f0.cpuSec, load.keys),
+          loadgenUsPerKey: usPerKey((load.loadgenCpuPct / 100) * this.s.seconds, load.keys),
           frontRssMb: f1.rssBytes / 1048576,
           frontRssPeakMb: peakBytes / 1048576,
           memcachedCpuPct: peer === 'plain-http' ? 0 : mc0.reduce((a, s, i) => a + cpuPct(s, mc1[i]), 0),
@@ -285,6 +290,11 @@ export class Runner {
 }
 
 const CORES = cpus().length;
+
+/** CPU seconds per key, in µs (NaN when no key was answered). */
+export function usPerKey(cpuSec: number, keys: number): number {
+  return keys > 0 ? (cpuSec * 1e6) / keys : NaN;
+}
 
 /** Whatever the machine did beyond the front, the load generator and memcached: someone else's work. */
 function setOther(m: RunMetrics, a: ReturnType<typeof machineSnap>, b: ReturnType<typeof machineSnap>): void {

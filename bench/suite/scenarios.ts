@@ -24,6 +24,22 @@ const ws = (name: string, title: string, over: Partial<Scenario>): Scenario => (
 
 const depthFor = (conns: number): number => (conns === 1 || conns >= 10000 ? 1 : 8);
 
+/** The peers a framing scenario compares: the fronts whose CPU per key is the question (issue 12). */
+const FRAMING_PEERS: PeerName[] = ['kvgate', 'naive', 'twemproxy', 'uws-floor'];
+
+/**
+ * Client framing: the same single-key gets with each request written by itself (`-fpw1`: a browser with
+ * one request at a time per connection, one TCP segment each) or four per write (`-fpw4`). The unsuffixed
+ * scenarios write all a turn's requests at once (a client that batches its writes).
+ */
+function framing(conns: number, per: number): Scenario {
+  return ws(
+    `ws-get-c${conns}-fpw${per}`,
+    `WebSocket single-key get, ${conns.toLocaleString('en-US')} connections x 8, 100 B, ${per === 1 ? 'one request' : `${per} requests`} per socket write`,
+    { op: 'get', conns, depth: 8, framesPerWrite: per, peers: FRAMING_PEERS },
+  );
+}
+
 export function fullScenarios(): Scenario[] {
   const out: Scenario[] = [];
   for (const op of ['get', 'set'] as const) {
@@ -37,6 +53,7 @@ export function fullScenarios(): Scenario[] {
       );
     }
   }
+  for (const conns of [100, 1000]) out.push(framing(conns, 1), framing(conns, 4));
   out.push(ws('ws-get-c1000-4k', 'WebSocket single-key get, 1,000 connections, 4 KiB', { op: 'get', valueSize: 4096 }));
   out.push(ws('ws-set-c1000-4k', 'WebSocket single-key set, 1,000 connections, 4 KiB', { op: 'set', valueSize: 4096 }));
   out.push(ws('ws-mix-c1000', 'WebSocket 90/10 get/set mix, 1,000 connections, 100 B', { op: 'mix' }));
@@ -110,6 +127,7 @@ export function fullScenarios(): Scenario[] {
 export function quickScenarios(): Scenario[] {
   return [
     ws('ws-get-c1000', 'WebSocket single-key get, 1,000 connections, 100 B', { op: 'get' }),
+    framing(1000, 1),
     ws('ws-mget100', 'WebSocket bulk get of 100 keys, 50 connections, 100 B', {
       op: 'mget',
       bulk: 100,

@@ -3,8 +3,8 @@ import type { Spread } from '../lib/stats';
 import type { Machine, Versions } from './env';
 import type { Op } from '../loadgen/types';
 
-export type PeerName = 'kvgate' | 'naive' | 'memjs' | 'twemproxy' | 'ceiling' | 'plain-http';
-export const ALL_PEERS: PeerName[] = ['kvgate', 'naive', 'memjs', 'twemproxy', 'ceiling'];
+export type PeerName = 'kvgate' | 'naive' | 'memjs' | 'twemproxy' | 'uws-floor' | 'ceiling' | 'plain-http';
+export const ALL_PEERS: PeerName[] = ['kvgate', 'naive', 'memjs', 'twemproxy', 'uws-floor', 'ceiling'];
 
 export interface SuiteSettings {
   mode: 'quick' | 'full';
@@ -52,6 +52,11 @@ export interface Scenario {
   curve?: { flag: 'window-ms' | 'max-ops'; values: number[] };
   /** flow: which flow-control scenario (bench/suite/flow.ts). */
   flow?: { kind: 'slow-reader' | 'large-mget' | 'hint' | 'nonreaders' };
+  /**
+   * Requests per socket write of the load generator (its `framesPerWrite`): 1 is a browser's one frame per
+   * write; absent or 0 writes a turn's requests together. Applies to every peer driven over a socket.
+   */
+  framesPerWrite?: number;
   /** redis: the Redis peers (bench/suite/redis.ts), whose results go to `extra.peers`. */
   redis?: { peers: string[] };
   note?: string;
@@ -74,8 +79,12 @@ export interface RunMetrics {
   loadgenCpuPct: number;
   loadgenMaxWorkerPct: number;
   loadgenRssMb: number;
-  /** The front process (kvgate, naive, twemproxy, plain http); NaN when there is none. */
+  /** The front process (kvgate, naive, twemproxy, uWS floor, plain http); NaN when there is none. */
   frontCpuPct: number;
+  /** The front's CPU (utime + stime over the window, /proc) per key answered, in µs; NaN without a front. */
+  frontUsPerKey: number;
+  /** The load generator's CPU per key, in µs (all its processes; wrk's for HTTP GET); the suite's own runner sets it. */
+  loadgenUsPerKey?: number;
   frontRssMb: number;
   frontRssPeakMb: number;
   memcachedCpuPct: number;
