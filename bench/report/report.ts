@@ -61,9 +61,17 @@ const dash = (v: number, f: (v: number) => string, wrap = ''): string =>
 const range = (s: Spread | undefined, f: (v: number) => string): string =>
   s && Number.isFinite(s.median) ? `${f(s.median)} (${f(s.min)}–${f(s.max)})` : 'n/a';
 
-/** A load generator pinned to one core that used >= 90% of it is the bottleneck: its figure, not the peer's. */
+/** How many CPUs a taskset list names ("1", "0-1", "0,2-3"). */
+function cpusIn(list: string): number {
+  return list
+    .split(',')
+    .map((part) => part.split('-').map(Number))
+    .reduce((n, [a, b]) => n + (b === undefined ? 1 : b - a + 1), 0);
+}
+
+/** A load generator that used >= 90% of the cores it may use is the bottleneck: its figure, not the peer's. */
 function loadgenBound(p: PeerResult, env: Env): boolean {
-  const cap = env.settings.pin.loadgen ? 100 : env.machine.cores * 100;
+  const cap = (env.settings.pin.loadgen ? cpusIn(env.settings.pin.loadgen) : env.machine.cores) * 100;
   return med(p.summary.loadgenCpuPct) >= 0.9 * cap;
 }
 
@@ -526,7 +534,8 @@ export function writeReport(input: ReportInput): { files: string[]; targets: Tar
   L.push('## Scenarios', '');
   L.push(
     'Columns: throughput in keys/s (a bulk request of 100 keys counts 100); latency per request, from the moment the load generator issued it to the last entry of its answer; ' +
-      'CPU in percent of one core and RSS of the front process (the gateway, twemproxy or the plain http server: "–" when there is none) and of the load generator (all its processes summed; for HTTP GET, wrk\'s CPU), and the CPU of the three memcached; ' +
+      'CPU in percent of one core and RSS of the front process (the gateway, twemproxy, the uWS floor or the plain http server: "–" when there is none) and of the load generator (all its processes summed; for HTTP GET, wrk\'s CPU), and the CPU of the three memcached; ' +
+      "**front µs/key** is the front process's CPU (user + system from /proc over the window) divided by the keys it answered, the figure that decides on a 2-core machine, and load gen µs/key the same for the load generator; " +
       '"other CPU" is what the rest of the machine used meanwhile (other people\'s jobs: noise); ' +
       "requests in flight; every answer checked against what was written (values carry their key's index and a fixed pattern).",
     '',
