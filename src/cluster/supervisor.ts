@@ -7,7 +7,9 @@
  *  - runs the admin listener: /metrics sums the workers' families (prom-client's AggregatorRegistry, by
  *    each family's aggregator) and adds its own (`kvgate_worker_up`, `kvgate_worker_restarts_total`),
  *    /readyz is ready when every worker is, /debug/stats maps each worker to its stats, /admin/reload
- *    asks every worker;
+ *    asks every worker; the console (ops/console.ts): the page from here, /console/data summed over
+ *    the workers (ops/console-merge.ts) with each worker's health, and the key routes (placement, get,
+ *    set, delete) answered by one worker that is up: every worker has the same pools and fleet;
  *  - drains every worker on SIGTERM/SIGINT, then exits; forwards SIGHUP to every worker as a reload.
  * A worker that exits before it first listens fails the whole start (a port taken, a bad setting).
  */

@@ -6,9 +6,12 @@
  *  - GET    /console/data            counters and histograms of every pool and shard, connections, memory
  *  - GET    /console/placement?key=  which pool and shard own a key, and why (route prefix, ketama point)
  *  - GET    /console/key?key=        the value a key holds; PUT sets it (the body, `ttl`, `flags`); DELETE
- * The data routes want the admin role (admin.ts). Keys are the stored keys, as the fleet sees them (no
- * credential's namespace is added), and go through the gateway's own router like any client's item: one
- * small Request collects the one result. Counters are sent as they are; the page turns them into rates.
+ * The data routes want the admin role (admin.ts). consolePageRoutes serves the page alone and consoleApi
+ * builds the data and key routes, so that a supervisor of workers (cluster/supervisor.ts), which holds no
+ * pools, serves the same page, sums its workers' `data()` (console-merge.ts) and hands the key routes to
+ * one worker (consoleForwardRoutes, answered there by `call`). Keys are the stored keys, as the fleet sees
+ * them (no credential's namespace is added), and go through the gateway's own router like any client's
+ * item: one small Request collects the one result. Counters are sent as they are; the page turns them into rates.
  *
  * Why files rather than strings built into the code: the page stays a page (formatted and linted as HTML,
  * CSS and JS, readable in a browser's source view), and the build only copies a folder. A missing file
