@@ -8,7 +8,9 @@
  *  - the key routes are answered by one worker: a value (text and bytes) written, read, placed and
  *    deleted, the same value a client reads on the public port; a body over maxValueBytes is refused;
  *  - a worker that does not answer (SIGSTOP) is listed with its error while the other's data is served;
- *  - with auth on, the data and key routes want the admin role there too; the page is open.
+ *  - with auth on, the data and key routes want the admin role there too; the page is open;
+ *  - in headless Chromium, the unchanged page draws every chart and shard from the summed data, and its
+ *    status line says both workers answered.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +22,7 @@ import { KvHttpClient } from './client';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process';
 import { apiKey } from './helpers/tokens';
 import { until } from './helpers/harness';
+import { browserSkip, startBrowser, type BrowserKit } from './helpers/browser';
 
 interface Hist {
   bounds: number[];
@@ -321,5 +324,54 @@ describe('console with workers and auth on: the data and key routes want the adm
     );
     for (const path of ['/console', '/console/console.js', '/console/console.css'])
       assert.equal((await fetch(`${admin}${path}`)).status, 200, path);
+  });
+});
+
+/** The page globals the wait below reads (the project compiles without the DOM library). */
+interface PageDom {
+  document: {
+    getElementById(id: string): { textContent: string | null } | null;
+    querySelectorAll(sel: string): ArrayLike<{ dataset: Record<string, string | undefined> }>;
+  };
+}
+
+describe('console with workers: in headless Chromium', { skip: browserSkip() }, () => {
+  let kit: BrowserKit;
+  let fleet: LocalFleet;
+  let gw: GatewayProcess;
+
+  before(async () => {
+    [kit, fleet] = await Promise.all([startBrowser(), LocalFleet.start({ count: 2 })]);
+    gw = await spawnGateway({ servers: fleet.servers(), workers: 2 });
+  });
+  after(async () => {
+    await Promise.all([kit?.close(), gw?.kill()]);
+    await fleet?.stop();
+  });
+
+  it('the page draws every chart and both shards from the summed data; the status names both workers', async () => {
+    const context = await kit.browser.newContext();
+    try {
+      const page = await context.newPage();
+      page.setDefaultTimeout(15_000);
+      const problems: string[] = [];
+      page.on('pageerror', (e) => problems.push(e.message));
+      page.on('console', (m) => {
+        if (m.type() === 'error') problems.push(m.text());
+      });
+      const http = new KvHttpClient(`http://127.0.0.1:${gw.port}`);
+      assert.equal((await page.goto(`http://127.0.0.1:${gw.adminPort}/console?interval=300`))?.status(), 200);
+      for (let i = 0; i < 20; i++) await http.set(`cw-page:${i}`, 'v');
+      await page.waitForFunction(() => {
+        const charts = Array.from((globalThis as unknown as PageDom).document.querySelectorAll('.chart'));
+        return charts.length === 9 && charts.every((c) => Number(c.dataset.steps ?? 0) >= 2);
+      });
+      assert.match((await page.textContent('#status')) ?? '', /2 of 2 workers answered/);
+      const shards = await page.$$eval('#shards tbody tr', (rows) => rows.map((r) => r.children[2].textContent));
+      assert.deepEqual(shards, ['up', 'up']);
+      assert.deepEqual(problems, []);
+    } finally {
+      await context.close();
+    }
   });
 });
