@@ -36,7 +36,7 @@ import { answerPreflight } from './front/browser-gate';
 import { Events } from './core/events';
 import { createLogger, loggerSink } from './ops/logger';
 import { startAdmin, type AdminHandlers, type AdminServer } from './ops/admin';
-import { consoleRoutes } from './ops/console';
+import { consoleApi, consoleRoutes, type ConsoleApi } from './ops/console';
 
 export interface StartOptions {
   /** Start the admin listener (config.admin.enabled). A worker process leaves it to its supervisor. */
@@ -76,6 +76,8 @@ export interface Gateway {
   registry: Registry;
   /** The handlers the admin listener serves (a supervisor calls them over IPC for its workers). */
   admin: AdminHandlers;
+  /** The console's data and key routes (a supervisor asks its workers for them over IPC). */
+  console: ConsoleApi;
   /** The configuration running now (a reload replaces it). */
   readonly config: Config;
   /** Every pool, in configuration order (`default` first when the top-level servers make it). */
@@ -401,6 +403,27 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     access: ctx.access,
   });
   const registry = metrics.registry;
+  const opsConsole = consoleApi({
+    router,
+    pools: () => pools,
+    routes: () => current.routes,
+    defaultPool: () => current.defaultPool,
+    tally: ctx.tally,
+    connections: () => ({
+      ws: ctx.gate.ws,
+      http: ctx.gate.http,
+      max: ctx.gate.max,
+      refused: ctx.gate.refused,
+      kicked: ws.counters.stalled,
+    }),
+    buffered: () => ({ used: ctx.budget.used, limit: ctx.budget.limit }),
+    buffers: () => pool.stats(),
+    generation: () => generation,
+    draining: () => ctx.draining,
+    maxValueBytes: () => current.limits.maxValueBytes,
+    ketama: (p, key) => (p.backend instanceof MemcachedBackend ? p.backend.explain(key) : null),
+    spread: (p) => (p.backend instanceof MemcachedBackend ? p.backend.ring.spread() : null),
+  });
   const adminHandlers: AdminHandlers = {
     metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     stats: config.debugStats ? async () => stats() : undefined,
@@ -413,27 +436,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
       return { status: o.status, body: o };
     },
     authorize: (authorization) => ctx.access.admin(authorization),
-    routes: consoleRoutes({
-      router,
-      pools: () => pools,
-      routes: () => current.routes,
-      defaultPool: () => current.defaultPool,
-      tally: ctx.tally,
-      connections: () => ({
-        ws: ctx.gate.ws,
-        http: ctx.gate.http,
-        max: ctx.gate.max,
-        refused: ctx.gate.refused,
-        kicked: ws.counters.stalled,
-      }),
-      buffered: () => ({ used: ctx.budget.used, limit: ctx.budget.limit }),
-      buffers: () => pool.stats(),
-      generation: () => generation,
-      draining: () => ctx.draining,
-      maxValueBytes: () => current.limits.maxValueBytes,
-      ketama: (p, key) => (p.backend instanceof MemcachedBackend ? p.backend.explain(key) : null),
-      spread: (p) => (p.backend instanceof MemcachedBackend ? p.backend.ring.spread() : null),
-    }),
+    routes: consoleRoutes(opsConsole),
   };
   let admin: AdminServer | null = null;
   if (config.admin.enabled && start.admin !== false) {
@@ -648,6 +651,7 @@ export async function startGateway(config: Config, start: StartOptions = {}): Pr
     adminPort: admin?.port ?? 0,
     events,
     admin: adminHandlers,
+    console: opsConsole,
     registry,
     get config(): Config {
       return current;

@@ -9,7 +9,7 @@
  *    (pool, shard, ketama point) is the memcached server that really holds the key, read there directly;
  *    a route prefix names its pool and why;
  *  - with auth on: 401 without a credential, 403 with a client's, 200 with an admin's, on every data route;
- *  - a supervisor of workers answers /console with a 404 that says why;
+ *  - (a supervisor of workers: test/console-workers.test.ts);
  *  - in headless Chromium, while WebSocket clients load the gateway: the page asks for a token (401), then
  *    with one draws every chart, lists every shard, and the inspector finds a key's value and owner; no CSP
  *    violation; a screenshot is saved (dist/test-artifacts/console.png; docs/console.png when
@@ -25,7 +25,6 @@ import { holders } from './helpers/holders';
 import { rawGet, rawSet } from './helpers/mc-raw';
 import { apiKey } from './helpers/tokens';
 import { browserSkip, startBrowser, type BrowserKit } from './helpers/browser';
-import { spawnGateway } from './helpers/gateway-process';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { KvHttpClient, KvWsClient } from './client';
 
@@ -353,29 +352,6 @@ describe('console: with auth on, the data routes want the admin role', () => {
     assert.equal((await new KvHttpClient(h.base, { token: TENANT.key }).get('auth')).hit, false);
     for (const path of ['/console', '/console/console.js', '/console/console.css'])
       assert.equal((await fetch(adminUrl(h, path))).status, 200, path);
-  });
-});
-
-describe('console: a supervisor of workers has none', () => {
-  it('answers /console and /console/data 404 NO_ROUTE saying why', async () => {
-    const fleet = await LocalFleet.start({ count: 1 });
-    try {
-      const gw = await spawnGateway({ servers: fleet.servers(), workers: 2 });
-      try {
-        for (const path of ['/console', '/console/data', `/console/key?${q('k')}`]) {
-          const r = await getJson<{ error: { code: string; message: string } }>(
-            `http://127.0.0.1:${gw.adminPort}${path}`,
-          );
-          assert.equal(r.status, 404, path);
-          assert.equal(r.body.error.code, 'NO_ROUTE');
-          assert.match(r.body.error.message, /single gateway.*workers > 1/);
-        }
-      } finally {
-        await gw.kill();
-      }
-    } finally {
-      await fleet.stop();
-    }
   });
 });
 

@@ -3,17 +3,35 @@
  * carries `kvgate` (its kind), so that anything else on the channel (node:cluster's own) is ignored.
  *
  * supervisor -> worker: `ask` (an admin handler: metrics as prom-client JSON, stats, ready, reload; the
- * answer carries the same `id`), `drain` (drain, then exit 0).
+ * console's data, or one console key route's answer to `call`; the answer carries the same `id`), `drain`
+ * (drain, then exit 0).
  * worker -> supervisor: `listening` (once, when its gateway listens), `answer`.
  */
-import type { AdminAnswer } from '../ops/admin';
+import type { AdminAnswer, AdminRoute } from '../ops/admin';
 
-export type Question = 'metrics' | 'stats' | 'ready' | 'reload';
+export type Question = 'metrics' | 'stats' | 'ready' | 'reload' | 'console-data' | 'console-call';
 
 export interface AskMessage {
   kvgate: 'ask';
   id: number;
   what: Question;
+  /** With `console-call`: the request to one console key route (the channel is JSON: the body as base64). */
+  call?: CallMessage;
+}
+
+export interface CallMessage {
+  method: AdminRoute['method'];
+  path: string;
+  query: string;
+  body64: string;
+}
+
+/** What `console-call` answers: the route's AdminReply, its body as base64 (it may be bytes). */
+export interface CallReply {
+  status: number;
+  contentType: string;
+  body64: string;
+  headers: [string, string][];
 }
 
 export interface DrainMessage {

@@ -7,7 +7,9 @@
  *  - runs the admin listener: /metrics sums the workers' families (prom-client's AggregatorRegistry, by
  *    each family's aggregator) and adds its own (`kvgate_worker_up`, `kvgate_worker_restarts_total`),
  *    /readyz is ready when every worker is, /debug/stats maps each worker to its stats, /admin/reload
- *    asks every worker;
+ *    asks every worker; the console (ops/console.ts): the page from here, /console/data summed over
+ *    the workers (ops/console-merge.ts) with each worker's health, and the key routes (placement, get,
+ *    set, delete) answered by one worker that is up: every worker has the same pools and fleet;
  *  - drains every worker on SIGTERM/SIGINT, then exits; forwards SIGHUP to every worker as a reload.
  * A worker that exits before it first listens fails the whole start (a port taken, a bad setting).
  */
@@ -18,10 +20,25 @@ import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 type WorkerMetrics = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 import type { Config } from '../config/schema';
 import { Events } from '../core/events';
-import { startAdmin, type AdminAnswer, type AdminHandlers, type AdminServer } from '../ops/admin';
-import { noConsoleRoutes } from '../ops/console';
+import { startAdmin, type AdminAnswer, type AdminHandlers, type AdminReply, type AdminServer } from '../ops/admin';
+import {
+  consoleForwardRoutes,
+  consoleJson,
+  consolePageRoutes,
+  type ConsoleCall,
+  type ConsoleData,
+} from '../ops/console';
+import { mergeConsoleData } from '../ops/console-merge';
 import { Access } from '../security/access';
-import { ENV_CONFIG, ENV_NAME, isFromWorker, type Question, type ToWorker } from './protocol';
+import {
+  ENV_CONFIG,
+  ENV_NAME,
+  isFromWorker,
+  type CallMessage,
+  type CallReply,
+  type Question,
+  type ToWorker,
+} from './protocol';
 import { ENV_WORKERS } from './share';
 
 /** How long a question to a worker may take before it counts as unanswered. */
@@ -151,7 +168,7 @@ export async function startSupervisor(config: Config, count: number, events: Eve
     }, delay);
   };
 
-  const ask = (s: Slot, what: Question): Promise<unknown> =>
+  const ask = (s: Slot, what: Question, call?: CallMessage): Promise<unknown> =>
     new Promise((resolve, reject) => {
       const w = s.worker;
       if (w === null || !s.up || !w.isConnected()) {
@@ -164,7 +181,7 @@ export async function startSupervisor(config: Config, count: number, events: Eve
         reject(new Error(`${s.name} did not answer ${what} within ${ASK_TIMEOUT_MS} ms`));
       }, ASK_TIMEOUT_MS);
       s.pending.set(id, { resolve, reject, timer });
-      w.send({ kvgate: 'ask', id, what } satisfies ToWorker);
+      w.send({ kvgate: 'ask', id, what, ...(call === undefined ? {} : { call }) } satisfies ToWorker);
     });
 
   const killAll = (): void => {
@@ -223,6 +240,47 @@ export async function startSupervisor(config: Config, count: number, events: Eve
       }),
     );
 
+  /** A console answer when no worker could give one (the code /admin/reload uses for a worker that is down). */
+  const workerDown = (message: string, extra: Record<string, unknown> = {}): AdminReply =>
+    consoleJson(503, { ...extra, error: { code: 'WORKER_DOWN', message, retry: 'after' } });
+
+  /** /console/data: every worker's, summed (ops/console-merge.ts); a worker that does not answer is listed. */
+  const consoleData = async (): Promise<AdminReply> => {
+    const got = await settled<ConsoleData>('console-data');
+    const workers = got.map((g) => ({
+      name: g.slot.name,
+      pid: g.slot.pid,
+      up: g.slot.up,
+      restarts: g.slot.restarts,
+      ...(g.error === undefined ? {} : { error: g.error }),
+    }));
+    const answers = got.flatMap((g) => (g.value === undefined ? [] : [g.value]));
+    if (answers.length === 0)
+      return workerDown(`no worker answered: ${workers.map((w) => `${w.name}: ${w.error}`).join('; ')}`, { workers });
+    return consoleJson(200, mergeConsoleData(answers, workers, stopping));
+  };
+
+  /**
+   * A console key route: answered by the first worker that is up (placement and values are the same in
+   * every worker). Not retried on another: a PUT that timed out may have been applied.
+   */
+  const consoleCall = async (c: ConsoleCall): Promise<AdminReply> => {
+    const slot = slots.find((s) => s.up);
+    if (slot === undefined) return workerDown('no worker is up');
+    try {
+      const call: CallMessage = { method: c.method, path: c.path, query: c.query, body64: c.body.toString('base64') };
+      const a = (await ask(slot, 'console-call', call)) as CallReply;
+      return {
+        status: a.status,
+        contentType: a.contentType,
+        body: Buffer.from(a.body64, 'base64'),
+        headers: a.headers,
+      };
+    } catch (e) {
+      return workerDown((e as Error).message);
+    }
+  };
+
   // The admin role is checked here, where the admin listener is, with the same credentials the workers hold.
   const access = new Access(config.security);
   const handlers: AdminHandlers = {
@@ -262,10 +320,12 @@ export async function startSupervisor(config: Config, count: number, events: Eve
       return { status, body: { workers: all } };
     },
     authorize: (authorization) => access.admin(authorization),
-    routes: noConsoleRoutes(
-      'the console is served by a single gateway: with workers > 1 each worker has its own pools and counters ' +
-        '(use /metrics and /debug/stats here, or run one worker to use the console)',
-    ),
+    routes: [
+      ...consolePageRoutes(),
+      { method: 'get', path: '/console/data', handle: consoleData },
+      // The supervisor's own bound on a PUT's body; the worker applies its running one again (after a reload).
+      ...consoleForwardRoutes(consoleCall, () => config.limits.maxValueBytes),
+    ],
   };
 
   const reload = async (): Promise<Record<string, AdminAnswer>> => {

@@ -14,11 +14,26 @@ import {
   isToWorker,
   type AnswerMessage,
   type AskMessage,
+  type CallMessage,
+  type CallReply,
   type FromWorker,
 } from './protocol';
 
 function send(m: FromWorker): void {
   process.send?.(m);
+}
+
+/** One console key route's answer to a call the supervisor forwards (bodies as base64 both ways). */
+async function consoleCall(gw: Gateway, call: CallMessage | undefined): Promise<CallReply> {
+  if (call === undefined) throw new Error('console-call without a call');
+  const { method, path, query, body64 } = call;
+  const a = await gw.console.call({ method, path, query, body: Buffer.from(body64, 'base64') });
+  return {
+    status: a.status,
+    contentType: a.contentType,
+    body64: (typeof a.body === 'string' ? Buffer.from(a.body, 'utf8') : a.body).toString('base64'),
+    headers: (a.headers ?? []).map(([k, v]) => [k, v]),
+  };
 }
 
 async function answer(gw: Gateway, q: AskMessage): Promise<void> {
@@ -36,6 +51,12 @@ async function answer(gw: Gateway, q: AskMessage): Promise<void> {
         break;
       case 'reload':
         reply.value = await gw.admin.reload();
+        break;
+      case 'console-data':
+        reply.value = gw.console.data();
+        break;
+      case 'console-call':
+        reply.value = await consoleCall(gw, q.call);
         break;
     }
   } catch (e) {

@@ -6,9 +6,12 @@
  *  - GET    /console/data            counters and histograms of every pool and shard, connections, memory
  *  - GET    /console/placement?key=  which pool and shard own a key, and why (route prefix, ketama point)
  *  - GET    /console/key?key=        the value a key holds; PUT sets it (the body, `ttl`, `flags`); DELETE
- * The data routes want the admin role (admin.ts). Keys are the stored keys, as the fleet sees them (no
- * credential's namespace is added), and go through the gateway's own router like any client's item: one
- * small Request collects the one result. Counters are sent as they are; the page turns them into rates.
+ * The data routes want the admin role (admin.ts). consolePageRoutes serves the page alone and consoleApi
+ * builds the data and key routes, so that a supervisor of workers (cluster/supervisor.ts), which holds no
+ * pools, serves the same page, sums its workers' `data()` (console-merge.ts) and hands the key routes to
+ * one worker (consoleForwardRoutes, answered there by `call`). Keys are the stored keys, as the fleet sees
+ * them (no credential's namespace is added), and go through the gateway's own router like any client's
+ * item: one small Request collects the one result. Counters are sent as they are; the page turns them into rates.
  *
  * Why files rather than strings built into the code: the page stays a page (formatted and linted as HTML,
  * CSS and JS, readable in a browser's source view), and the build only copies a folder. A missing file
@@ -17,6 +20,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorTable, type ErrorCode } from '../core/errors';
+import type { CoalescerStats } from '../core/coalescer';
 import type { Histogram } from '../core/histogram';
 import type { RouteSpec } from '../core/pools';
 import { Request } from '../core/request';
@@ -74,7 +78,7 @@ const fail = (code: ErrorCode, message?: string, extra: Record<string, unknown> 
     error: { code, message: message ?? ErrorTable[code].message, retry: ErrorTable[code].retry },
   });
 
-const hist = (h: Histogram): { bounds: readonly number[]; counts: number[]; sum: number; count: number } => ({
+const hist = (h: Histogram): ConsoleHist => ({
   bounds: h.bounds,
   counts: Array.from(h.counts),
   sum: h.sum,
@@ -122,7 +126,8 @@ function shown(v: Buffer): { value: string; encoding: 'utf8' | 'base64' } {
 
 const hex32 = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
 
-export function consoleRoutes(src: ConsoleSources, dir = join(__dirname, 'console')): AdminRoute[] {
+/** The page's files as routes (no credential: nothing secret), read from `dir` once, at the first request. */
+export function consolePageRoutes(dir = join(__dirname, 'console')): AdminRoute[] {
   const files = new Map<string, Buffer>();
   const file = (name: string): AdminReply => {
     let body = files.get(name);
@@ -139,8 +144,84 @@ export function consoleRoutes(src: ConsoleSources, dir = join(__dirname, 'consol
     }
     return { status: 200, contentType: FILES[name], body, headers: PAGE_HEADERS };
   };
+  return [
+    { method: 'get', path: '/console', open: true, handle: async () => file('index.html') },
+    { method: 'get', path: '/console/', open: true, handle: async () => file('index.html') },
+    { method: 'get', path: '/console/console.js', open: true, handle: async () => file('console.js') },
+    { method: 'get', path: '/console/console.css', open: true, handle: async () => file('console.css') },
+  ];
+}
 
-  const data = (): unknown => {
+/** A histogram as the console sends it: per-bucket counts (not cumulative, the last one +Inf). */
+export interface ConsoleHist {
+  bounds: readonly number[];
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+export interface ConsoleShard extends CoalescerStats {
+  rtt: ConsoleHist;
+}
+
+export interface ConsolePool {
+  name: string;
+  backend: string;
+  prefixes: string[];
+  clientKeys: number;
+  flushKeys: ConsoleHist;
+  flushHold: ConsoleHist;
+  ring: { server: string; share: number; points: number }[] | null;
+  shards: ConsoleShard[];
+}
+
+/** What GET /console/data answers (docs/OPERATIONS.md, "The endpoints"). */
+export interface ConsoleData {
+  at: number;
+  uptimeMs: number;
+  generation: number;
+  draining: boolean;
+  defaultPool: string;
+  routes: readonly RouteSpec[];
+  items: Record<string, Record<string, number>>;
+  connections: ReturnType<ConsoleSources['connections']>;
+  buffered: ReturnType<ConsoleSources['buffered']>;
+  buffers: ReturnType<ConsoleSources['buffers']>;
+  memory: NodeJS.MemoryUsage;
+  pools: ConsolePool[];
+  /** Only from a supervisor (console-merge.ts): each worker's health, and why one did not answer. */
+  workers?: { name: string; pid: number; up: boolean; restarts: number; error?: string }[];
+}
+
+/** The routes one process of the gateway answers itself: everything but the page and /console/data. */
+const KEY_ROUTES: readonly { method: AdminRoute['method']; path: string; body?: true }[] = [
+  { method: 'get', path: '/console/placement' },
+  { method: 'get', path: '/console/key' },
+  { method: 'put', path: '/console/key', body: true },
+  { method: 'del', path: '/console/key' },
+];
+
+/** One request to a key route, as a supervisor hands it to a worker (cluster/protocol.ts). */
+export interface ConsoleCall {
+  method: AdminRoute['method'];
+  path: string;
+  query: string;
+  body: Buffer;
+}
+
+/** One gateway's console: the data it sends, and its data and key routes (not the page: consolePageRoutes). */
+export interface ConsoleApi {
+  data(): ConsoleData;
+  readonly routes: readonly AdminRoute[];
+  /** Answers a call a supervisor forwards, as the admin listener would (413 over the route's maxBody). */
+  call(c: ConsoleCall): Promise<AdminReply>;
+}
+
+/** The body limit admin.ts applies, applied again to a forwarded call (a reload may have lowered it). */
+const tooLarge = (max: number): AdminReply => fail('TOO_LARGE', `the body is over ${max} bytes`);
+
+export function consoleApi(src: ConsoleSources): ConsoleApi {
+  const data = (): ConsoleData => {
     const items: Record<string, Record<string, number>> = {};
     src.tally.forEach((requests, _front, op, outcome, n) => {
       if (requests) return;
@@ -245,12 +326,7 @@ export function consoleRoutes(src: ConsoleSources, dir = join(__dirname, 'consol
     return v === null || v === '' ? 0 : Number(v);
   };
 
-  return [
-    { method: 'get', path: '/console', open: true, handle: async () => file('index.html') },
-    { method: 'get', path: '/console/', open: true, handle: async () => file('index.html') },
-    { method: 'get', path: '/console/console.js', open: true, handle: async () => file('console.js') },
-    { method: 'get', path: '/console/console.css', open: true, handle: async () => file('console.css') },
-    { method: 'get', path: '/console/data', handle: async () => json(200, data()) },
+  const keyRoutes: AdminRoute[] = [
     {
       method: 'get',
       path: '/console/placement',
@@ -290,16 +366,46 @@ export function consoleRoutes(src: ConsoleSources, dir = join(__dirname, 'consol
       }),
     },
   ];
+
+  const routes: AdminRoute[] = [
+    { method: 'get', path: '/console/data', handle: async () => json(200, data()) },
+    ...keyRoutes,
+  ];
+  return {
+    data,
+    routes,
+    async call(c) {
+      const r = keyRoutes.find((k) => k.method === c.method && k.path === c.path);
+      if (r === undefined) return fail('NO_ROUTE', `no console route ${c.method} ${c.path}`);
+      const max = r.maxBody;
+      if (max !== undefined && c.body.length > max) return tooLarge(max);
+      return r.handle({ query: c.query, body: max === undefined ? Buffer.alloc(0) : c.body });
+    },
+  };
+}
+
+/** The whole console of one gateway: the page, /console/data and the key routes. */
+export function consoleRoutes(api: ConsoleApi, dir = join(__dirname, 'console')): AdminRoute[] {
+  return [...consolePageRoutes(dir), ...api.routes];
 }
 
 /**
- * Where no console is served (a supervisor of workers, which holds no pools): /console answers 404 with
- * why, instead of the bare NO_ROUTE of any unknown path.
+ * The key routes of a supervisor of workers (which holds no pools): each request goes whole to one worker
+ * (`forward`), whose answer is sent back as it is. Placement and values are the same in every worker (the
+ * same configuration, the same fleet). `maxBody` is the supervisor's bound on a PUT; the worker applies its
+ * own (running) limit again.
  */
-export function noConsoleRoutes(why: string): AdminRoute[] {
-  const handle = async (): Promise<AdminReply> => fail('NO_ROUTE', why);
-  return [
-    { method: 'get', path: '/console', open: true, handle },
-    { method: 'get', path: '/console/*', open: true, handle },
-  ];
+export function consoleForwardRoutes(
+  forward: (c: ConsoleCall) => Promise<AdminReply>,
+  maxBody: () => number,
+): AdminRoute[] {
+  return KEY_ROUTES.map(({ method, path, body }) => {
+    const r: AdminRoute = { method, path, handle: ({ query, body: b }) => forward({ method, path, query, body: b }) };
+    // A getter, not a value: admin.ts reads it per request.
+    if (body === true) Object.defineProperty(r, 'maxBody', { get: maxBody, enumerable: true });
+    return r;
+  });
 }
+
+/** A console JSON answer (the common headers) for whoever builds one outside this module. */
+export const consoleJson = json;

@@ -279,6 +279,14 @@
     $('status').classList.toggle('error', error);
   }
 
+  /** A supervisor's data carries `workers` (summed over them): how many answered, and why one did not. */
+  function workersText(d) {
+    if (d.workers === undefined) return '';
+    const ok = d.workers.filter((w) => w.error === undefined).length;
+    const bad = d.workers.filter((w) => w.error !== undefined).map((w) => `${w.name}: ${w.error}`);
+    return `; ${ok} of ${d.workers.length} workers answered${bad.length === 0 ? '' : ` (${bad.join('; ')})`}`;
+  }
+
   async function poll() {
     try {
       const { status: code, doc } = await call('GET', '/console/data');
@@ -300,8 +308,9 @@
       for (const c of charts) drawChart(c);
       drawHealth(doc);
       status(
-        `generation ${doc.generation}${doc.draining ? ', draining' : ''}; updated ${new Date(doc.at).toLocaleTimeString()}`,
-        false,
+        `generation ${doc.generation}${doc.draining ? ', draining' : ''}${workersText(doc)}; ` +
+          `updated ${new Date(doc.at).toLocaleTimeString()}`,
+        doc.workers !== undefined && doc.workers.some((w) => w.error !== undefined),
       );
     } catch (e) {
       status(`cannot reach the admin listener: ${e.message}`, true);
