@@ -9,7 +9,14 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { MemcachedBackend } from '../src/backends/memcached';
 import { KetamaRing, type RingServer } from '../src/backends/memcached/ketama';
-import { PlacementCache, slotHash, type PlacementSource } from '../src/backends/memcached/placement-cache';
+import {
+  BYPASS_LOOKUPS,
+  DEFAULT_MAX_CACHED_KEY_BYTES,
+  PlacementCache,
+  TRIAL_LOOKUPS,
+  slotHash,
+  type PlacementSource,
+} from '../src/backends/memcached/placement-cache';
 import { quietEvents } from '../src/core/events';
 import type { MemcachedPoolConfig } from '../src/core/pools';
 import { LocalFleet } from '../src/fleet/local-fleet';
@@ -34,7 +41,7 @@ const keyArb = fc.oneof(
   fc.integer({ min: 0, max: 50 }).map((i) => Buffer.from(`k100:${i}`)),
   fc.uint8Array({ minLength: 0, maxLength: 80 }).map((a) => Buffer.from(a)),
   fc
-    .integer({ min: 62, max: 66 })
+    .integer({ min: DEFAULT_MAX_CACHED_KEY_BYTES - 2, max: DEFAULT_MAX_CACHED_KEY_BYTES + 2 })
     .chain((n) => fc.uint8Array({ minLength: n, maxLength: n }).map((a) => Buffer.from(a))),
   fc.uint8Array({ minLength: 200, maxLength: 250 }).map((a) => Buffer.from(a)),
 );
@@ -135,6 +142,25 @@ describe('PlacementCache', () => {
       assert.equal(cache.lookup(k, 0, k.length), want);
     }
     assert.ok(moved > 100, `the rings disagree on enough keys (${moved})`);
+  });
+
+  it('steps aside while keys do not repeat, and caches again once they do', () => {
+    const src = new CountingSource();
+    const oracle = new CountingSource();
+    const cache = new PlacementCache(src, 1024);
+    const check = (k: Buffer): void => assert.equal(cache.lookup(k, 0, k.length), oracle.lookup(k, 0, k.length));
+    for (let i = 0; i < TRIAL_LOOKUPS; i++) check(Buffer.from(`d:${i}`));
+    assert.equal(cache.bypassing, true, 'a trial of distinct keys stops the caching');
+    const hot = Array.from({ length: 16 }, (_, i) => Buffer.from(`hot:${i}`));
+    const calls = src.calls;
+    for (let i = 0; i < BYPASS_LOOKUPS; i++) check(hot[i % hot.length]);
+    assert.equal(src.calls - calls, BYPASS_LOOKUPS, 'bypassed lookups all go to the ring');
+    assert.equal(cache.bypassing, false);
+    for (let i = 0; i < 2 * TRIAL_LOOKUPS; i++) check(hot[i % hot.length]);
+    assert.equal(cache.bypassing, false, 'a trial of hot keys keeps it caching');
+    const before = src.calls;
+    for (let i = 0; i < 100; i++) check(hot[i % hot.length]);
+    assert.equal(src.calls, before, 'hot keys come from the cache');
   });
 
   it('refuses a slot count that is not a power of two', () => {
