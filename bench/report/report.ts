@@ -71,7 +71,10 @@ function cpusIn(list: string): number {
 
 /** A load generator that used >= 90% of the cores it may use is the bottleneck: its figure, not the peer's. */
 function loadgenBound(p: PeerResult, env: Env): boolean {
-  const cap = (env.settings.pin.loadgen ? cpusIn(env.settings.pin.loadgen) : env.machine.cores) * 100;
+  // A peer's own pinning (the ceiling's generator takes every core) wins over the run's.
+  const own = (p.setup as { loadgenCpus?: string } | undefined)?.loadgenCpus;
+  const list = own ?? env.settings.pin.loadgen;
+  const cap = (list ? cpusIn(list) : env.machine.cores) * 100;
   return med(p.summary.loadgenCpuPct) >= 0.9 * cap;
 }
 

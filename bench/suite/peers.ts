@@ -5,6 +5,7 @@
  * equivalent.
  */
 import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { freePort, type LocalFleet } from '../../src/fleet/local-fleet';
 import { startServer, type ServerProc } from '../lib/proc';
@@ -245,10 +246,26 @@ export class Peers {
       }
       case 'ceiling': {
         const bulk = sc.bulk > 1 ? sc.bulk : 100;
+        // No front process here, so the generator may use every core (pinned to one it saturates first, and
+        // a ratio against a saturated ceiling would flatter the gateway): two processes per core, each with
+        // a connection to every server (a process with no connection would idle).
+        const cores = cpus().length;
+        const workers = Math.max(b.workers, 2 * cores);
         return {
-          opts: { ...common, proto: 'mc', ceiling: true, conns: 2, depth: 4, bulk, localAddresses: [] },
+          opts: {
+            ...common,
+            proto: 'mc',
+            ceiling: true,
+            conns: workers,
+            depth: 4,
+            bulk,
+            localAddresses: [],
+            cpus: cores > 1 ? `0-${cores - 1}` : '',
+            workers,
+          },
           note:
-            `memcached driven directly: 2 connections per server, 4 requests in flight each, ${bulk} keys per request ` +
+            `memcached driven directly by ${workers} generator processes on every core (there is no front to leave a core to): ` +
+            `${workers} connections per server, 4 requests in flight each, ${bulk} keys per request ` +
             `(${sc.op === 'set' || sc.op === 'mset' ? 'pipelined sets' : sc.op === 'mix' ? 'multi-get + pipelined sets, 90/10' : 'classic multi-get'}); not the same concurrency, an upper bound`,
         };
       }
