@@ -4,21 +4,63 @@
  * (`require`), both entries. Node 20 has no global WebSocket, so the browser entry is checked by
  * constructing a client with a WebSocket class given as an option; the /node entry opens a real connection
  * to a gateway through the `ws` peer (linked from this repository's node_modules, as an installed peer).
+ * And a page in headless Chromium imports the installed package by its name (an import map pointing at the
+ * installed `dist/index.mjs`, as a browser app without a bundler would) and talks to the gateway with it.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, normalize } from 'node:path';
 import { startHarness, type Harness } from './helpers/harness';
+import { browserSkip, startBrowser } from './helpers/browser';
 
 const ROOT = join(__dirname, '..', '..');
+
+/** The page of an app without a bundler: an import map names where the installed package's ESM build is. */
+const APP_PAGE =
+  '<!doctype html><html><head><meta charset="utf-8"><title>app</title><script type="importmap">' +
+  '{"imports":{"@kvgate/client":"/node_modules/@kvgate/client/dist/index.mjs"}}</script></head><body></body></html>';
+
+/** Serves the app's page and, read-only, the files of the installed app directory under it. */
+async function startAppServer(app: () => string): Promise<{ origin: string; close(): Promise<void> }> {
+  const server: Server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(APP_PAGE);
+      return;
+    }
+    const file = normalize(join(app(), path));
+    if (!file.startsWith(join(app(), 'node_modules')) || !file.endsWith('.mjs')) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    try {
+      const body = readFileSync(file);
+      res.writeHead(200, { 'content-type': 'text/javascript' });
+      res.end(body);
+    } catch {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
 
 describe('npm pack of @kvgate/client, installed into an empty project', () => {
   let dir: string;
   let h: Harness;
+  let site: { origin: string; close(): Promise<void> };
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'kvgate-client-pack-'));
     const out = execFileSync('npm', ['pack', '--pack-destination', dir, '--json', join(ROOT, 'packages/client')], {
@@ -33,10 +75,12 @@ describe('npm pack of @kvgate/client, installed into an empty project', () => {
       stdio: 'pipe',
     });
     symlinkSync(join(ROOT, 'node_modules', 'ws'), join(app, 'node_modules', 'ws'));
-    h = await startHarness({}, 1);
+    site = await startAppServer(() => app);
+    h = await startHarness({ security: { allowedOrigins: [site.origin] } }, 1);
   });
   after(async () => {
     await h?.stop();
+    await site?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -102,6 +146,35 @@ describe('npm pack of @kvgate/client, installed into an empty project', () => {
     );
     assert.equal(JSON.parse(out).v, 'from cjs');
     assert.deepEqual(JSON.parse(out).made, ['ws://example.invalid/v1/ws', ['kvgate.v1', 'kvgate.bearer.tok']]);
+  });
+
+  it('a page in Chromium imports the installed package by name and uses it', { skip: browserSkip() }, async () => {
+    const kit = await startBrowser();
+    try {
+      const context = await kit.browser.newContext();
+      const page = await context.newPage();
+      page.setDefaultTimeout(15_000);
+      await page.goto(`${site.origin}/`);
+      // Through Function: tsc (CommonJS output) would turn a plain import() into require().
+      const got = await page.evaluate(async (ws: string) => {
+        const load = new Function('u', 'return import(u)') as (u: string) => Promise<typeof import('@kvgate/client')>;
+        const m = await load('@kvgate/client');
+        const c = await m.connect(ws);
+        await c.set('pack:browser', new Uint8Array([0, 1, 254, 255]));
+        const v = await c.get('pack:browser');
+        const miss = await c.get('pack:browser:absent');
+        await c.close();
+        return {
+          v: v === null ? null : Array.from(v),
+          miss,
+          native: typeof (globalThis as Record<string, unknown>).WebSocket,
+        };
+      }, h.wsUrl);
+      assert.deepEqual(got, { v: [0, 1, 254, 255], miss: null, native: 'function' });
+      await context.close();
+    } finally {
+      await kit.close();
+    }
   });
 
   it('installs the kvgate-cli bin (node_modules/.bin), which talks to a gateway', async () => {
