@@ -167,8 +167,10 @@ async function acrossRestart(arg: PageArg): Promise<Record<string, unknown>> {
   out.reconnectedAfterCut = c.stats.reconnects >= 1;
   const reconnects = c.stats.reconnects;
   await g.stopGateway();
-  const during = c.get(`${p}r:k`); // asked while no gateway listens
+  // The close reaches the page a moment after the gateway has stopped: wait for the client to see it.
+  for (let t = 0; t < 500 && c.stats.state === 'open'; t++) await new Promise((r) => setTimeout(r, 10));
   out.stateWhileDown = c.stats.state;
+  const during = c.get(`${p}r:k`); // asked while no gateway listens
   await g.startGateway();
   out.getWhileDown = text(await during);
   await c.set(`${p}r:k`, 'after');
