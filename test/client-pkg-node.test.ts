@@ -215,7 +215,9 @@ describe('@kvgate/client against a gateway', () => {
     const t0 = Date.now();
     const e = await rejectsCode(c.set(`${p}late`, 'late', { wait: 1000, timeout: 100 }), 'TIMEOUT');
     const took = Date.now() - t0;
-    assert.ok(took >= 100 && took < 900, `took ${took} ms`);
+    // libuv measures timers from the loop's cached start-of-turn time, so one may fire a millisecond or two
+    // before Date.now() says 100 ms have passed: the point is that it waited, and not for the gateway.
+    assert.ok(took >= 95 && took < 900, `took ${took} ms`);
     assert.equal(e.source, 'client');
     assert.equal(e.maybeApplied, true);
     assert.equal(e.retry, 'idempotent');
