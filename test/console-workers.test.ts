@@ -18,40 +18,16 @@ import { randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { defaultConfig } from '../src/config/schema';
+import type { ConsoleData, ConsoleShard } from '../src/ops/console';
 import { KvHttpClient } from './client';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process';
 import { apiKey } from './helpers/tokens';
 import { until } from './helpers/harness';
 import { browserSkip, startBrowser, type BrowserKit } from './helpers/browser';
 
-interface Hist {
-  bounds: number[];
-  counts: number[];
-  sum: number;
-  count: number;
-}
-interface ShardData {
-  shard: string;
-  up: boolean;
-  ejected: boolean;
-  keys: number;
-  batches: number;
-  flushes: number;
-  rtt: Hist;
-}
-interface Data {
-  at: number;
-  uptimeMs: number;
-  generation: number;
-  draining: boolean;
-  defaultPool: string;
-  items: Record<string, Record<string, number>>;
-  connections: { ws: number; http: number; max: number };
-  buffered: { used: number; limit: number };
-  memory: { rss: number; heapUsed: number };
-  pools: { name: string; clientKeys: number; flushKeys: Hist; ring: unknown[] | null; shards: ShardData[] }[];
-  workers: { name: string; pid: number; up: boolean; restarts: number; error?: string }[];
-}
+/** The console's own answer type: a supervisor's always carries the workers. */
+type Data = ConsoleData & { workers: NonNullable<ConsoleData['workers']> };
+type ShardData = ConsoleShard;
 interface WorkerStats {
   pid: number;
   up: boolean;
