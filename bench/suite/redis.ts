@@ -28,7 +28,7 @@ import { startWebdis } from '../baselines/webdis';
 import { runWrk, wrkLoadMetrics } from './wrk';
 import { summarize, fmt, type Log, type Runner } from './runner';
 import { ROOT } from './env';
-import type { RunMetrics, Scenario, Summary, SuiteSettings } from './types';
+import type { LoadMetrics, RunMetrics, Scenario, Summary, SuiteSettings } from './types';
 import { ADMIN_HEADERS, describeAuth, kvgateSecurity, storedKey, suiteVariant, tokenFor } from './auth';
 
 export type RedisPeer = 'kvgate-redis' | 'naive-redis' | 'autopipe-redis' | 'webdis' | 'redis-benchmark';
@@ -159,24 +159,7 @@ async function fill(
 }
 
 /** What the load side of a window measured; the CPU side is added by Measure.window. */
-type LoadPart = Pick<
-  RunMetrics,
-  | 'keysPerSec'
-  | 'reqPerSec'
-  | 'p50Ms'
-  | 'p99Ms'
-  | 'p999Ms'
-  | 'maxMs'
-  | 'requests'
-  | 'keys'
-  | 'errors'
-  | 'errorCount'
-  | 'misses'
-  | 'badValues'
-  | 'loadgenCpuPct'
-  | 'loadgenMaxWorkerPct'
-  | 'loadgenRssMb'
->;
+type LoadPart = LoadMetrics;
 
 class Measure {
   constructor(

@@ -103,6 +103,26 @@ export interface RunMetrics {
   valueBytes?: number;
 }
 
+/** What the load side of a window measures (load generator, wrk, redis-benchmark); the CPU side is added after. */
+export type LoadMetrics = Pick<
+  RunMetrics,
+  | 'keysPerSec'
+  | 'reqPerSec'
+  | 'p50Ms'
+  | 'p99Ms'
+  | 'p999Ms'
+  | 'maxMs'
+  | 'requests'
+  | 'keys'
+  | 'errors'
+  | 'errorCount'
+  | 'misses'
+  | 'badValues'
+  | 'loadgenCpuPct'
+  | 'loadgenMaxWorkerPct'
+  | 'loadgenRssMb'
+>;
+
 export type Summary = Partial<Record<keyof RunMetrics, Spread>>;
 
 export interface PeerResult {

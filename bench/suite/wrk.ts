@@ -1,7 +1,7 @@
 /** Runs wrk (pinned like the load generator) and reads its summary line and its CPU time. */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import type { RunMetrics } from './types';
+import type { LoadMetrics } from './types';
 
 export interface WrkResult {
   requests: number;
@@ -23,26 +23,7 @@ const SCRIPT = join(__dirname, '..', '..', '..', 'bench', 'loadgen', 'wrk-get.lu
  * checked per request (misses and bad values are checked before the run, not counted by wrk), and wrk's
  * own CPU as the load generator's.
  */
-export function wrkLoadMetrics(
-  w: WrkResult,
-): Pick<
-  RunMetrics,
-  | 'keysPerSec'
-  | 'reqPerSec'
-  | 'p50Ms'
-  | 'p99Ms'
-  | 'p999Ms'
-  | 'maxMs'
-  | 'requests'
-  | 'keys'
-  | 'errors'
-  | 'errorCount'
-  | 'misses'
-  | 'badValues'
-  | 'loadgenCpuPct'
-  | 'loadgenMaxWorkerPct'
-  | 'loadgenRssMb'
-> {
+export function wrkLoadMetrics(w: WrkResult): LoadMetrics {
   return {
     keysPerSec: w.reqPerSec,
     reqPerSec: w.reqPerSec,
