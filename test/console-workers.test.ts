@@ -23,6 +23,7 @@ import { KvHttpClient } from './client';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process';
 import { apiKey } from './helpers/tokens';
 import { until } from './helpers/harness';
+import { adminRoutes, q } from './helpers/console-routes';
 import { browserSkip, startBrowser, type BrowserKit } from './helpers/browser';
 
 /** The console's own answer type: a supervisor's always carries the workers. */
@@ -35,7 +36,6 @@ interface WorkerStats {
 }
 
 const MAX_VALUE = 4096;
-const q = (key: string): string => `key=${encodeURIComponent(key)}`;
 
 async function getJson<T>(url: string, init: RequestInit = {}): Promise<{ status: number; body: T; res: Response }> {
   const res = await fetch(url, init);
@@ -277,13 +277,7 @@ describe('console with workers and auth on: the data and key routes want the adm
   it('401 without a credential, 403 with a client key, 200 with the admin key; the page is open', async () => {
     const admin = `http://127.0.0.1:${gw.adminPort}`;
     const key = 'tenantA:cw-auth';
-    const routes: [string, string, string?][] = [
-      ['GET', '/console/data'],
-      ['GET', `/console/placement?${q(key)}`],
-      ['PUT', `/console/key?${q(key)}`, 'v'],
-      ['GET', `/console/key?${q(key)}`],
-      ['DELETE', `/console/key?${q(key)}`],
-    ];
+    const routes = adminRoutes(key);
     for (const [method, path, body] of routes) {
       const what = `${method} ${path}`;
       assert.equal((await fetch(`${admin}${path}`, { method, body })).status, 401, what);

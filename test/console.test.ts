@@ -24,6 +24,7 @@ import { startHarness, type Harness } from './helpers/harness';
 import { holders } from './helpers/holders';
 import { rawGet, rawSet } from './helpers/mc-raw';
 import { apiKey } from './helpers/tokens';
+import { adminRoutes, q } from './helpers/console-routes';
 import { browserSkip, startBrowser, type BrowserKit } from './helpers/browser';
 import { LocalFleet } from '../src/fleet/local-fleet';
 import { KvHttpClient, KvWsClient } from './client';
@@ -84,7 +85,6 @@ interface Placement {
 const adminUrl = (h: { gw: { adminPort: number } }, path: string): string =>
   `http://127.0.0.1:${h.gw.adminPort}${path}`;
 const bearer = (t: string): Record<string, string> => ({ authorization: `Bearer ${t}` });
-const q = (key: string): string => `key=${encodeURIComponent(key)}`;
 
 async function getJson<T>(url: string, init: RequestInit = {}): Promise<{ status: number; body: T; res: Response }> {
   const res = await fetch(url, init);
@@ -326,13 +326,7 @@ describe('console: with auth on, the data routes want the admin role', () => {
 
   it('401 without a credential, 403 with a client key, 200 with the admin key; the page itself is open', async () => {
     const key = 'tenantA:auth';
-    const routes: [string, string, string?][] = [
-      ['GET', '/console/data'],
-      ['GET', `/console/placement?${q(key)}`],
-      ['PUT', `/console/key?${q(key)}`, 'v'],
-      ['GET', `/console/key?${q(key)}`],
-      ['DELETE', `/console/key?${q(key)}`],
-    ];
+    const routes = adminRoutes(key);
     for (const [method, path, body] of routes) {
       const what = `${method} ${path}`;
       const none = await fetch(adminUrl(h, path), { method, body });
