@@ -5,7 +5,7 @@
  * equivalent.
  */
 import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { freePort, type LocalFleet } from '../../src/fleet/local-fleet';
 import { startServer, type ServerProc } from '../lib/proc';
@@ -249,7 +249,7 @@ export class Peers {
         // No front process here, so the generator may use every core (pinned to one it saturates first, and
         // a ratio against a saturated ceiling would flatter the gateway): two processes per core, each with
         // a connection to every server (a process with no connection would idle).
-        const cores = cpus().length;
+        const cores = availableParallelism();
         const workers = Math.max(b.workers, 2 * cores);
         return {
           opts: {
